@@ -1,0 +1,1 @@
+//! xfer-data: see the crate description. Built out by its own issue.

@@ -1,0 +1,1 @@
+//! xfer-losses: see the crate description. Built out by its own issue.

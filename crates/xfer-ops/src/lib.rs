@@ -1,0 +1,31 @@
+//! Tensor primitives that candle 0.11 lacks or gets wrong, each with a backward pass that
+//! is checked against finite differences.
+//!
+//! - [`grad_reverse()`]: the gradient reversal layer of DANN (Ganin & Lempitsky, 2015).
+//! - [`conv2d`], [`max_pool2d`], [`avg_pool2d`], [`adaptive_avg_pool2d`]: convolution and pooling.
+//! - [`softmax`], [`log_softmax`], [`layer_norm`], [`batch_norm_train`]: normalisations whose
+//!   gradients reach every input (candle's fused kernels drop them).
+//! - [`ParamSnapshot`]: frozen deep copies of named tensors (L2-SP anchors, teachers).
+//! - [`SeededRng`]: our own seeded generator (candle's CPU RNG cannot be seeded).
+//! - [`grad`]: global norm, clip-by-norm and non-finite checks over named gradients.
+//! - [`device`]: device selection.
+
+pub mod conv;
+pub mod device;
+pub mod error;
+pub mod grad;
+pub mod grad_reverse;
+pub mod norm;
+pub mod pool;
+pub mod rng;
+pub mod snapshot;
+
+pub use conv::{Conv2dConfig, conv2d};
+pub use device::{DevicePreference, select_device};
+pub use error::{OpsError, Result};
+pub use grad::{clip_grad_norm, first_non_finite, global_grad_norm};
+pub use grad_reverse::grad_reverse;
+pub use norm::{batch_norm_train, layer_norm, log_softmax, softmax};
+pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d};
+pub use rng::SeededRng;
+pub use snapshot::ParamSnapshot;

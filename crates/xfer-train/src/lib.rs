@@ -1,0 +1,1 @@
+//! xfer-train: see the crate description. Built out by its own issue.
