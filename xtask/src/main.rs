@@ -8,6 +8,7 @@
 use std::process::{Command, ExitCode};
 
 mod build;
+mod cuda;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,7 +38,8 @@ const USAGE: &str = "usage: cargo xtask <task>
   ci                         fmt, clippy, tests, docs, examples (what CI runs)
   test [ARGS...]             cargo test --workspace [ARGS...]
   demo [ARGS...]             cargo run --release --example quickstart -- [ARGS...]
-  build --cpu|--cuda|--metal build the workspace with that backend";
+  build --cpu|--cuda|--metal [--release] [--cuda-wheels DIR] [--fetch]
+                             build the workspace with that backend";
 
 /// Runs `cargo` with `args` (and extra environment), failing with the command line.
 pub(crate) fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {

@@ -1,0 +1,322 @@
+//! Finding (or assembling) a CUDA toolkit for `--features cuda`.
+//!
+//! Order: `CUDA_HOME` / `CUDA_PATH`, the usual system places and `nvcc` on `PATH`, then
+//! NVIDIA's Python wheels — a folder given with `--cuda-wheels DIR`, a toolkit already
+//! unpacked under `target/cuda-toolkit/`, or wheels fetched with `pip download` when the user
+//! passes `--fetch`. A wheel toolkit has no driver library, so a link stub `libcuda.so` is
+//! generated from the symbols cudarc needs (the real one comes with the driver at run time).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The wheels of the CUDA 13.0 toolkit parts candle needs (see docs/gpu.md).
+pub const WHEELS: &[&str] = &[
+    "nvidia-cuda-nvcc==13.0.88",
+    "nvidia-nvvm==13.0.88",
+    "nvidia-cuda-crt==13.0.88",
+    "nvidia-cuda-runtime==13.0.96",
+    "nvidia-cuda-nvrtc==13.0.88",
+    "nvidia-cuda-cccl==13.0.85",
+    "nvidia-curand>=10.4,<10.5",
+    "nvidia-cublas==13.0.2.14",
+];
+
+/// A located toolkit: its root (with `bin/nvcc`) and, for wheel toolkits, a folder of link
+/// names (and the driver stub) to pass to the linker.
+#[derive(Debug, Clone)]
+pub struct Toolkit {
+    /// Root folder holding `bin/nvcc`, `include/`, `lib/`.
+    pub root: PathBuf,
+    /// Whether it came from wheels (then [`prepare_link_dir`] must run before linking).
+    pub from_wheels: bool,
+}
+
+/// Options from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct FindOptions {
+    /// `--cuda-wheels DIR`.
+    pub wheels_dir: Option<PathBuf>,
+    /// `--fetch`: allow `pip download` into `target/cuda-toolkit/wheels`.
+    pub fetch: bool,
+}
+
+/// The one-line message for a missing toolkit.
+pub const MISSING: &str = "CUDA toolkit not found: no nvcc in CUDA_HOME, CUDA_PATH, /usr/local/cuda or PATH, and no wheels; \
+install the CUDA toolkit and set CUDA_HOME=<toolkit root> (and CUDA_COMPUTE_CAP, e.g. 90 for H100), \
+or pass --cuda-wheels DIR, or --fetch to download NVIDIA's CUDA 13.0 wheels with pip";
+
+fn has_nvcc(root: &Path) -> bool {
+    root.join("bin").join("nvcc").is_file()
+}
+
+fn toolkit_dir() -> PathBuf {
+    crate::workspace_root().join("target").join("cuda-toolkit")
+}
+
+/// A system toolkit: `CUDA_HOME`, `CUDA_PATH`, usual places, `nvcc` on `PATH`.
+pub fn find_system() -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = [
+        "CUDA_HOME",
+        "CUDA_PATH",
+        "CUDA_ROOT",
+        "CUDA_TOOLKIT_ROOT_DIR",
+    ]
+    .iter()
+    .filter_map(|k| std::env::var_os(k).map(PathBuf::from))
+    .collect();
+    candidates.extend(["/usr/local/cuda", "/opt/cuda", "/usr/lib/cuda"].map(PathBuf::from));
+    if let Some(p) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&p) {
+            if dir.join("nvcc").is_file()
+                && let Some(root) = dir.parent()
+            {
+                candidates.push(root.to_path_buf());
+            }
+        }
+    }
+    candidates.into_iter().find(|c| has_nvcc(c))
+}
+
+/// Locates a toolkit in the documented order.
+pub fn find(opts: &FindOptions) -> Result<Toolkit, String> {
+    if let Some(root) = find_system() {
+        return Ok(Toolkit {
+            root,
+            from_wheels: false,
+        });
+    }
+    let unpacked = toolkit_dir().join("root");
+    if let Some(dir) = &opts.wheels_dir {
+        if !dir.is_dir() {
+            return Err(format!("--cuda-wheels {}: not a folder", dir.display()));
+        }
+        if let Some(root) = wheel_root(dir) {
+            return finish_wheels(root);
+        }
+        unpack_wheels(dir, &unpacked)?;
+        return wheel_root(&unpacked)
+            .ok_or_else(|| {
+                format!(
+                    "--cuda-wheels {}: no nvidia/cu*/bin/nvcc after unpacking the wheels",
+                    dir.display()
+                )
+            })
+            .and_then(finish_wheels);
+    }
+    if let Some(root) = wheel_root(&unpacked) {
+        return finish_wheels(root);
+    }
+    if opts.fetch {
+        let wheels = toolkit_dir().join("wheels");
+        fetch_wheels(&wheels)?;
+        unpack_wheels(&wheels, &unpacked)?;
+        return wheel_root(&unpacked)
+            .ok_or_else(|| "the fetched wheels hold no nvidia/cu*/bin/nvcc".to_string())
+            .and_then(finish_wheels);
+    }
+    Err(MISSING.to_string())
+}
+
+fn finish_wheels(root: PathBuf) -> Result<Toolkit, String> {
+    for sub in ["bin", "nvvm/bin"] {
+        if let Ok(rd) = std::fs::read_dir(root.join(sub)) {
+            for e in rd.flatten() {
+                make_executable(&e.path());
+            }
+        }
+    }
+    Ok(Toolkit {
+        root,
+        from_wheels: true,
+    })
+}
+
+#[cfg(unix)]
+fn make_executable(p: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(p)
+        && m.is_file()
+    {
+        let mut perm = m.permissions();
+        perm.set_mode(perm.mode() | 0o755);
+        let _ = std::fs::set_permissions(p, perm);
+    }
+}
+
+#[cfg(not(unix))]
+fn make_executable(_: &Path) {}
+
+/// `DIR/nvidia/cu*/` holding `bin/nvcc`, if any.
+fn wheel_root(dir: &Path) -> Option<PathBuf> {
+    let nv = dir.join("nvidia");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&nv)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("cu"))
+                && has_nvcc(p)
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+fn run(cmd: &mut Command, what: &str) -> Result<(), String> {
+    let out = cmd
+        .output()
+        .map_err(|e| format!("{what}: could not start: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        Err(format!("{what} failed ({}): {last}", out.status))
+    }
+}
+
+fn fetch_wheels(dest: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    eprintln!(
+        "xtask: downloading NVIDIA CUDA 13.0 wheels into {}",
+        dest.display()
+    );
+    let mut cmd = Command::new("python3");
+    cmd.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+        .args([
+            "--platform",
+            "manylinux_2_27_x86_64",
+            "--platform",
+            "manylinux2014_x86_64",
+        ])
+        .args([
+            "--platform",
+            "manylinux_2_17_x86_64",
+            "--python-version",
+            "3.11",
+        ])
+        .args(WHEELS)
+        .arg("-d")
+        .arg(dest);
+    run(&mut cmd, "pip download of the CUDA wheels")
+}
+
+fn unpack_wheels(wheels: &Path, dest: &Path) -> Result<(), String> {
+    let mut list: Vec<PathBuf> = std::fs::read_dir(wheels)
+        .map_err(|e| format!("{}: {e}", wheels.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "whl"))
+        .collect();
+    if list.is_empty() {
+        return Err(format!("{}: no .whl files", wheels.display()));
+    }
+    list.sort();
+    std::fs::create_dir_all(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    for whl in list {
+        let mut cmd = Command::new("python3");
+        cmd.args(["-m", "zipfile", "-e"]).arg(&whl).arg(dest);
+        run(&mut cmd, &format!("unpacking {}", whl.display()))?;
+    }
+    Ok(())
+}
+
+/// Builds the link folder for a wheel toolkit: unversioned symlinks to the toolkit's
+/// libraries and a stub `libcuda.so` exporting every `cu*` symbol the built cudarc needs.
+/// `deps_dir` is `target/<profile>/deps` of a build that compiled cudarc.
+pub fn prepare_link_dir(tk: &Toolkit, deps_dir: &Path) -> Result<PathBuf, String> {
+    let link = toolkit_dir().join("link");
+    std::fs::create_dir_all(&link).map_err(|e| format!("{}: {e}", link.display()))?;
+    let lib = tk.root.join("lib");
+    for name in [
+        "libnvrtc",
+        "libcublas",
+        "libcublasLt",
+        "libcudart",
+        "libcurand",
+    ] {
+        let target = std::fs::read_dir(&lib)
+            .map_err(|e| format!("{}: {e}", lib.display()))?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&format!("{name}.so.")))
+            })
+            .min_by_key(|p| p.as_os_str().len())
+            .ok_or_else(|| format!("{}: no {name}.so.* in the toolkit", lib.display()))?;
+        let l = link.join(format!("{name}.so"));
+        let _ = std::fs::remove_file(&l);
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(&target, &l).map_err(|e| format!("{}: {e}", l.display()))?;
+    }
+    let rlib = std::fs::read_dir(deps_dir)
+        .map_err(|e| format!("{}: {e}", deps_dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("libcudarc-") && n.ends_with(".rlib"))
+        })
+        .ok_or_else(|| {
+            format!(
+                "{}: no libcudarc-*.rlib (build the libraries first)",
+                deps_dir.display()
+            )
+        })?;
+    let work = link.join("objs");
+    let _ = std::fs::remove_dir_all(&work);
+    std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    run(
+        Command::new("ar").arg("x").arg(&rlib).current_dir(&work),
+        "ar x libcudarc",
+    )?;
+    let objs: Vec<PathBuf> = std::fs::read_dir(&work)
+        .map_err(|e| format!("{}: {e}", work.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "o"))
+        .collect();
+    let out = Command::new("nm")
+        .arg("-u")
+        .args(&objs)
+        .output()
+        .map_err(|e| format!("nm: could not start: {e}"))?;
+    let mut syms: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last())
+        .filter(|s| s.starts_with("cu") && s.chars().nth(2).is_some_and(|c| c.is_ascii_uppercase()))
+        .map(|s| s.split('@').next().unwrap_or(s).to_string())
+        .collect();
+    syms.sort();
+    syms.dedup();
+    if syms.is_empty() {
+        return Err(format!(
+            "{}: cudarc needs no cu* driver symbols? (nm found none)",
+            rlib.display()
+        ));
+    }
+    let stub_c = link.join("stub.c");
+    let body: String = syms
+        .iter()
+        .map(|s| format!("void {s}(void){{}}\n"))
+        .collect();
+    std::fs::write(&stub_c, body).map_err(|e| format!("{}: {e}", stub_c.display()))?;
+    run(
+        Command::new("gcc")
+            .args(["-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o"])
+            .arg(link.join("libcuda.so"))
+            .arg(&stub_c),
+        "gcc (libcuda.so link stub)",
+    )?;
+    let _ = std::fs::remove_dir_all(&work);
+    Ok(link)
+}
