@@ -11,10 +11,11 @@ pub fn global_grad_norm<'a>(
     let mut total = 0f64;
     for v in vars {
         if let Some(g) = grads.get(v.as_tensor()) {
+            // Accumulate in f64 so large f32/f16 gradients do not overflow when squared.
             total += g
+                .to_dtype(candle_core::DType::F64)?
                 .sqr()?
                 .sum_all()?
-                .to_dtype(candle_core::DType::F64)?
                 .to_scalar::<f64>()?;
         }
     }
@@ -22,7 +23,8 @@ pub fn global_grad_norm<'a>(
 }
 
 /// Scales every gradient by `min(1, max_norm / ‖g‖)` so the global norm is at most `max_norm`.
-/// Returns the norm before clipping.
+/// Returns the norm before clipping. A non-finite norm leaves the gradients untouched (check
+/// with [`first_non_finite`] which parameter is to blame).
 pub fn clip_grad_norm<'a>(
     grads: &mut GradStore,
     vars: impl IntoIterator<Item = &'a Var> + Clone,
@@ -56,11 +58,21 @@ pub fn first_non_finite<'a>(
 }
 
 /// Whether every element of `t` is finite.
+///
+/// A NaN anywhere makes the sum of `|t|` NaN; an infinity makes the maximum of `|t|` infinite.
+/// (The sum alone would call a tensor of large finite values infinite when it overflows.)
 pub fn is_finite(t: &Tensor) -> crate::Result<bool> {
-    let s = t
-        .abs()?
+    if t.elem_count() == 0 {
+        return Ok(true);
+    }
+    let a = t.abs()?.flatten_all()?;
+    let sum = a
         .sum_all()?
         .to_dtype(candle_core::DType::F64)?
         .to_scalar::<f64>()?;
-    Ok(s.is_finite())
+    let max = a
+        .max(0)?
+        .to_dtype(candle_core::DType::F64)?
+        .to_scalar::<f64>()?;
+    Ok(!sum.is_nan() && max.is_finite())
 }

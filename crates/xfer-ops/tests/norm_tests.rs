@@ -1,0 +1,250 @@
+//! softmax, log_softmax, layer_norm, batch_norm_train: values against direct formulas,
+//! gradients against finite differences, gradients reaching the parameters before and inside
+//! the layer (where candle's fused kernels drop them), errors naming the shapes.
+
+mod common;
+
+use candle_core::{D, DType, Device, Module, Tensor, Var};
+use common::{check_gradients, max_rel_diff, randn, values};
+use xfer_ops::{OpsError, SeededRng, batch_norm_train, layer_norm, log_softmax, softmax};
+
+fn wrap<T>(r: xfer_ops::Result<T>) -> candle_core::Result<T> {
+    r.map_err(candle_core::Error::wrap)
+}
+
+fn rows(t: &Tensor) -> Vec<Vec<f64>> {
+    let d = t.dim(D::Minus1).unwrap();
+    values(t).chunks(d).map(|c| c.to_vec()).collect()
+}
+
+#[test]
+fn softmax_and_log_softmax_match_the_formula() {
+    let mut rng = SeededRng::new(20);
+    let x = (randn(&mut rng, &[2, 3, 7]) * 4.0).unwrap();
+    let s = softmax(&x).unwrap();
+    let ls = log_softmax(&x).unwrap();
+    assert_eq!(s.dims(), x.dims());
+    for ((xr, sr), lr) in rows(&x).iter().zip(rows(&s)).zip(rows(&ls)) {
+        let z: f64 = xr.iter().map(|v| v.exp()).sum();
+        for ((xv, sv), lv) in xr.iter().zip(&sr).zip(&lr) {
+            assert!((sv - xv.exp() / z).abs() < 1e-14);
+            assert!((lv - (xv - z.ln())).abs() < 1e-12);
+        }
+        assert!((sr.iter().sum::<f64>() - 1.0).abs() < 1e-14);
+    }
+}
+
+#[test]
+fn softmax_is_stable_for_large_logits() {
+    let x = Tensor::new(&[[1000f32, 1001.0, 999.0], [-1e4, 0.0, -1e4]], &Device::Cpu).unwrap();
+    let s = values(&softmax(&x).unwrap());
+    let ls = values(&log_softmax(&x).unwrap());
+    assert!(s.iter().chain(&ls).all(|v| v.is_finite()));
+    assert!((s[1] - 0.665_240_955_774_821_6).abs() < 1e-6);
+    assert!((ls[1] + 0.407_605_964_444_380_1).abs() < 1e-5);
+    assert!((s[4] - 1.0).abs() < 1e-7 && s[3] == 0.0);
+}
+
+#[test]
+fn softmax_gradient_matches_finite_differences() {
+    let mut rng = SeededRng::new(21);
+    let x = randn(&mut rng, &[3, 2, 5]);
+    check_gradients(|v| wrap(softmax(&v[0])), &[x], 1e-8, 1e-6);
+}
+
+#[test]
+fn log_softmax_gradient_matches_finite_differences() {
+    let mut rng = SeededRng::new(22);
+    let x = randn(&mut rng, &[4, 6]);
+    check_gradients(|v| wrap(log_softmax(&v[0])), &[x], 1e-8, 1e-6);
+}
+
+#[test]
+fn layer_norm_normalises_each_row_then_scales_and_shifts() {
+    let mut rng = SeededRng::new(23);
+    let x = randn(&mut rng, &[3, 4, 9]).affine(3.0, 2.0).unwrap();
+    let ones = Tensor::ones(9, DType::F64, &Device::Cpu).unwrap();
+    let zeros = Tensor::zeros(9, DType::F64, &Device::Cpu).unwrap();
+    let eps = 1e-5;
+    let y = layer_norm(&x, &ones, &zeros, eps).unwrap();
+    for (xr, yr) in rows(&x).iter().zip(rows(&y)) {
+        let n = xr.len() as f64;
+        let mu = xr.iter().sum::<f64>() / n;
+        let var = xr.iter().map(|v| (v - mu).powi(2)).sum::<f64>() / n;
+        for (xv, yv) in xr.iter().zip(&yr) {
+            assert!((yv - (xv - mu) / (var + eps).sqrt()).abs() < 1e-12);
+        }
+    }
+    let g = randn(&mut rng, &[9]);
+    let b = randn(&mut rng, &[9]);
+    let yg = layer_norm(&x, &g, &b, eps).unwrap();
+    let want = y.broadcast_mul(&g).unwrap().broadcast_add(&b).unwrap();
+    assert!(max_rel_diff(&yg, &want) < 1e-12);
+}
+
+#[test]
+fn layer_norm_gradients_match_finite_differences() {
+    let mut rng = SeededRng::new(24);
+    let x = randn(&mut rng, &[2, 3, 6]);
+    let g = randn(&mut rng, &[6]);
+    let b = randn(&mut rng, &[6]);
+    check_gradients(
+        |v| wrap(layer_norm(&v[0], &v[1], &v[2], 1e-5)),
+        &[x, g, b],
+        1e-7,
+        1e-6,
+    );
+}
+
+/// `x W` → layer norm(γ, β) → softmax → `Σ r ⊙ ·`: W before the layer, γ and β inside it all
+/// get gradients equal to the finite differences.
+#[test]
+fn gradients_reach_parameters_before_and_inside_layer_norm_and_softmax() {
+    let mut rng = SeededRng::new(25);
+    let x = randn(&mut rng, &[4, 3]);
+    let w = randn(&mut rng, &[3, 5]);
+    let g = randn(&mut rng, &[5]);
+    let b = randn(&mut rng, &[5]);
+    check_gradients(
+        |v| {
+            let h = x.matmul(&v[0])?;
+            let h = wrap(layer_norm(&h, &v[1], &v[2], 1e-5))?;
+            wrap(softmax(&h))
+        },
+        &[w, g, b],
+        1e-8,
+        1e-6,
+    );
+}
+
+/// Documented contrast: candle-nn's fused `LayerNorm` and `softmax_last_dim` have no backward,
+/// so the same network gives no gradient at all to W, γ or β (silently, no error).
+#[test]
+fn candle_fused_layer_norm_and_softmax_drop_the_gradients_ours_keep() {
+    let mut rng = SeededRng::new(26);
+    let x = randn_f32(&mut rng, &[4, 3]);
+    let w = Var::from_tensor(&randn_f32(&mut rng, &[3, 5])).unwrap();
+    let g = Var::from_tensor(&randn_f32(&mut rng, &[5])).unwrap();
+    let b = Var::from_tensor(&randn_f32(&mut rng, &[5])).unwrap();
+    let r = randn_f32(&mut rng, &[4, 5]);
+
+    let h = x.matmul(w.as_tensor()).unwrap();
+    let ln = candle_nn::LayerNorm::new(g.as_tensor().clone(), b.as_tensor().clone(), 1e-5);
+    let y = candle_nn::ops::softmax_last_dim(&ln.forward(&h).unwrap()).unwrap();
+    let grads = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    for v in [&w, &g, &b] {
+        assert!(
+            grads.get(v.as_tensor()).is_none(),
+            "candle now passes gradients"
+        );
+    }
+
+    let y = softmax(&layer_norm(&h, g.as_tensor(), b.as_tensor(), 1e-5).unwrap()).unwrap();
+    let grads = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    for v in [&w, &g, &b] {
+        let gv = values(grads.get(v.as_tensor()).expect("gradient missing"));
+        assert!(gv.iter().any(|x| x.abs() > 1e-6));
+    }
+}
+
+fn randn_f32(rng: &mut SeededRng, s: &[usize]) -> Tensor {
+    common::randn_dtype(rng, s, DType::F32)
+}
+
+#[test]
+fn batch_norm_train_uses_batch_statistics_per_channel() {
+    let mut rng = SeededRng::new(27);
+    let x = randn(&mut rng, &[4, 3, 2, 5]).affine(2.0, 1.0).unwrap();
+    let g = randn(&mut rng, &[3]);
+    let b = randn(&mut rng, &[3]);
+    let eps = 1e-5;
+    let (y, mu, var_unbiased) = batch_norm_train(&x, &g, &b, eps).unwrap();
+    assert_eq!(y.dims(), x.dims());
+    assert_eq!(mu.dims(), [3]);
+    assert_eq!(var_unbiased.dims(), [3]);
+    let (xv, yv) = (values(&x), values(&y));
+    let (gv, bv) = (values(&g), values(&b));
+    for c in 0..3 {
+        let idx: Vec<usize> = (0..4)
+            .flat_map(|n| (0..10).map(move |k| (n * 3 + c) * 10 + k))
+            .collect();
+        let m = idx.iter().map(|&i| xv[i]).sum::<f64>() / 40.0;
+        let v = idx.iter().map(|&i| (xv[i] - m).powi(2)).sum::<f64>() / 40.0;
+        assert!((values(&mu)[c] - m).abs() < 1e-12);
+        assert!((values(&var_unbiased)[c] - v * 40.0 / 39.0).abs() < 1e-12);
+        for &i in &idx {
+            let want = (xv[i] - m) / (v + eps).sqrt() * gv[c] + bv[c];
+            assert!((yv[i] - want).abs() < 1e-12);
+        }
+    }
+    assert!(!mu.track_op() && !var_unbiased.track_op());
+}
+
+#[test]
+fn batch_norm_train_gradients_match_finite_differences() {
+    let mut rng = SeededRng::new(28);
+    for shape in [vec![5, 3], vec![3, 2, 3, 2]] {
+        let x = randn(&mut rng, &shape);
+        let g = randn(&mut rng, &[shape[1]]);
+        let b = randn(&mut rng, &[shape[1]]);
+        check_gradients(
+            |v| Ok(wrap(batch_norm_train(&v[0], &v[1], &v[2], 1e-5))?.0),
+            &[x, g, b],
+            1e-7,
+            1e-6,
+        );
+    }
+}
+
+#[test]
+fn batch_norm_train_matches_candle_nn_batch_norm() {
+    let mut rng = SeededRng::new(29);
+    let x = randn(&mut rng, &[6, 4, 3, 3]);
+    let g = randn(&mut rng, &[4]);
+    let b = randn(&mut rng, &[4]);
+    let (y, _, _) = batch_norm_train(&x, &g, &b, 1e-5).unwrap();
+    let z = Tensor::zeros(4, DType::F64, &Device::Cpu).unwrap();
+    let o = Tensor::ones(4, DType::F64, &Device::Cpu).unwrap();
+    let bn = candle_nn::BatchNorm::new(4, z, o, g.clone(), b.clone(), 1e-5).unwrap();
+    let want = bn.forward_train(&x).unwrap();
+    assert!(max_rel_diff(&y, &want) < 1e-12);
+}
+
+fn shape_msg(e: OpsError, op: &str) -> String {
+    match e {
+        OpsError::Shape { op: o, msg } => {
+            assert_eq!(o, op);
+            msg
+        }
+        other => panic!("expected a shape error, got {other:?}"),
+    }
+}
+
+#[test]
+fn norms_reject_wrong_shapes_naming_them() {
+    let dev = Device::Cpu;
+    let z = |s: &[usize]| Tensor::zeros(s, DType::F32, &dev).unwrap();
+    let scalar = Tensor::new(1f32, &dev).unwrap();
+    shape_msg(softmax(&scalar).unwrap_err(), "softmax");
+    shape_msg(log_softmax(&scalar).unwrap_err(), "log_softmax");
+    let m = shape_msg(
+        layer_norm(&z(&[2, 5]), &z(&[4]), &z(&[5]), 1e-5).unwrap_err(),
+        "layer_norm",
+    );
+    assert!(m.contains("[4]") && m.contains("[2, 5]"), "{m}");
+    let m = shape_msg(
+        batch_norm_train(&z(&[2, 3, 4]), &z(&[3]), &z(&[3]), 1e-5).unwrap_err(),
+        "batch_norm",
+    );
+    assert!(m.contains("[2, 3, 4]"), "{m}");
+    let m = shape_msg(
+        batch_norm_train(&z(&[2, 3]), &z(&[2]), &z(&[3]), 1e-5).unwrap_err(),
+        "batch_norm",
+    );
+    assert!(m.contains("[2]") && m.contains("[2, 3]"), "{m}");
+    let m = shape_msg(
+        batch_norm_train(&z(&[1, 3, 1, 1]), &z(&[3]), &z(&[3]), 1e-5).unwrap_err(),
+        "batch_norm",
+    );
+    assert!(m.contains("[1, 3, 1, 1]"), "{m}");
+}
