@@ -1,0 +1,84 @@
+//! Errors of xfer-train.
+
+use std::path::PathBuf;
+
+/// Result with [`TrainError`].
+pub type Result<T> = std::result::Result<T, TrainError>;
+
+/// Everything optimising, training, measuring or plotting can refuse.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The loss of a step was NaN or infinite; nothing was updated at this step.
+    #[error("step {step}: the loss is not finite ({value})")]
+    NonFiniteLoss {
+        /// The 0-based index of the step (= the number of optimiser steps already taken).
+        step: usize,
+        /// The value the objective returned.
+        value: f64,
+    },
+    /// A gradient held a NaN or an infinity; nothing was updated at this step.
+    #[error("step {step}: the gradient of parameter {param:?} is not finite")]
+    NonFiniteGradient {
+        /// The 0-based index of the step.
+        step: usize,
+        /// The name of the first parameter whose gradient is not finite.
+        param: String,
+    },
+    /// A configuration value is missing, unknown or out of range.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// Optimiser state that does not fit the optimiser it is loaded into.
+    #[error("optimiser state: {0}")]
+    OptimizerState(String),
+    /// A checkpoint could not be written, read, or does not fit the model.
+    #[error("checkpoint {path}: {msg}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What went wrong.
+        msg: String,
+    },
+    /// A file could not be written (plots, reports).
+    #[error("{path}: {msg}")]
+    File {
+        /// The file at fault.
+        path: PathBuf,
+        /// What went wrong.
+        msg: String,
+    },
+    /// A metric got inputs it cannot take (lengths, class ids, shapes).
+    #[error("{metric}: {msg}")]
+    Metric {
+        /// The metric that refused its input.
+        metric: &'static str,
+        /// What was wrong.
+        msg: String,
+    },
+    /// The evaluation did not return the metric that early stopping watches.
+    #[error("early stopping watches {metric:?} but the evaluation returned only {got:?}")]
+    MissingMetric {
+        /// The watched metric.
+        metric: String,
+        /// The names the evaluation returned.
+        got: Vec<String>,
+    },
+    /// An error raised by a user objective or evaluation (wrap with [`TrainError::objective`]).
+    #[error("objective: {0}")]
+    Objective(Box<dyn std::error::Error + Send + Sync>),
+    /// A model error.
+    #[error(transparent)]
+    Model(#[from] xfer_models::ModelError),
+    /// An op error.
+    #[error(transparent)]
+    Ops(#[from] xfer_ops::OpsError),
+    /// An error from candle.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+impl TrainError {
+    /// Wraps any error of a user objective or evaluation.
+    pub fn objective(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        TrainError::Objective(e.into())
+    }
+}
