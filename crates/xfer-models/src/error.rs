@@ -38,6 +38,84 @@ pub enum ModelError {
     /// A configuration value is unknown or out of range.
     #[error("configuration: {0}")]
     Config(String),
+    /// The file is not a safetensors file (a PyTorch pickle or zip checkpoint, or something
+    /// else entirely). Pickles are never loaded: unpickling can run arbitrary code.
+    #[error("{path}: not a safetensors file: {reason}")]
+    NotSafetensors {
+        /// The file at fault.
+        path: PathBuf,
+        /// What it looks like instead.
+        reason: String,
+    },
+    /// The file ends before the data its header promises.
+    #[error(
+        "{path}: truncated safetensors file: {actual} bytes on disk, the header promises {expected}"
+    )]
+    Truncated {
+        /// The file at fault.
+        path: PathBuf,
+        /// The size the header describes.
+        expected: u64,
+        /// The size on disk.
+        actual: u64,
+    },
+    /// The safetensors header or layout is invalid.
+    #[error("{path}: invalid safetensors file: {msg}")]
+    CorruptFile {
+        /// The file at fault.
+        path: PathBuf,
+        /// What is wrong.
+        msg: String,
+    },
+    /// The model has a tensor that the file lacks.
+    #[error("{path}: tensor {name:?} is missing from the file")]
+    MissingTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor the model needs.
+        name: String,
+    },
+    /// The file has a tensor that the model lacks.
+    #[error("{path}: tensor {name:?} is in the file but not in the model")]
+    UnexpectedTensor {
+        /// The file.
+        path: PathBuf,
+        /// The tensor the model does not have.
+        name: String,
+    },
+    /// A tensor in a file has another shape than the model's.
+    #[error("{path}: tensor {name:?} has shape {got:?} in the file, the model needs {expected:?}")]
+    TensorShape {
+        /// The file.
+        path: PathBuf,
+        /// The tensor.
+        name: String,
+        /// The model's shape.
+        expected: Vec<usize>,
+        /// The file's shape.
+        got: Vec<usize>,
+    },
+    /// A tensor is stored in a dtype that cannot be converted to the model's.
+    #[error("{source_name}: tensor {name:?} has unsupported dtype {dtype}")]
+    UnsupportedDtype {
+        /// The file or store the tensor comes from.
+        source_name: String,
+        /// The tensor.
+        name: String,
+        /// Its dtype as stored.
+        dtype: String,
+    },
+    /// A strict layer transfer found missing or mismatched entries; nothing was copied.
+    #[error("strict transfer refused, the target was not modified:\n{0}")]
+    StrictTransfer(Box<crate::transfer::TransferReport>),
+    /// A multitask model was asked for a task it does not have.
+    #[error("unknown task {task:?} (tasks: {known:?})")]
+    UnknownTask {
+        /// The task asked for.
+        task: String,
+        /// The tasks the model has.
+        known: Vec<String>,
+    },
     /// An op error.
     #[error(transparent)]
     Ops(#[from] xfer_ops::OpsError),

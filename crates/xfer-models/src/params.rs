@@ -226,6 +226,11 @@ impl ParamStore {
         self.read().contains_key(name)
     }
 
+    /// Every name (parameters and buffers), sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.read().keys().cloned().collect()
+    }
+
     /// Every parameter and buffer, sorted by name.
     pub fn all(&self) -> Vec<Param> {
         self.read().values().cloned().collect()

@@ -1,0 +1,517 @@
+//! Reading and writing safetensors files with errors that name the file and the tensor.
+//!
+//! Safetensors is the only weight format xfer reads: a little-endian `u64` header length, a
+//! JSON header (`name → {dtype, shape, data_offsets}` plus an optional string map
+//! `__metadata__`), then the raw data. PyTorch's `torch.save` files (pickles, or zip
+//! archives of pickles) are recognised by their magic bytes and refused — unpickling can run
+//! arbitrary code.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use safetensors::tensor::Dtype;
+
+use crate::{ModelError, Result};
+
+/// Largest header safetensors accepts (100 MB).
+const MAX_HEADER: u64 = 100_000_000;
+
+/// What the refusal of a PyTorch checkpoint says.
+pub const PICKLE_REFUSAL: &str =
+    "PyTorch pickle checkpoints are not loaded, convert to safetensors";
+
+#[derive(Debug, Clone)]
+struct Entry {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    start: usize,
+    end: usize,
+}
+
+/// A safetensors file read into memory and validated.
+#[derive(Debug, Clone)]
+pub struct SafetensorsFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    data_start: usize,
+    entries: BTreeMap<String, Entry>,
+    metadata: BTreeMap<String, String>,
+}
+
+/// Recognises files that are certainly not safetensors by their first bytes.
+fn sniff(path: &Path, head: &[u8]) -> Result<()> {
+    let not = |reason: String| ModelError::NotSafetensors {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if head.starts_with(b"PK\x03\x04") {
+        return Err(not(format!(
+            "it is a zip archive (torch.save's format); {PICKLE_REFUSAL}"
+        )));
+    }
+    if head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]) {
+        return Err(not(format!("it is a Python pickle; {PICKLE_REFUSAL}")));
+    }
+    if head.starts_with(b"\x93NUMPY") {
+        return Err(not("it is a NumPy .npy file".into()));
+    }
+    if head.starts_with(b"\x89HDF") {
+        return Err(not("it is an HDF5 file".into()));
+    }
+    if head.len() < 8 {
+        return Err(not(format!(
+            "only {} bytes, less than the 8-byte header length",
+            head.len()
+        )));
+    }
+    if head.len() > 8 && head[8] != b'{' {
+        return Err(not("no JSON header after the 8-byte length".into()));
+    }
+    Ok(())
+}
+
+fn header_len(head: &[u8]) -> u64 {
+    let mut n = [0u8; 8];
+    for (d, s) in n.iter_mut().zip(head) {
+        *d = *s;
+    }
+    u64::from_le_bytes(n)
+}
+
+/// The byte length the header promises (8 + header + the largest data offset), parsed from
+/// the header alone so a cut file is reported as truncated, not as "invalid".
+fn promised_len(path: &Path, header: &[u8], n: u64) -> Result<u64> {
+    let corrupt = |msg: String| ModelError::CorruptFile {
+        path: path.to_path_buf(),
+        msg,
+    };
+    let json: serde_json::Value = serde_json::from_slice(header)
+        .map_err(|e| corrupt(format!("header is not valid JSON: {e}")))?;
+    let obj = json
+        .as_object()
+        .ok_or_else(|| corrupt("header is not a JSON object".into()))?;
+    let mut end = 0u64;
+    for (name, info) in obj {
+        if name == "__metadata__" {
+            continue;
+        }
+        let e = info
+            .get("data_offsets")
+            .and_then(|o| o.get(1))
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| corrupt(format!("tensor {name:?} has no data_offsets")))?;
+        end = end.max(e);
+    }
+    Ok(8 + n + end)
+}
+
+fn to_candle(dtype: Dtype) -> Option<DType> {
+    Some(match dtype {
+        Dtype::U8 => DType::U8,
+        Dtype::U32 => DType::U32,
+        Dtype::I16 => DType::I16,
+        Dtype::I32 => DType::I32,
+        Dtype::I64 => DType::I64,
+        Dtype::F16 => DType::F16,
+        Dtype::BF16 => DType::BF16,
+        Dtype::F32 => DType::F32,
+        Dtype::F64 => DType::F64,
+        _ => return None,
+    })
+}
+
+fn from_candle(dtype: DType) -> Option<Dtype> {
+    Some(match dtype {
+        DType::U8 => Dtype::U8,
+        DType::U32 => Dtype::U32,
+        DType::I16 => Dtype::I16,
+        DType::I32 => Dtype::I32,
+        DType::I64 => Dtype::I64,
+        DType::F16 => Dtype::F16,
+        DType::BF16 => Dtype::BF16,
+        DType::F32 => Dtype::F32,
+        DType::F64 => Dtype::F64,
+        _ => return None,
+    })
+}
+
+impl SafetensorsFile {
+    /// Reads and validates `path`. Refuses pickles and zip archives (PyTorch checkpoints),
+    /// truncated files and malformed headers with an error naming the file.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let bytes = std::fs::read(path).map_err(|e| ModelError::File {
+            path: path.to_path_buf(),
+            msg: format!("cannot read: {e}"),
+        })?;
+        Self::from_bytes(path, bytes)
+    }
+
+    /// Parses bytes already in memory; `path` only names them in errors.
+    pub fn from_bytes(path: impl AsRef<Path>, bytes: Vec<u8>) -> Result<Self> {
+        let path = path.as_ref();
+        let head = bytes.get(..9).unwrap_or(&bytes);
+        sniff(path, head)?;
+        let n = header_len(head);
+        let actual = bytes.len() as u64;
+        if n > MAX_HEADER {
+            return Err(ModelError::NotSafetensors {
+                path: path.to_path_buf(),
+                reason: format!("header length {n} is implausible"),
+            });
+        }
+        let Some(header) = bytes.get(8..8 + n as usize) else {
+            return Err(ModelError::Truncated {
+                path: path.to_path_buf(),
+                expected: 8 + n,
+                actual,
+            });
+        };
+        let expected = promised_len(path, header, n)?;
+        if actual < expected {
+            return Err(ModelError::Truncated {
+                path: path.to_path_buf(),
+                expected,
+                actual,
+            });
+        }
+        let (hn, meta) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| {
+            ModelError::CorruptFile {
+                path: path.to_path_buf(),
+                msg: e.to_string(),
+            }
+        })?;
+        let mut entries = BTreeMap::new();
+        for (name, info) in meta.tensors() {
+            entries.insert(
+                name,
+                Entry {
+                    dtype: info.dtype,
+                    shape: info.shape.clone(),
+                    start: info.data_offsets.0,
+                    end: info.data_offsets.1,
+                },
+            );
+        }
+        let metadata = meta
+            .metadata()
+            .as_ref()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default();
+        Ok(Self {
+            path: path.to_path_buf(),
+            bytes,
+            data_start: 8 + hn,
+            entries,
+            metadata,
+        })
+    }
+
+    /// Reads only the header's `__metadata__` string map (cheap for large files).
+    pub fn read_metadata(path: impl AsRef<Path>) -> Result<BTreeMap<String, String>> {
+        let path = path.as_ref();
+        let io = |e: std::io::Error| ModelError::File {
+            path: path.to_path_buf(),
+            msg: format!("cannot read: {e}"),
+        };
+        let mut f = std::fs::File::open(path).map_err(io)?;
+        let actual = f.metadata().map_err(io)?.len();
+        let mut head = Vec::with_capacity(9);
+        Read::by_ref(&mut f)
+            .take(9)
+            .read_to_end(&mut head)
+            .map_err(io)?;
+        sniff(path, &head)?;
+        let n = header_len(&head);
+        if n > MAX_HEADER {
+            return Err(ModelError::NotSafetensors {
+                path: path.to_path_buf(),
+                reason: format!("header length {n} is implausible"),
+            });
+        }
+        if actual < 8 + n {
+            return Err(ModelError::Truncated {
+                path: path.to_path_buf(),
+                expected: 8 + n,
+                actual,
+            });
+        }
+        let mut header = head.get(8..).unwrap_or(&[]).to_vec();
+        f.take(n.saturating_sub(header.len() as u64))
+            .read_to_end(&mut header)
+            .map_err(io)?;
+        let expected = promised_len(path, &header, n)?;
+        if actual < expected {
+            return Err(ModelError::Truncated {
+                path: path.to_path_buf(),
+                expected,
+                actual,
+            });
+        }
+        let json: HashMap<String, serde_json::Value> =
+            serde_json::from_slice(&header).map_err(|e| ModelError::CorruptFile {
+                path: path.to_path_buf(),
+                msg: format!("header: {e}"),
+            })?;
+        let mut out = BTreeMap::new();
+        if let Some(serde_json::Value::Object(m)) = json.get("__metadata__") {
+            for (k, v) in m {
+                match v {
+                    serde_json::Value::String(s) => {
+                        out.insert(k.clone(), s.clone());
+                    }
+                    _ => {
+                        return Err(ModelError::CorruptFile {
+                            path: path.to_path_buf(),
+                            msg: format!("__metadata__ value {k:?} is not a string"),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Tensor names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.entries.keys().cloned().collect()
+    }
+
+    /// Whether the file holds `name`.
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    /// The shape of `name`, if present.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.entries.get(name).map(|e| e.shape.as_slice())
+    }
+
+    /// The stored dtype of `name` as safetensors spells it (`F16`, `BF16`, `F32`, ...).
+    pub fn dtype_name(&self, name: &str) -> Option<String> {
+        self.entries.get(name).map(|e| format!("{:?}", e.dtype))
+    }
+
+    /// The `__metadata__` string map (empty if the file has none).
+    pub fn metadata(&self) -> &BTreeMap<String, String> {
+        &self.metadata
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Whether the file holds no tensor.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The tensor `name` on `device`, in its stored dtype.
+    pub fn tensor(&self, name: &str, device: &Device) -> Result<Tensor> {
+        let e = self
+            .entries
+            .get(name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                path: self.path.clone(),
+                name: name.to_string(),
+            })?;
+        let dtype = to_candle(e.dtype).ok_or_else(|| ModelError::UnsupportedDtype {
+            source_name: self.path.display().to_string(),
+            name: name.to_string(),
+            dtype: format!("{:?}", e.dtype),
+        })?;
+        let data = self
+            .bytes
+            .get(self.data_start + e.start..self.data_start + e.end)
+            .ok_or_else(|| ModelError::CorruptFile {
+                path: self.path.clone(),
+                msg: format!("data of tensor {name:?} lies outside the file"),
+            })?;
+        Ok(Tensor::from_raw_buffer(data, dtype, &e.shape, device)?)
+    }
+
+    /// Checks that `name` can be turned into a candle tensor (its dtype is supported).
+    pub fn check_dtype(&self, name: &str) -> Result<()> {
+        match self.entries.get(name) {
+            Some(e) if to_candle(e.dtype).is_none() => Err(ModelError::UnsupportedDtype {
+                source_name: self.path.display().to_string(),
+                name: name.to_string(),
+                dtype: format!("{:?}", e.dtype),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A tensor's bytes in safetensors form.
+struct OwnedView {
+    dtype: Dtype,
+    shape: Vec<usize>,
+    data: Vec<u8>,
+}
+
+impl safetensors::View for &OwnedView {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        std::borrow::Cow::Borrowed(&self.data)
+    }
+    fn data_len(&self) -> usize {
+        self.data.len()
+    }
+}
+
+fn le_bytes<T: Copy, const N: usize>(v: Vec<T>, f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(v.len() * N);
+    for x in v {
+        out.extend_from_slice(&f(x));
+    }
+    out
+}
+
+fn tensor_bytes(name: &str, t: &Tensor) -> Result<OwnedView> {
+    let dtype = from_candle(t.dtype()).ok_or_else(|| ModelError::UnsupportedDtype {
+        source_name: "model".into(),
+        name: name.to_string(),
+        dtype: format!("{:?}", t.dtype()),
+    })?;
+    let flat = t.flatten_all()?.to_device(&Device::Cpu)?;
+    let data = match t.dtype() {
+        DType::U8 => flat.to_vec1::<u8>()?,
+        DType::U32 => le_bytes(flat.to_vec1::<u32>()?, u32::to_le_bytes),
+        DType::I16 => le_bytes(flat.to_vec1::<i16>()?, i16::to_le_bytes),
+        DType::I32 => le_bytes(flat.to_vec1::<i32>()?, i32::to_le_bytes),
+        DType::I64 => le_bytes(flat.to_vec1::<i64>()?, i64::to_le_bytes),
+        DType::F16 => le_bytes(flat.to_vec1::<half::f16>()?, half::f16::to_le_bytes),
+        DType::BF16 => le_bytes(flat.to_vec1::<half::bf16>()?, half::bf16::to_le_bytes),
+        DType::F32 => le_bytes(flat.to_vec1::<f32>()?, f32::to_le_bytes),
+        DType::F64 => le_bytes(flat.to_vec1::<f64>()?, f64::to_le_bytes),
+        other => {
+            return Err(ModelError::UnsupportedDtype {
+                source_name: "model".into(),
+                name: name.to_string(),
+                dtype: format!("{other:?}"),
+            });
+        }
+    };
+    Ok(OwnedView {
+        dtype,
+        shape: t.dims().to_vec(),
+        data,
+    })
+}
+
+/// Serialises named tensors and a `__metadata__` map into safetensors bytes.
+pub fn serialize<'a>(
+    tensors: impl IntoIterator<Item = (&'a str, &'a Tensor)>,
+    metadata: &BTreeMap<String, String>,
+) -> Result<Vec<u8>> {
+    let mut views = Vec::new();
+    for (name, t) in tensors {
+        views.push((name.to_string(), tensor_bytes(name, t)?));
+    }
+    let info: HashMap<String, String> = metadata
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let info = if info.is_empty() { None } else { Some(info) };
+    safetensors::serialize(views.iter().map(|(n, v)| (n.as_str(), v)), info)
+        .map_err(|e| ModelError::Config(format!("cannot serialise tensors to safetensors: {e}")))
+}
+
+/// Writes `bytes` to `path` atomically: a temporary file in the same directory is written,
+/// flushed and synced, then renamed over `path` (and the directory synced). On any error the
+/// temporary file is removed and a previous file at `path` is left as it was.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// [`write_atomic`] with a writer callback (lets tests inject a failure mid-write).
+pub(crate) fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> Result<()> {
+    let err = |p: &Path, what: &str, e: std::io::Error| ModelError::File {
+        path: p.to_path_buf(),
+        msg: format!("{what}: {e}"),
+    };
+    let file_name = path.file_name().ok_or_else(|| ModelError::File {
+        path: path.to_path_buf(),
+        msg: "not a file path".into(),
+    })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{nanos}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&tmp)
+        .map_err(|e| err(&tmp, "cannot create temporary file", e))?;
+    let written = write(&mut f)
+        .and_then(|()| f.flush())
+        .and_then(|()| f.sync_all());
+    drop(f);
+    let result = written
+        .map_err(|e| err(&tmp, "cannot write", e))
+        .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| err(path, "cannot replace", e)));
+    if let Err(e) = result {
+        // Best effort: the temporary file must not linger; its removal error would hide `e`.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    // Make the rename durable; not every platform can open a directory, so best effort.
+    if let Ok(d) = std::fs::File::open(&dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmpdir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("xfer-st-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn failure_mid_write_leaves_old_file_and_no_temporary() {
+        let d = tmpdir("midwrite");
+        let p = d.join("model.safetensors");
+        std::fs::write(&p, b"old contents").unwrap();
+        let r = write_atomic_with(&p, |f| {
+            f.write_all(b"half of the new")?;
+            Err(std::io::Error::other("simulated crash"))
+        });
+        let e = r.unwrap_err().to_string();
+        assert!(e.contains("simulated crash"), "{e}");
+        assert_eq!(std::fs::read(&p).unwrap(), b"old contents");
+        let left: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
+        assert_eq!(left.len(), 1, "a temporary file was left behind");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
