@@ -89,6 +89,16 @@ pub struct GroupedParams {
 }
 
 impl GroupedParams {
+    /// `(params, lr_mult, weight_decay)` with `default_weight_decay` where the group leaves
+    /// it to the optimiser — the form xfer-train's optimisers take (`GroupSpec`).
+    pub fn into_spec(self, default_weight_decay: f64) -> (Vec<Param>, f64, f64) {
+        (
+            self.params,
+            self.lr_mult,
+            self.weight_decay.unwrap_or(default_weight_decay),
+        )
+    }
+
     /// The names of the group's parameters.
     pub fn names(&self) -> Vec<String> {
         self.params.iter().map(|p| p.name().to_string()).collect()
@@ -186,6 +196,10 @@ mod tests {
         assert_eq!(parts[3].name, DEFAULT_GROUP);
         assert_eq!(parts[3].names(), ["extra.weight"]);
         assert_eq!(parts[3].lr_mult, 1.0);
+        let (ps, lr, wd) = parts[3].clone().into_spec(5e-4);
+        assert_eq!((ps.len(), lr, wd), (1, 1.0, 5e-4));
+        let (_, _, wd) = parts[0].clone().into_spec(5e-4);
+        assert_eq!(wd, 0.0);
     }
 
     #[test]
