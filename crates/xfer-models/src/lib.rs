@@ -8,11 +8,15 @@
 //! - [`groups`]: [`ParamGroup`] and [`partition_params`] for optimisers.
 //! - [`transfer`]: layer transfer with renaming, dtype conversion and a [`TransferReport`].
 //! - [`safetensors_file`]: reading and atomically writing safetensors files.
+//! - [`pretrained`]: strict loading of a torchvision / Hugging Face checkpoint into a model.
+//! - [`resnet`]: ResNet-18/34/50 with torchvision's layout and names.
 
 pub mod error;
 pub mod groups;
 pub mod layers;
 pub mod params;
+pub mod pretrained;
+pub mod resnet;
 pub mod safetensors_file;
 pub mod transfer;
 
@@ -22,6 +26,8 @@ pub use layers::{
     Activation, BatchNorm, Conv2d, Dropout, Embedding, LayerNorm, Linear, Module, ModuleT,
 };
 pub use params::{Param, ParamStore, Scope, Selection};
+pub use pretrained::{LoadOptions, load_pretrained};
+pub use resnet::{ResNet, ResNetConfig, ResNetDepth};
 pub use safetensors_file::SafetensorsFile;
 pub use transfer::{
     ShapeMismatch, TensorSource, Transfer, TransferReport, first_blocks, last_blocks,

@@ -221,6 +221,12 @@ impl ParamStore {
             .ok_or_else(|| ModelError::Missing(name.to_string()))
     }
 
+    /// Removes the parameter called `name` (to replace a layer, e.g. a new classifier head);
+    /// returns it if it was registered.
+    pub fn remove(&self, name: &str) -> Option<Param> {
+        self.write().remove(name)
+    }
+
     /// Whether `name` is registered.
     pub fn contains(&self, name: &str) -> bool {
         self.read().contains_key(name)
