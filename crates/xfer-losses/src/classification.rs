@@ -109,26 +109,38 @@ impl CrossEntropyLoss {
             None => vec![1.0; c],
         };
         let eps = self.label_smoothing;
-        let mut target = vec![0f64; n * c];
+        // ℓᵢ = mᵢ [(1 − ε) w_{yᵢ} (−log p_{i,yᵢ}) + (ε/C) Σ_c w_c (−log p_ic)]: a gather and a
+        // matrix–vector product, so only O(N + C) values travel to the device.
+        let mut picked_weight = Vec::with_capacity(n);
+        let mut kept = Vec::with_capacity(n);
         let mut denom = 0f64;
-        for (i, (&y, &k)) in labels.iter().zip(&keep).enumerate() {
-            if !k {
-                continue;
-            }
-            let y = y as usize;
-            denom += weights.get(y).copied().unwrap_or(0.0);
-            for (j, w) in weights.iter().enumerate() {
-                let q = eps / c as f64 + if j == y { 1.0 - eps } else { 0.0 };
-                if let Some(slot) = target.get_mut(i * c + j) {
-                    *slot = w * q;
-                }
-            }
+        for (&y, &k) in labels.iter().zip(&keep) {
+            let w_y = if k {
+                weights.get(y as usize).copied().unwrap_or(0.0)
+            } else {
+                0.0
+            };
+            denom += w_y;
+            picked_weight.push((1.0 - eps) * w_y);
+            kept.push(if k { 1.0 } else { 0.0 });
         }
-        let target = Tensor::from_vec(target, (n, c), &candle_core::Device::Cpu)?
-            .to_dtype(logits.dtype())?
-            .to_device(logits.device())?;
+        let dev = logits.device();
+        let dtype = logits.dtype();
+        let upload = |v: Vec<f64>, shape: (usize, usize)| -> Result<Tensor> {
+            Ok(Tensor::from_vec(v, shape, &candle_core::Device::Cpu)?
+                .to_dtype(dtype)?
+                .to_device(dev)?)
+        };
         let log_p = xfer_ops::log_softmax(logits)?;
-        let per_example = (log_p * target)?.sum(1)?.neg()?;
+        let idx = Tensor::from_vec(labels, (n, 1), dev)?;
+        let picked = log_p.gather(&idx, 1)?.squeeze(1)?;
+        let mut per_example = (picked * upload(picked_weight, (n, 1))?.squeeze(1)?)?.neg()?;
+        if eps > 0.0 {
+            let w_col = upload(weights, (c, 1))?;
+            let smooth = log_p.matmul(&w_col)?.squeeze(1)?;
+            let scale = (upload(kept, (n, 1))?.squeeze(1)? * (eps / c as f64))?;
+            per_example = (per_example - (smooth * scale)?)?;
+        }
         Ok(match self.reduction {
             Reduction::Mean => {
                 let d = if denom > 0.0 { denom } else { 1.0 };
