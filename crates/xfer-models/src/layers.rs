@@ -25,6 +25,16 @@ pub trait ModuleT {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor>;
 }
 
+/// A network that can stop at its features (the input of its head): what domain-adversarial
+/// training feeds to both the label predictor and the domain discriminator, and what a new
+/// head is trained on in layer transfer.
+pub trait FeatureExtractor {
+    /// The features of `x` (batch first); `train` selects training behaviour.
+    fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor>;
+    /// Width of one feature vector.
+    fn feature_dim(&self) -> usize;
+}
+
 impl<M: Module> ModuleT for M {
     fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
         self.forward(x)
@@ -343,8 +353,9 @@ impl ModuleT for Dropout {
     }
 }
 
-/// Element-wise activations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Element-wise activations (serialised in lower case: `"relu"`, `"gelu"`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Activation {
     /// `max(0, x)`.
     #[default]

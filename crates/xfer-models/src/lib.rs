@@ -7,28 +7,51 @@
 //! - [`params`]: [`ParamStore`], [`Selection`] (exact, prefix, glob), freeze/unfreeze.
 //! - [`groups`]: [`ParamGroup`] and [`partition_params`] for optimisers.
 //! - [`transfer`]: layer transfer with renaming, dtype conversion and a [`TransferReport`].
-//! - [`safetensors_file`]: reading and atomically writing safetensors files.
 //! - [`pretrained`]: strict loading of a torchvision / Hugging Face checkpoint into a model.
 //! - [`resnet`]: ResNet-18/34/50 with torchvision's layout and names.
+//! - [`checkpoint`]: atomic safetensors checkpoints with the configuration in the metadata.
+//! - [`safetensors_file`]: reading safetensors with typed errors, atomic writes.
+//! - [`layers`], [`sequential`]: layers and PyTorch-style numbered stacks.
+//! - Models: [`mlp`], [`lenet`] (DANN's LeNet), [`digits_cnn`], [`heads`] (classifier,
+//!   domain discriminator, zero-shot embeddings), [`multitask`], [`progressive`].
 
+pub mod checkpoint;
+pub mod digits_cnn;
 pub mod error;
 pub mod groups;
+pub mod heads;
 pub mod layers;
+pub mod lenet;
+pub mod mlp;
+pub mod multitask;
 pub mod params;
 pub mod pretrained;
+pub mod progressive;
 pub mod resnet;
 pub mod safetensors_file;
+pub mod sequential;
 pub mod transfer;
 
+pub use digits_cnn::{DigitsCnn, DigitsCnnConfig};
 pub use error::{ModelError, Result};
 pub use groups::{DEFAULT_GROUP, GroupedParams, ParamGroup, partition_params};
-pub use layers::{
-    Activation, BatchNorm, Conv2d, Dropout, Embedding, LayerNorm, Linear, Module, ModuleT,
+pub use heads::{
+    ClassifierHead, ClassifierHeadConfig, DomainDiscriminator, DomainDiscriminatorConfig,
+    EmbeddingHead, EmbeddingHeadConfig, ZeroShotConfig, ZeroShotHeads,
 };
+pub use layers::{
+    Activation, BatchNorm, Conv2d, Dropout, Embedding, FeatureExtractor, LayerNorm, Linear, Module,
+    ModuleT,
+};
+pub use lenet::{DannLeNet, LeNetConfig};
+pub use mlp::{Mlp, MlpConfig};
+pub use multitask::{MultiTask, MultiTaskConfig, TaskConfig};
 pub use params::{Param, ParamStore, Scope, Selection};
 pub use pretrained::{LoadOptions, load_pretrained};
+pub use progressive::{ColumnConfig, ProgressiveNet};
 pub use resnet::{ResNet, ResNetConfig, ResNetDepth};
 pub use safetensors_file::SafetensorsFile;
+pub use sequential::{Layer, Sequential, SequentialBuilder};
 pub use transfer::{
     ShapeMismatch, TensorSource, Transfer, TransferReport, first_blocks, last_blocks,
 };
