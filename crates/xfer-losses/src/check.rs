@@ -161,7 +161,7 @@ pub(crate) fn mask(loss: &'static str, name: &str, t: &Tensor, n: usize) -> Resu
     Ok(v.into_iter().map(|x| x != 0.0).collect())
 }
 
-/// Dense `(n, c)` matrix with `value_at(i, labels[i])` on the label and `off` elsewhere.
+/// Dense `(n, c)` matrix holding `on` at `(i, labels[i])` and `off` elsewhere.
 pub(crate) fn label_matrix(
     labels: &[u32],
     c: usize,

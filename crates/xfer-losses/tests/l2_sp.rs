@@ -300,3 +300,35 @@ fn l2_penalty_value_and_gradient() {
     let x = t(&[0.5, -1.0, 2.0, 0.1], &[2, 2]);
     check_grad(&|v| l2.penalty(&[("w.weight", &v[0])]).unwrap(), &[x], 1e-6);
 }
+
+#[test]
+fn half_precision_penalties_sum_in_f32_without_overflow() {
+    // Σ w² = 1000 · 300² = 9·10⁷, far past f16's largest value (65504).
+    let w = Var::from_tensor(
+        &Tensor::full(300f32, (10, 100), &Device::Cpu)
+            .unwrap()
+            .to_dtype(DType::F16)
+            .unwrap(),
+    )
+    .unwrap();
+    let l2 = L2Penalty::new(2.0).unwrap();
+    let v = l2.penalty(&[("big.weight", &w)]).unwrap();
+    assert_eq!(v.dtype(), DType::F32);
+    assert_close(scalar(&v), 9.0e7, 1e-6, "f16 sum of squares");
+    let g = v.backward().unwrap();
+    let g = values(g.get(w.as_tensor()).unwrap());
+    assert!(g.iter().all(|x| (x - 600.0).abs() < 1.0), "∂/∂w = βw");
+    let zero = Tensor::zeros((10, 100), DType::F16, &Device::Cpu).unwrap();
+    let reg = L2Sp::new(
+        ParamSnapshot::capture([("big.weight", &zero)]).unwrap(),
+        2.0,
+        0.0,
+    )
+    .unwrap();
+    assert_close(
+        scalar(&reg.penalty(&[("big.weight", &w)]).unwrap()),
+        9.0e7,
+        1e-6,
+        "L2-SP f16",
+    );
+}
