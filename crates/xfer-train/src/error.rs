@@ -81,4 +81,11 @@ impl TrainError {
     pub fn objective(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         TrainError::Objective(e.into())
     }
+
+    pub(crate) fn checkpoint(path: impl Into<PathBuf>, msg: impl std::fmt::Display) -> Self {
+        TrainError::Checkpoint {
+            path: path.into(),
+            msg: msg.to_string(),
+        }
+    }
 }

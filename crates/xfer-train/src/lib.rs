@@ -4,11 +4,23 @@
 //!   parameter groups, matching `torch.optim`, with saveable state.
 //! - [`schedule`]: learning-rate schedules as pure functions of `(step, total_steps)`,
 //!   including DANN's `μ_p = μ0 / (1 + α p)^β`.
+//! - [`trainer`]: the one training loop; each method contributes an [`Objective`].
+//! - [`checkpoint`]: atomic safetensors checkpoints for exact resume.
+//! - [`history`]: the per-step and per-evaluation record of a run.
 
+pub mod checkpoint;
 pub mod error;
+pub mod history;
 pub mod optim;
 pub mod schedule;
+pub mod trainer;
 
+pub use checkpoint::{CheckpointFile, latest_checkpoint};
 pub use error::{Result, TrainError};
+pub use history::{EvalRecord, History, Metrics, StepRecord};
 pub use optim::{Adam, AdamConfig, GroupSpec, Optimizer, OptimizerState, Sgd, SgdConfig};
 pub use schedule::{Schedule, progress};
+pub use trainer::{
+    BestMetric, CheckpointConfig, Duration, EarlyStopping, EvalCtx, Evaluator, Mode, Objective,
+    StepCtx, StepOutput, TrainReport, Trainer, TrainerConfig, derive_seed, epoch_seed,
+};
