@@ -5,19 +5,19 @@
 //! weights as `best/<name>` when kept, and JSON metadata: the format tag, the loop state
 //! (step, seed, plan, early-stopping counters), the optimiser's scalars and the history.
 //!
-//! Writing goes to a temporary file in the same directory, which is flushed to disk
-//! (`fsync`) and then renamed over the target, so a crash leaves either the old file or the
+//! Writing goes (through xfer-models' safetensors writer) to a temporary file in the same
+//! directory, which is flushed to disk (`fsync`) and then renamed over the target, so a crash leaves either the old file or the
 //! new one, never a torn one. File names are `step-<9 digits>.safetensors`, so the newest is
 //! found by name ([`latest_checkpoint`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Tensor};
-use safetensors::tensor::{Dtype as StDtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype as StDtype, SafeTensors};
 use xfer_models::ParamStore;
+use xfer_models::safetensors_file;
 
 use crate::{Result, TrainError};
 
@@ -66,21 +66,6 @@ pub fn latest_checkpoint(dir: &Path) -> Result<Option<PathBuf>> {
     Ok(list_checkpoints(dir)?.pop().map(|(_, p)| p))
 }
 
-fn st_dtype(d: DType) -> Option<StDtype> {
-    Some(match d {
-        DType::U8 => StDtype::U8,
-        DType::U32 => StDtype::U32,
-        DType::I16 => StDtype::I16,
-        DType::I32 => StDtype::I32,
-        DType::I64 => StDtype::I64,
-        DType::BF16 => StDtype::BF16,
-        DType::F16 => StDtype::F16,
-        DType::F32 => StDtype::F32,
-        DType::F64 => StDtype::F64,
-        _ => return None,
-    })
-}
-
 fn candle_dtype(d: StDtype) -> Option<DType> {
     Some(match d {
         StDtype::U8 => DType::U8,
@@ -97,60 +82,22 @@ fn candle_dtype(d: StDtype) -> Option<DType> {
 }
 
 /// Writes `tensors` and `metadata` as safetensors to `path` atomically (temporary file in the
-/// same directory, `fsync`, rename, `fsync` of the directory).
+/// same directory, `fsync`, rename), through xfer-models' safetensors writer.
 pub fn write_safetensors_atomic(
     path: &Path,
     tensors: &[(String, Tensor)],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
-    let mut bytes = Vec::with_capacity(tensors.len());
-    for (name, t) in tensors {
-        let dtype = st_dtype(t.dtype()).ok_or_else(|| {
-            TrainError::checkpoint(
-                path,
-                format!("{name}: dtype {:?} cannot be saved", t.dtype()),
-            )
-        })?;
-        let mut buf = Vec::with_capacity(t.elem_count() * t.dtype().size_in_bytes());
-        t.write_bytes(&mut buf)?;
-        bytes.push((name.clone(), dtype, t.dims().to_vec(), buf));
+    if let Some(dir) = path.parent()
+        && !dir.as_os_str().is_empty()
+    {
+        fs::create_dir_all(dir).map_err(|e| TrainError::checkpoint(dir, e))?;
     }
-    let mut views = Vec::with_capacity(bytes.len());
-    for (name, dtype, shape, buf) in &bytes {
-        let v = TensorView::new(*dtype, shape.clone(), buf)
-            .map_err(|e| TrainError::checkpoint(path, format!("{name}: {e}")))?;
-        views.push((name.clone(), v));
-    }
-    let data = safetensors::tensor::serialize(views, Some(metadata))
-        .map_err(|e| TrainError::checkpoint(path, e))?;
-
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir).map_err(|e| TrainError::checkpoint(&dir, e))?;
-    let file_name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| TrainError::checkpoint(path, "not a file path"))?;
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(&data)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)?;
-        // Make the rename itself durable. Not every platform can open a directory; the data
-        // is already safe on disk, so a failure here is not an error.
-        if let Ok(d) = fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    };
-    write().map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        TrainError::checkpoint(path, e)
-    })
+    let metadata: BTreeMap<String, String> = metadata.into_iter().collect();
+    let bytes =
+        safetensors_file::serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), &metadata)?;
+    safetensors_file::write_atomic(path, &bytes)?;
+    Ok(())
 }
 
 /// A checkpoint read back from disk (tensors on the CPU).
@@ -168,6 +115,9 @@ impl CheckpointFile {
     /// Reads a safetensors file (any safetensors file; [`CheckpointFile::check_format`]
     /// tells whether it is a trainer checkpoint).
     pub fn read(path: &Path) -> Result<Self> {
+        // Parsed with the safetensors crate directly: xfer-models' `SafetensorsFile` sniffs
+        // for pickles by the first two bytes, which also matches a valid safetensors header
+        // length of 0x0280..=0x05ff (mod 65536), so it would refuse some of our checkpoints.
         let data = fs::read(path).map_err(|e| TrainError::checkpoint(path, e))?;
         let st = SafeTensors::deserialize(&data).map_err(|e| TrainError::checkpoint(path, e))?;
         let (_, meta) =
@@ -411,6 +361,30 @@ mod tests {
         );
         assert!(CheckpointFile::read(&path).unwrap().check_format().is_err());
         let _ = v;
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_header_length_reads_back_including_pickle_like_first_bytes() {
+        // Header lengths 0x280..=0x5ff start with bytes (0x80, 2..=5), a pickle's magic.
+        let dir = tmpdir("hdr");
+        let path = dir.join("h.safetensors");
+        let t = Tensor::new(&[1.0f32], &Device::Cpu).unwrap();
+        let mut pickle_like = 0;
+        for pad in (0..1200).step_by(41) {
+            let meta = HashMap::from([("pad".to_string(), "x".repeat(pad))]);
+            write_safetensors_atomic(&path, &[("a".into(), t.clone())], meta).unwrap();
+            let head = fs::read(&path).unwrap();
+            if head[0] == 0x80 && (2..=5).contains(&head[1]) {
+                pickle_like += 1;
+            }
+            let ck = CheckpointFile::read(&path).unwrap();
+            assert_eq!(ck.metadata["pad"].len(), pad);
+        }
+        assert!(
+            pickle_like > 0,
+            "the sweep must reach the pickle-like lengths"
+        );
         fs::remove_dir_all(&dir).unwrap();
     }
 

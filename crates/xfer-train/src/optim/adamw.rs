@@ -14,7 +14,7 @@
 use candle_core::Tensor;
 use candle_core::backprop::GradStore;
 use serde_json::json;
-use xfer_models::Param;
+use xfer_models::{Param, ParamGroup, ParamStore, partition_params};
 
 use super::{
     GroupSpec, Groups, Optimizer, OptimizerState, check_lr, check_state_keys, fit_state_tensor,
@@ -135,6 +135,21 @@ impl Adam {
             v: vec![None; n],
             t: vec![0; n],
         })
+    }
+
+    /// Groups from xfer-models' [`ParamGroup`]s over the trainable parameters of `store`
+    /// ([`partition_params`]: first matching group wins, the rest form a default group with
+    /// rate multiplier 1); a group without its own weight decay takes `cfg.weight_decay`.
+    pub fn with_param_groups(
+        store: &ParamStore,
+        groups: &[ParamGroup],
+        cfg: AdamConfig,
+    ) -> Result<Self> {
+        let specs = partition_params(store, groups)?
+            .into_iter()
+            .map(|g| g.into_spec(cfg.weight_decay))
+            .collect();
+        Self::with_groups(specs, cfg)
     }
 
     /// The configuration.

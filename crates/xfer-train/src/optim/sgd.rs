@@ -13,7 +13,7 @@
 use candle_core::Tensor;
 use candle_core::backprop::GradStore;
 use serde_json::json;
-use xfer_models::Param;
+use xfer_models::{Param, ParamGroup, ParamStore, partition_params};
 
 use super::{
     GroupSpec, Groups, Optimizer, OptimizerState, check_lr, check_state_keys, fit_state_tensor,
@@ -110,6 +110,21 @@ impl Sgd {
         let groups = Groups::build(groups, "sgd")?;
         let bufs = vec![None; groups.params.len()];
         Ok(Self { cfg, groups, bufs })
+    }
+
+    /// Groups from xfer-models' [`ParamGroup`]s over the trainable parameters of `store`
+    /// ([`partition_params`]: first matching group wins, the rest form a default group with
+    /// rate multiplier 1); a group without its own weight decay takes `cfg.weight_decay`.
+    pub fn with_param_groups(
+        store: &ParamStore,
+        groups: &[ParamGroup],
+        cfg: SgdConfig,
+    ) -> Result<Self> {
+        let specs = partition_params(store, groups)?
+            .into_iter()
+            .map(|g| g.into_spec(cfg.weight_decay))
+            .collect();
+        Self::with_groups(specs, cfg)
     }
 
     /// The configuration.
@@ -330,6 +345,29 @@ mod tests {
         // backbone: w = 1 − 0.01·2 = 0.98; head: w = 1 − 0.1·(2 + 0.5) = 0.75
         assert!((value(&back) - 0.98).abs() < 1e-12);
         assert!((value(&head) - 0.75).abs() < 1e-12);
+    }
+
+    #[test]
+    fn sgd_takes_xfer_models_param_groups_with_default_decay_for_the_rest() {
+        let store = ParamStore::new();
+        let back = scalar_param(&store, "backbone.w", 1.0);
+        let bias = scalar_param(&store, "head.bias", 1.0);
+        let head = scalar_param(&store, "head.weight", 1.0);
+        let groups = [
+            ParamGroup::new("backbone", "backbone").with_lr_mult(0.1),
+            ParamGroup::new("no_decay", "*.bias").with_weight_decay(0.0),
+        ];
+        let cfg = SgdConfig::default().with_weight_decay(0.5);
+        let mut opt = Sgd::with_param_groups(&store, &groups, cfg).unwrap();
+        let loss = ((back.tensor() + bias.tensor()).unwrap() + head.tensor())
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        opt.step(&loss.backward().unwrap(), 0.1).unwrap();
+        // g = 1 for each. backbone: 0.01·(1 + 0.5); bias: 0.1·1; head (default): 0.1·(1 + 0.5)
+        assert!((value(&back) - (1.0 - 0.015)).abs() < 1e-12);
+        assert!((value(&bias) - 0.9).abs() < 1e-12);
+        assert!((value(&head) - 0.85).abs() < 1e-12);
     }
 
     #[test]
