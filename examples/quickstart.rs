@@ -3,6 +3,8 @@
 
 use xfer::prelude::*;
 
+mod common;
+
 fn main() -> anyhow::Result<()> {
     let dev = Device::Cpu;
     let mut rng = SeededRng::new(0);

@@ -1,0 +1,127 @@
+//! What every example shares: the common flags (`--seed`, `--json`, `--quick`, `--out`), a
+//! tracing subscriber, and the `--json` run report whose last line is one JSON object:
+//! `{"example": .., <arguments>.., "runs": {<method>: {<metric>: <value>, ..}, ..}}`.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use serde_json::{Map, Value, json};
+
+/// Flags every example takes (flatten into the example's own clap struct).
+#[derive(Debug, Clone, clap::Args)]
+pub struct CommonArgs {
+    /// Seed for every random choice (initialisation, shuffles, splits, augmentations).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Print the run report as one JSON object on the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// A small, fast run (fewer steps / examples) for smoke tests.
+    #[arg(long)]
+    pub quick: bool,
+    /// Folder for plots and reports.
+    #[arg(long, default_value = "target/xfer-report")]
+    pub out: PathBuf,
+}
+
+impl CommonArgs {
+    /// Creates the output folder and installs the log subscriber (`RUST_LOG`, default `warn`
+    /// with `--json` so stdout stays clean, else `info`).
+    pub fn init(&self) -> anyhow::Result<()> {
+        std::fs::create_dir_all(&self.out)?;
+        let default = if self.json { "warn" } else { "info" };
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init();
+        Ok(())
+    }
+}
+
+/// The run report of one example invocation.
+#[derive(Debug, Clone)]
+pub struct Report {
+    head: Map<String, Value>,
+    runs: Map<String, Value>,
+}
+
+impl Report {
+    /// A report for `example` run with `seed`.
+    pub fn new(example: &str, seed: u64) -> Self {
+        let mut head = Map::new();
+        head.insert("example".into(), json!(example));
+        head.insert("seed".into(), json!(seed));
+        Self {
+            head,
+            runs: Map::new(),
+        }
+    }
+
+    /// Records an argument (e.g. `task`, `shots`).
+    pub fn arg(&mut self, key: &str, value: impl Into<Value>) -> &mut Self {
+        self.head.insert(key.into(), value.into());
+        self
+    }
+
+    /// Records the metrics of one method under `runs.<method>`; later calls add to it.
+    pub fn run(&mut self, method: &str, metrics: &[(&str, f64)]) -> &mut Self {
+        let entry = self
+            .runs
+            .entry(method.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(m) = entry {
+            for (k, v) in metrics {
+                m.insert((*k).to_string(), json!(v));
+            }
+        }
+        self
+    }
+
+    /// A metric recorded earlier.
+    pub fn get(&self, method: &str, metric: &str) -> Option<f64> {
+        self.runs.get(method)?.get(metric)?.as_f64()
+    }
+
+    /// The whole report as JSON.
+    pub fn to_json(&self) -> Value {
+        let mut m = self.head.clone();
+        m.insert("runs".into(), Value::Object(self.runs.clone()));
+        Value::Object(m)
+    }
+
+    /// Prints a `method | metric ...` table (always), and the JSON line last when `json`.
+    pub fn finish(&self, json: bool, out: &std::path::Path) -> anyhow::Result<()> {
+        for (method, metrics) in &self.runs {
+            let cells: Vec<String> = metrics
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(k, v)| format!("{k}={}", fmt_value(v)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!("{method:>16} | {}", cells.join("  "));
+        }
+        let path = out.join(format!(
+            "{}.json",
+            self.head
+                .get("example")
+                .and_then(Value::as_str)
+                .unwrap_or("run")
+        ));
+        std::fs::write(&path, serde_json::to_string_pretty(&self.to_json())?)?;
+        if json {
+            println!("{}", self.to_json());
+        }
+        Ok(())
+    }
+}
+
+fn fmt_value(v: &Value) -> String {
+    match v.as_f64() {
+        Some(x) if x.fract() != 0.0 => format!("{x:.4}"),
+        _ => v.to_string(),
+    }
+}
