@@ -35,6 +35,16 @@ pub trait FeatureExtractor {
     fn feature_dim(&self) -> usize;
 }
 
+impl FeatureExtractor for crate::resnet::ResNet {
+    /// The globally pooled features (N, 512) or (N, 2048).
+    fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.features(x, train)
+    }
+    fn feature_dim(&self) -> usize {
+        crate::resnet::ResNet::feature_dim(self)
+    }
+}
+
 impl<M: Module> ModuleT for M {
     fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
         self.forward(x)
