@@ -1,0 +1,214 @@
+//! Pixel operations on row-major `(C, H, W)` f32 images: bilinear resize, crops, flips and
+//! affine warps. Shared by the transforms and the shifted-digit generators.
+
+use crate::error::{DataError, Result};
+
+/// `(C, H, W)` from a sample shape `[C, H, W]` or `[H, W]` (one channel).
+pub fn chw(what: &str, shape: &[usize]) -> Result<(usize, usize, usize)> {
+    match *shape {
+        [c, h, w] if c > 0 && h > 0 && w > 0 => Ok((c, h, w)),
+        [h, w] if h > 0 && w > 0 => Ok((1, h, w)),
+        _ => Err(DataError::shape(
+            what,
+            format!("needs image samples of shape [C, H, W] or [H, W], got {shape:?}"),
+        )),
+    }
+}
+
+/// The image shape `[C, H, W]`, or `[H, W]` when the input was two-dimensional.
+pub fn image_shape(like: &[usize], c: usize, h: usize, w: usize) -> Vec<usize> {
+    if like.len() == 2 {
+        vec![h, w]
+    } else {
+        vec![c, h, w]
+    }
+}
+
+fn check_len(what: &str, x: &[f32], c: usize, h: usize, w: usize) -> Result<()> {
+    if x.len() == c * h * w {
+        Ok(())
+    } else {
+        Err(DataError::shape(
+            what,
+            format!("{} values for an image of {c}x{h}x{w}", x.len()),
+        ))
+    }
+}
+
+/// Bilinear resize to `(oh, ow)` with PyTorch's `align_corners=False` convention:
+/// source coordinate `(dst + 0.5)·in/out − 0.5`, clamped at the border.
+pub fn resize_bilinear(
+    x: &[f32],
+    (c, h, w): (usize, usize, usize),
+    oh: usize,
+    ow: usize,
+) -> Result<Vec<f32>> {
+    check_len("resize", x, c, h, w)?;
+    if oh == 0 || ow == 0 {
+        return Err(DataError::invalid(
+            "resize",
+            format!("target size {oh}x{ow} must be positive"),
+        ));
+    }
+    let axis = |n_in: usize, n_out: usize| -> Vec<(usize, usize, f32)> {
+        let s = n_in as f32 / n_out as f32;
+        (0..n_out)
+            .map(|d| {
+                let src = ((d as f32 + 0.5) * s - 0.5).max(0.0);
+                let i0 = (src.floor() as usize).min(n_in - 1);
+                let i1 = (i0 + 1).min(n_in - 1);
+                (i0, i1, src - i0 as f32)
+            })
+            .collect()
+    };
+    let ys = axis(h, oh);
+    let xs = axis(w, ow);
+    let mut out = Vec::with_capacity(c * oh * ow);
+    for ch in 0..c {
+        let plane = &x[ch * h * w..(ch + 1) * h * w];
+        for &(y0, y1, ly) in &ys {
+            for &(x0, x1, lx) in &xs {
+                let top = plane[y0 * w + x0] * (1.0 - lx) + plane[y0 * w + x1] * lx;
+                let bot = plane[y1 * w + x0] * (1.0 - lx) + plane[y1 * w + x1] * lx;
+                out.push(top * (1.0 - ly) + bot * ly);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `(oh, ow)` window at `(top, left)` of a zero-padded image (`top`/`left` may be
+/// negative or run past the border: outside pixels are `fill`).
+pub fn crop(
+    x: &[f32],
+    (c, h, w): (usize, usize, usize),
+    top: isize,
+    left: isize,
+    oh: usize,
+    ow: usize,
+    fill: f32,
+) -> Result<Vec<f32>> {
+    check_len("crop", x, c, h, w)?;
+    let mut out = Vec::with_capacity(c * oh * ow);
+    for ch in 0..c {
+        for y in 0..oh {
+            let sy = top + y as isize;
+            for xx in 0..ow {
+                let sx = left + xx as isize;
+                let v = if sy >= 0 && sx >= 0 && (sy as usize) < h && (sx as usize) < w {
+                    x[ch * h * w + sy as usize * w + sx as usize]
+                } else {
+                    fill
+                };
+                out.push(v);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Mirror left–right.
+pub fn flip_horizontal(x: &[f32], (c, h, w): (usize, usize, usize)) -> Result<Vec<f32>> {
+    check_len("flip", x, c, h, w)?;
+    let mut out = x.to_vec();
+    for row in out.chunks_mut(w) {
+        row.reverse();
+    }
+    Ok(out)
+}
+
+/// Affine warp about the image centre: output pixel `p` takes the bilinear sample of the
+/// input at `A⁻¹ (p − centre − t) + centre`, where `A = scale · R(degrees)` (a positive angle
+/// turns the content anticlockwise on screen) and `t = (tx, ty)` in pixels. Outside → `fill`.
+pub fn affine(
+    x: &[f32],
+    (c, h, w): (usize, usize, usize),
+    degrees: f32,
+    scale: f32,
+    (tx, ty): (f32, f32),
+    fill: f32,
+) -> Result<Vec<f32>> {
+    check_len("affine", x, c, h, w)?;
+    if !(scale.is_finite()
+        && scale > 0.0
+        && degrees.is_finite()
+        && tx.is_finite()
+        && ty.is_finite())
+    {
+        return Err(DataError::invalid(
+            "affine",
+            format!(
+                "degrees {degrees}, scale {scale}, shift ({tx}, {ty}) must be finite, scale > 0"
+            ),
+        ));
+    }
+    let (cy, cx) = ((h as f32 - 1.0) / 2.0, (w as f32 - 1.0) / 2.0);
+    // Screen coordinates have y pointing down; anticlockwise on screen is a negative
+    // mathematical angle in (x, y) pixel space.
+    let th = -degrees.to_radians();
+    let (s, co) = th.sin_cos();
+    let mut out = vec![fill; c * h * w];
+    for y in 0..h {
+        for xx in 0..w {
+            let dx = xx as f32 - cx - tx;
+            let dy = y as f32 - cy - ty;
+            // inverse rotation R(−θ) and inverse scale
+            let u = (co * dx + s * dy) / scale + cx;
+            let v = (-s * dx + co * dy) / scale + cy;
+            for ch in 0..c {
+                let plane = &x[ch * h * w..(ch + 1) * h * w];
+                out[ch * h * w + y * w + xx] = sample_bilinear(plane, h, w, u, v, fill);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Bilinear sample of one plane at `(u, v)` (x, y); neighbours outside count as `fill`.
+fn sample_bilinear(plane: &[f32], h: usize, w: usize, u: f32, v: f32, fill: f32) -> f32 {
+    let (x0, y0) = (u.floor(), v.floor());
+    let (lx, ly) = (u - x0, v - y0);
+    let at = |yy: f32, xx: f32| -> f32 {
+        if yy >= 0.0 && xx >= 0.0 && (yy as usize) < h && (xx as usize) < w {
+            plane[yy as usize * w + xx as usize]
+        } else {
+            fill
+        }
+    };
+    let top = at(y0, x0) * (1.0 - lx) + at(y0, x0 + 1.0) * lx;
+    let bot = at(y0 + 1.0, x0) * (1.0 - lx) + at(y0 + 1.0, x0 + 1.0) * lx;
+    top * (1.0 - ly) + bot * ly
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resize_to_same_size_is_identity_and_upsampling_matches_pytorch() {
+        let x: Vec<f32> = (0..6).map(|v| v as f32).collect();
+        assert_eq!(resize_bilinear(&x, (1, 2, 3), 2, 3).unwrap(), x);
+        // torch.nn.functional.interpolate(torch.tensor([[[[0., 1.]]]]), size=(1, 4),
+        // mode="bilinear", align_corners=False) = [0, 0.25, 0.75, 1]
+        let up = resize_bilinear(&[0.0, 1.0], (1, 1, 2), 1, 4).unwrap();
+        assert_eq!(up, vec![0.0, 0.25, 0.75, 1.0]);
+    }
+
+    #[test]
+    fn affine_rotation_by_90_degrees_moves_right_edge_to_top() {
+        // 3x3 with a bright right column; rotating anticlockwise by 90° puts it at the top row.
+        let x = vec![0., 0., 1., 0., 0., 1., 0., 0., 1.];
+        let r = affine(&x, (1, 3, 3), 90.0, 1.0, (0.0, 0.0), 0.0).unwrap();
+        let expect = [1., 1., 1., 0., 0., 0., 0., 0., 0.];
+        for (a, b) in r.iter().zip(expect) {
+            assert!((a - b).abs() < 1e-5, "{r:?}");
+        }
+    }
+
+    #[test]
+    fn crop_outside_the_image_is_filled() {
+        let x = vec![1.0; 4];
+        let r = crop(&x, (1, 2, 2), -1, -1, 3, 3, 0.0).unwrap();
+        assert_eq!(r, vec![0., 0., 0., 0., 1., 1., 0., 1., 1.]);
+    }
+}
