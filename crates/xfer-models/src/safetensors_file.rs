@@ -104,7 +104,7 @@ fn promised_len(path: &Path, header: &[u8], n: u64) -> Result<u64> {
             .ok_or_else(|| corrupt(format!("tensor {name:?} has no data_offsets")))?;
         end = end.max(e);
     }
-    Ok(8 + n + end)
+    Ok(n.saturating_add(8).saturating_add(end))
 }
 
 fn to_candle(dtype: Dtype) -> Option<DType> {

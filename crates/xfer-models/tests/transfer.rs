@@ -333,3 +333,20 @@ fn pickle_zip_and_truncated_files_are_refused_with_the_file_name() {
         std::fs::remove_file(p).unwrap();
     }
 }
+
+#[test]
+fn absurd_data_offsets_are_reported_as_truncated_not_a_panic() {
+    let header =
+        br#"{"a.weight":{"dtype":"F32","shape":[1],"data_offsets":[0,18446744073709551615]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header);
+    bytes.extend_from_slice(&1.0f32.to_le_bytes());
+    let path = tmp("absurd.safetensors");
+    std::fs::write(&path, &bytes).unwrap();
+    let dst = ParamStore::new();
+    dst.add("a.weight", filled(&[1], 0.)).unwrap();
+    let e = Transfer::new().run_file(&path, &dst).unwrap_err();
+    assert!(matches!(e, ModelError::Truncated { .. }), "{e}");
+    assert!(e.to_string().contains("absurd.safetensors"), "{e}");
+    std::fs::remove_file(&path).unwrap();
+}
