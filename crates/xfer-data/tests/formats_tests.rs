@@ -605,3 +605,83 @@ fn xian_bad_locs_missing_arrays_and_garbage_are_errors_not_panics() {
     }
     assert!(seen.get(&false).copied().unwrap_or(0) > 0);
 }
+
+// ---------------------------------------------------------------- robustness
+
+/// A small deterministic generator for the corruption tests.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        self.0 >> 33
+    }
+}
+
+#[test]
+fn idx_parser_never_panics_on_corrupted_or_truncated_bytes() {
+    use xfer_data::formats::idx::parse_idx;
+    let (img, _) = mnist_like(6);
+    let name = std::path::Path::new("mem.idx");
+    let mut rng = Lcg(1);
+    let mut errors = 0;
+    for round in 0..3000 {
+        let mut b = if round % 2 == 0 {
+            img.clone()
+        } else {
+            gzip(&img)
+        };
+        match round % 3 {
+            0 => {
+                let n = rng.next() as usize % (b.len() + 1);
+                b.truncate(n);
+            }
+            1 => {
+                for _ in 0..1 + rng.next() % 4 {
+                    let i = rng.next() as usize % b.len();
+                    b[i] = rng.next() as u8;
+                }
+            }
+            _ => {
+                let i = rng.next() as usize % 12;
+                if i < b.len() {
+                    b[i] = 0xff;
+                }
+            }
+        }
+        if parse_idx(name, &b).is_err() {
+            errors += 1;
+        }
+    }
+    assert!(
+        errors > 1000,
+        "corruptions should mostly be caught: {errors}"
+    );
+}
+
+#[test]
+fn csv_parser_never_panics_on_corrupted_bytes() {
+    use xfer_data::formats::csv::parse_csv;
+    let good = b"a,b,label\n1,2,0\n3.5,-4,1\n5,6,cat\n".to_vec();
+    let alphabet = b",\n\r\"0123456789.-eE+nainf abc#;\t\xff";
+    let name = std::path::Path::new("mem.csv");
+    let mut rng = Lcg(7);
+    for _ in 0..3000 {
+        let mut b = good.clone();
+        for _ in 0..1 + rng.next() % 5 {
+            let i = rng.next() as usize % b.len();
+            b[i] = alphabet[rng.next() as usize % alphabet.len()];
+        }
+        for opts in [
+            CsvOptions::default(),
+            CsvOptions {
+                label: LabelColumn::Index(0),
+                ..Default::default()
+            },
+        ] {
+            let _ = parse_csv(name, &b, &opts);
+        }
+    }
+}
