@@ -14,7 +14,10 @@
 //! - [`layers`], [`sequential`]: layers and PyTorch-style numbered stacks.
 //! - Models: [`mlp`], [`lenet`] (DANN's LeNet), [`digits_cnn`], [`heads`] (classifier,
 //!   domain discriminator, zero-shot embeddings), [`multitask`], [`progressive`].
+//! - [`bert`]: a BERT encoder with Hugging Face's names and the sentence-transformers
+//!   [`SentenceEncoder`]; [`tokenizer`]: the model's own `tokenizer.json`.
 
+pub mod bert;
 pub mod checkpoint;
 pub mod digits_cnn;
 pub mod error;
@@ -30,8 +33,10 @@ pub mod progressive;
 pub mod resnet;
 pub mod safetensors_file;
 pub mod sequential;
+pub mod tokenizer;
 pub mod transfer;
 
+pub use bert::{BertConfig, BertModel, HiddenAct, SentenceEncoder, l2_normalize, mean_pool};
 pub use digits_cnn::{DigitsCnn, DigitsCnnConfig};
 pub use error::{ModelError, Result};
 pub use groups::{DEFAULT_GROUP, GroupedParams, ParamGroup, partition_params};
@@ -52,6 +57,7 @@ pub use progressive::{ColumnConfig, ProgressiveNet};
 pub use resnet::{ResNet, ResNetConfig, ResNetDepth};
 pub use safetensors_file::SafetensorsFile;
 pub use sequential::{Layer, Sequential, SequentialBuilder};
+pub use tokenizer::{TokenBatch, Tokenizer};
 pub use transfer::{
     ShapeMismatch, TensorSource, Transfer, TransferReport, first_blocks, last_blocks,
 };

@@ -345,8 +345,8 @@ fn resnet18_bad_files_give_typed_errors_and_leave_the_model_untouched() {
 /// The check a PyTorch user's `model.load_state_dict(safetensors.torch.load_file(path))` relies
 /// on, done without torch (not installed here): the file is valid safetensors (header parsed by
 /// plain Python, offsets contiguous and covering the data), its names are exactly torchvision's
-/// state-dict names minus the `num_batches_tracked` counters (which `BatchNorm` fills in itself
-/// when a state dict without version metadata lacks them), and every tensor has torchvision's
+/// state-dict names minus the `num_batches_tracked` counters (not written by xfer), and every
+/// tensor has torchvision's
 /// shape, dtype and the very bytes of the checkpoint it was loaded from.
 const PY_CHECK: &str = r#"
 import json, struct, sys
@@ -376,39 +376,27 @@ assert meta is not None and json.loads(meta['xfer.config'])['depth'] == 'resnet1
 print(f'python check ok: {len(saved)} tensors with torchvision names, shapes, dtypes and bytes')
 "#;
 
-/// Saves the store the way xfer writes safetensors (`safetensors_file::serialize` +
-/// `write_atomic`): every parameter and buffer under its store name, in its dtype, with the
-/// model configuration as JSON in the metadata.
-fn save_store(store: &ParamStore, config: &xfer_models::ResNetConfig, path: &Path) {
-    let all = store.all();
-    let meta = std::collections::BTreeMap::from([
-        ("format".to_string(), "pt".to_string()),
-        (
-            "xfer.config".to_string(),
-            serde_json::to_string(config).unwrap(),
-        ),
-    ]);
-    let bytes = xfer_models::safetensors_file::serialize(
-        all.iter().map(|p| (p.name(), p.var().as_tensor())),
-        &meta,
-    )
-    .unwrap();
-    xfer_models::safetensors_file::write_atomic(path, &bytes).unwrap();
-}
-
 #[test]
 fn resnet18_saved_checkpoint_has_torchvision_names_shapes_and_bytes() {
     let Some(sh) = shared() else { return };
     let weights = sh.join("fixtures/resnet18_weights.safetensors");
     let (store, m) = model(&weights);
     let out = tmp("save", "xfer_resnet18.safetensors");
-    save_store(&store, &m.config(), &out);
+    xfer_models::checkpoint::save_with_config(&store, &out, &m.config()).unwrap();
 
-    // Round trip through our own loader: same outputs.
+    // Round trip through the checkpoint reader and the torchvision loader: same outputs.
+    let config: xfer_models::ResNetConfig = xfer_models::checkpoint::read_config(&out).unwrap();
+    assert_eq!(config, m.config());
     let store2 = ParamStore::new();
-    let m2 = ResNet::resnet18(&store2, 10, 99, DType::F32, &Device::Cpu).unwrap();
-    m2.load_torchvision(&out).unwrap();
+    let m2 = ResNet::new(&store2.scope(""), config, 99, DType::F32, &Device::Cpu).unwrap();
+    xfer_models::checkpoint::load(&store2, &out).unwrap();
     let io = io(&sh);
+    let e = rel_err(
+        &m2.forward_t(&io["input"], false).unwrap(),
+        &io["eval_logits"],
+    );
+    assert!(e < 1e-4, "checkpoint reloaded: {e}");
+    m2.load_torchvision(&out).unwrap();
     let e = rel_err(
         &m2.forward_t(&io["input"], false).unwrap(),
         &io["eval_logits"],
