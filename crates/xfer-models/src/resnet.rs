@@ -23,7 +23,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use xfer_ops::{Conv2dConfig, SeededRng};
 
-use crate::layers::{BatchNorm, Conv2d, FeatureExtractor, Linear, Module, ModuleT};
+use crate::layers::{BatchNorm, Conv2d, Linear, Module, ModuleT};
 use crate::params::{Param, ParamStore, Scope};
 use crate::pretrained::{LoadOptions, load_pretrained};
 use crate::transfer::TransferReport;
@@ -632,17 +632,6 @@ impl ResNet {
             path,
             opts,
         )
-    }
-}
-
-impl FeatureExtractor for ResNet {
-    /// [`ResNet::features`].
-    fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.features(x, train)
-    }
-
-    fn feature_dim(&self) -> usize {
-        self.config.depth.feature_dim()
     }
 }
 
