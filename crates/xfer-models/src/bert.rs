@@ -23,6 +23,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{D, DType, Device, Tensor};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use xfer_ops::SeededRng;
 
@@ -315,22 +316,21 @@ pub struct BertModel {
 impl BertModel {
     /// A new encoder registered under `scope` (`store.scope("")` for Hugging Face's bare
     /// names), initialised as Hugging Face does (weights `N(0, initializer_range²)`, biases 0,
-    /// layer norms 1/0, the padding row of the word table 0), dropout masks seeded from `seed`.
+    /// layer norms 1/0, the padding row of the word table 0), weights and dropout seeds drawn
+    /// from `rng`.
     pub fn new(
         scope: &Scope,
         config: &BertConfig,
-        seed: u64,
+        rng: &mut SeededRng,
         dtype: DType,
         dev: &Device,
     ) -> Result<Self> {
         config.validate().map_err(ModelError::Config)?;
         let c = config;
         let std = c.initializer_range;
-        let mut rng = SeededRng::new(seed);
-        let mut dropout_seed = seed;
-        let mut dropout = |p: f64| {
-            dropout_seed = dropout_seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            Dropout::new(p, dropout_seed)
+        let dropout = |p: f64, rng: &mut SeededRng| {
+            let seed: u64 = rng.rng().random();
+            Dropout::new(p, seed)
         };
         let es = scope.sub("embeddings");
         let table = |name: &str, n: usize, rng: &mut SeededRng| -> Result<Embedding> {
@@ -341,7 +341,7 @@ impl BertModel {
                 )?,
             })
         };
-        let word = table("word_embeddings", c.vocab_size, &mut rng)?;
+        let word = table("word_embeddings", c.vocab_size, rng)?;
         let pad = word.weight.var().as_tensor().narrow(0, c.pad_token_id, 1)?;
         word.weight
             .var()
@@ -351,8 +351,8 @@ impl BertModel {
             )?)?;
         let embeddings = BertEmbeddings {
             word,
-            position: table("position_embeddings", c.max_position_embeddings, &mut rng)?,
-            token_type: table("token_type_embeddings", c.type_vocab_size, &mut rng)?,
+            position: table("position_embeddings", c.max_position_embeddings, rng)?,
+            token_type: table("token_type_embeddings", c.type_vocab_size, rng)?,
             layer_norm: LayerNorm::new(
                 &es.sub("LayerNorm"),
                 c.hidden_size,
@@ -360,7 +360,7 @@ impl BertModel {
                 dtype,
                 dev,
             )?,
-            dropout: dropout(c.hidden_dropout_prob)?,
+            dropout: dropout(c.hidden_dropout_prob, rng)?,
         };
         let mut layers = Vec::with_capacity(c.num_hidden_layers);
         for i in 0..c.num_hidden_layers {
@@ -368,18 +368,10 @@ impl BertModel {
             let att = ls.sub("attention");
             let h = c.hidden_size;
             layers.push(BertLayer {
-                query: linear(&att.sub("self.query"), h, h, std, &mut rng, dtype, dev)?,
-                key: linear(&att.sub("self.key"), h, h, std, &mut rng, dtype, dev)?,
-                value: linear(&att.sub("self.value"), h, h, std, &mut rng, dtype, dev)?,
-                attention_output: linear(
-                    &att.sub("output.dense"),
-                    h,
-                    h,
-                    std,
-                    &mut rng,
-                    dtype,
-                    dev,
-                )?,
+                query: linear(&att.sub("self.query"), h, h, std, rng, dtype, dev)?,
+                key: linear(&att.sub("self.key"), h, h, std, rng, dtype, dev)?,
+                value: linear(&att.sub("self.value"), h, h, std, rng, dtype, dev)?,
+                attention_output: linear(&att.sub("output.dense"), h, h, std, rng, dtype, dev)?,
                 attention_norm: LayerNorm::new(
                     &att.sub("output.LayerNorm"),
                     h,
@@ -392,7 +384,7 @@ impl BertModel {
                     h,
                     c.intermediate_size,
                     std,
-                    &mut rng,
+                    rng,
                     dtype,
                     dev,
                 )?,
@@ -401,7 +393,7 @@ impl BertModel {
                     c.intermediate_size,
                     h,
                     std,
-                    &mut rng,
+                    rng,
                     dtype,
                     dev,
                 )?,
@@ -414,9 +406,9 @@ impl BertModel {
                 )?,
                 heads: c.num_attention_heads,
                 act: c.hidden_act,
-                attention_dropout: dropout(c.attention_probs_dropout_prob)?,
-                attention_output_dropout: dropout(c.hidden_dropout_prob)?,
-                output_dropout: dropout(c.hidden_dropout_prob)?,
+                attention_dropout: dropout(c.attention_probs_dropout_prob, rng)?,
+                attention_output_dropout: dropout(c.hidden_dropout_prob, rng)?,
+                output_dropout: dropout(c.hidden_dropout_prob, rng)?,
             });
         }
         Ok(Self {
@@ -642,7 +634,13 @@ impl SentenceEncoder {
         };
         let tokenizer = Tokenizer::from_file(dir.join("tokenizer.json"), max_len)?;
         let store = ParamStore::new();
-        let bert = BertModel::new(&store.scope(""), &config, 0, dtype, device)?;
+        let bert = BertModel::new(
+            &store.scope(""),
+            &config,
+            &mut SeededRng::new(0),
+            dtype,
+            device,
+        )?;
         let weights: PathBuf = dir.join("model.safetensors");
         let report = bert.load_hf(&weights)?;
         tracing::info!(
@@ -788,8 +786,14 @@ mod tests {
     #[test]
     fn bert_names_match_hugging_face() {
         let store = ParamStore::new();
-        let m =
-            BertModel::new(&store.scope(""), &tiny("gelu"), 0, DType::F32, &Device::Cpu).unwrap();
+        let m = BertModel::new(
+            &store.scope(""),
+            &tiny("gelu"),
+            &mut SeededRng::new(0),
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
         // 5 embedding tensors + 16 per layer.
         assert_eq!(m.params().len(), 5 + 2 * 16);
         assert_eq!(store.len(), 5 + 2 * 16);
@@ -827,8 +831,14 @@ mod tests {
     #[test]
     fn padding_does_not_change_the_embedding_of_a_sentence() {
         let store = ParamStore::new();
-        let m =
-            BertModel::new(&store.scope(""), &tiny("gelu"), 1, DType::F64, &Device::Cpu).unwrap();
+        let m = BertModel::new(
+            &store.scope(""),
+            &tiny("gelu"),
+            &mut SeededRng::new(1),
+            DType::F64,
+            &Device::Cpu,
+        )
+        .unwrap();
         let alone = m
             .forward_t(&ids(&[2, 5, 7, 3], (1, 4)), None, None, false)
             .unwrap();
@@ -853,8 +863,14 @@ mod tests {
     #[test]
     fn bert_gradients_match_finite_differences() {
         let store = ParamStore::new();
-        let m =
-            BertModel::new(&store.scope(""), &tiny("gelu"), 2, DType::F64, &Device::Cpu).unwrap();
+        let m = BertModel::new(
+            &store.scope(""),
+            &tiny("gelu"),
+            &mut SeededRng::new(2),
+            DType::F64,
+            &Device::Cpu,
+        )
+        .unwrap();
         let input = ids(&[2, 5, 7, 3, 1, 2, 9, 4, 8, 3], (2, 5));
         let mask = ids(&[1, 1, 1, 1, 0, 1, 1, 1, 1, 1], (2, 5));
         let mut rng = SeededRng::new(4);
@@ -909,8 +925,14 @@ mod tests {
     #[test]
     fn dropout_acts_only_in_training() {
         let store = ParamStore::new();
-        let m =
-            BertModel::new(&store.scope(""), &tiny("relu"), 3, DType::F32, &Device::Cpu).unwrap();
+        let m = BertModel::new(
+            &store.scope(""),
+            &tiny("relu"),
+            &mut SeededRng::new(3),
+            DType::F32,
+            &Device::Cpu,
+        )
+        .unwrap();
         let input = ids(&[2, 5, 7, 3], (1, 4));
         let a = m.forward_t(&input, None, None, false).unwrap();
         let b = m.forward_t(&input, None, None, false).unwrap();

@@ -417,21 +417,21 @@ pub struct ResNet {
 impl ResNet {
     /// A new ResNet registered under `scope` (use `store.scope("")` for torchvision's bare
     /// names), initialised as torchvision does (Kaiming-normal fan-out convolutions, γ = 1,
-    /// β = 0, PyTorch's default `fc`) from `seed`.
+    /// β = 0, PyTorch's default `fc`) from `rng`.
     pub fn new(
         scope: &Scope,
-        config: ResNetConfig,
-        seed: u64,
+        config: &ResNetConfig,
+        rng: &mut SeededRng,
         dtype: DType,
         dev: &Device,
     ) -> Result<Self> {
+        let config = *config;
         if config.num_classes == 0 {
             return Err(ModelError::Config(
                 "ResNet needs at least one output class".to_string(),
             ));
         }
-        let mut rng = SeededRng::new(seed);
-        let conv1 = conv(&scope.sub("conv1"), 3, 64, 7, 2, 3, &mut rng, dtype, dev)?;
+        let conv1 = conv(&scope.sub("conv1"), 3, 64, 7, 2, 3, rng, dtype, dev)?;
         let bn1 = BatchNorm::new(&scope.sub("bn1"), 64, dtype, dev)?;
         let bottleneck = config.depth.bottleneck();
         let expansion = if bottleneck { 4 } else { 1 };
@@ -454,7 +454,7 @@ impl ResNet {
                     in_ch,
                     planes,
                     stride,
-                    &mut rng,
+                    rng,
                     dtype,
                     dev,
                 )?);
@@ -467,7 +467,7 @@ impl ResNet {
             in_ch,
             config.num_classes,
             true,
-            &mut rng,
+            rng,
             dtype,
             dev,
         )?;
@@ -495,7 +495,13 @@ impl ResNet {
             depth: ResNetDepth::ResNet18,
             num_classes,
         };
-        Self::new(&store.scope(""), config, seed, dtype, dev)
+        Self::new(
+            &store.scope(""),
+            &config,
+            &mut SeededRng::new(seed),
+            dtype,
+            dev,
+        )
     }
 
     /// A ResNet-34 with `num_classes` outputs at the root of `store`.
@@ -510,7 +516,13 @@ impl ResNet {
             depth: ResNetDepth::ResNet34,
             num_classes,
         };
-        Self::new(&store.scope(""), config, seed, dtype, dev)
+        Self::new(
+            &store.scope(""),
+            &config,
+            &mut SeededRng::new(seed),
+            dtype,
+            dev,
+        )
     }
 
     /// A ResNet-50 with `num_classes` outputs at the root of `store`.
@@ -525,7 +537,13 @@ impl ResNet {
             depth: ResNetDepth::ResNet50,
             num_classes,
         };
-        Self::new(&store.scope(""), config, seed, dtype, dev)
+        Self::new(
+            &store.scope(""),
+            &config,
+            &mut SeededRng::new(seed),
+            dtype,
+            dev,
+        )
     }
 
     /// The configuration.
@@ -556,9 +574,9 @@ impl ResNet {
     }
 
     /// Replaces the head: removes `fc.weight`/`fc.bias` from the store and registers a new
-    /// `fc` with `n` outputs, initialised as PyTorch's `nn.Linear` from `seed`. The backbone is
+    /// `fc` with `n` outputs, initialised as PyTorch's `nn.Linear` from `rng`. The backbone is
     /// untouched (the usual first step of fine-tuning an ImageNet model on a new task).
-    pub fn with_num_classes(mut self, n: usize, seed: u64) -> Result<Self> {
+    pub fn with_num_classes(mut self, n: usize, rng: &mut SeededRng) -> Result<Self> {
         if n == 0 {
             return Err(ModelError::Config(
                 "ResNet needs at least one output class".to_string(),
@@ -568,13 +586,12 @@ impl ResNet {
         let fc_scope = self.scope.sub("fc");
         store.remove(&fc_scope.path("weight"));
         store.remove(&fc_scope.path("bias"));
-        let mut rng = SeededRng::new(seed);
         self.fc = Linear::new(
             &fc_scope,
             self.feature_dim(),
             n,
             true,
-            &mut rng,
+            rng,
             self.dtype,
             &self.device,
         )?;
@@ -793,7 +810,7 @@ mod tests {
             .as_tensor()
             .copy()
             .unwrap();
-        let m = m.with_num_classes(3, 9).unwrap();
+        let m = m.with_num_classes(3, &mut SeededRng::new(9)).unwrap();
         assert_eq!(store.get("fc.weight").unwrap().var().dims(), &[3, 512]);
         assert_eq!(store.get("fc.bias").unwrap().var().dims(), &[3]);
         assert_eq!(m.params().len(), 102);
@@ -820,7 +837,7 @@ mod tests {
             )
             .unwrap();
         assert_eq!(y.dims(), &[1, 3]);
-        assert!(m.with_num_classes(0, 1).is_err());
+        assert!(m.with_num_classes(0, &mut SeededRng::new(1)).is_err());
     }
 
     #[test]

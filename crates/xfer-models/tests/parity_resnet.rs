@@ -224,7 +224,9 @@ fn resnet18_new_head_keeps_pretrained_backbone() {
     let (_, m) = model(&weights);
     let io = io(&sh);
     let feats = m.features(&io["input"], false).unwrap();
-    let m = m.with_num_classes(4, 7).unwrap();
+    let m = m
+        .with_num_classes(4, &mut xfer_ops::SeededRng::new(7))
+        .unwrap();
     assert_eq!(m.forward_t(&io["input"], false).unwrap().dims(), &[2, 4]);
     assert!(rel_err(&m.features(&io["input"], false).unwrap(), &feats) < 1e-6);
     // Loading the 10-class file into the 4-class model: fc must be skipped explicitly.
@@ -388,7 +390,14 @@ fn resnet18_saved_checkpoint_has_torchvision_names_shapes_and_bytes() {
     let config: xfer_models::ResNetConfig = xfer_models::checkpoint::read_config(&out).unwrap();
     assert_eq!(config, m.config());
     let store2 = ParamStore::new();
-    let m2 = ResNet::new(&store2.scope(""), config, 99, DType::F32, &Device::Cpu).unwrap();
+    let m2 = ResNet::new(
+        &store2.scope(""),
+        &config,
+        &mut xfer_ops::SeededRng::new(99),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
     xfer_models::checkpoint::load(&store2, &out).unwrap();
     let io = io(&sh);
     let e = rel_err(
