@@ -82,6 +82,20 @@ impl TrainError {
         TrainError::Objective(e.into())
     }
 
+    pub(crate) fn metric(metric: &'static str, msg: impl Into<String>) -> Self {
+        TrainError::Metric {
+            metric,
+            msg: msg.into(),
+        }
+    }
+
+    pub(crate) fn file(path: impl Into<PathBuf>, msg: impl std::fmt::Display) -> Self {
+        TrainError::File {
+            path: path.into(),
+            msg: msg.to_string(),
+        }
+    }
+
     pub(crate) fn checkpoint(path: impl Into<PathBuf>, msg: impl std::fmt::Display) -> Self {
         TrainError::Checkpoint {
             path: path.into(),

@@ -6,12 +6,19 @@
 //!   including DANN's `μ_p = μ0 / (1 + α p)^β`.
 //! - [`trainer`]: the one training loop; each method contributes an [`Objective`].
 //! - [`checkpoint`]: atomic safetensors checkpoints for exact resume.
+//! - [`metrics`]: accuracy, per-class accuracy, confusion matrix, H, prediction entropy,
+//!   proxy A-distance.
+//! - [`pca`]: principal component analysis for 2-D pictures of features.
+//! - [`plot`]: PNG training curves and PCA scatter plots (by domain and class).
 //! - [`history`]: the per-step and per-evaluation record of a run.
 
 pub mod checkpoint;
 pub mod error;
 pub mod history;
+pub mod metrics;
 pub mod optim;
+pub mod pca;
+pub mod plot;
 pub mod schedule;
 pub mod trainer;
 
