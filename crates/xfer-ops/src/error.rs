@@ -22,6 +22,14 @@ pub enum OpsError {
         /// The dtype it got.
         dtype: candle_core::DType,
     },
+    /// Inputs that must share a dtype do not; the message names the tensors.
+    #[error("{op}: dtype mismatch: {msg}")]
+    DTypeMismatch {
+        /// The op that refused its inputs.
+        op: &'static str,
+        /// Which tensors have which dtypes.
+        msg: String,
+    },
     /// A requested device is not available in this build or on this machine.
     #[error("device: {0}")]
     Device(String),

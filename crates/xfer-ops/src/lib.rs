@@ -11,6 +11,7 @@
 //! - [`device`]: device selection.
 
 pub mod conv;
+mod conv_cpu;
 pub mod device;
 pub mod error;
 pub mod grad;
@@ -20,7 +21,7 @@ pub mod pool;
 pub mod rng;
 pub mod snapshot;
 
-pub use conv::{Conv2dConfig, conv2d};
+pub use conv::{Conv2dConfig, conv2d, conv2d_portable};
 pub use device::{DevicePreference, select_device};
 pub use error::{OpsError, Result};
 pub use grad::{clip_grad_norm, first_non_finite, global_grad_norm};
