@@ -65,6 +65,12 @@ pub enum TrainError {
     /// An error raised by a user objective or evaluation (wrap with [`TrainError::objective`]).
     #[error("objective: {0}")]
     Objective(Box<dyn std::error::Error + Send + Sync>),
+    /// A data error (loading, batching).
+    #[error(transparent)]
+    Data(#[from] xfer_data::DataError),
+    /// A loss error.
+    #[error(transparent)]
+    Loss(#[from] xfer_losses::LossError),
     /// A model error.
     #[error(transparent)]
     Model(#[from] xfer_models::ModelError),

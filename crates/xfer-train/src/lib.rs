@@ -5,6 +5,7 @@
 //! - [`schedule`]: learning-rate schedules as pure functions of `(step, total_steps)`,
 //!   including DANN's `μ_p = μ0 / (1 + α p)^β`.
 //! - [`trainer`]: the one training loop; each method contributes an [`Objective`].
+//! - [`batches`]: the batch of each step from xfer-data's loaders, exact across resume.
 //! - [`checkpoint`]: atomic safetensors checkpoints for exact resume.
 //! - [`metrics`]: accuracy, per-class accuracy, confusion matrix, H, prediction entropy,
 //!   proxy A-distance.
@@ -12,8 +13,10 @@
 //! - [`plot`]: PNG training curves and PCA scatter plots (by domain and class).
 //! - [`history`]: the per-step and per-evaluation record of a run.
 
+pub mod batches;
 pub mod checkpoint;
 pub mod error;
+mod grad_norm;
 pub mod history;
 pub mod metrics;
 pub mod optim;
@@ -22,6 +25,7 @@ pub mod plot;
 pub mod schedule;
 pub mod trainer;
 
+pub use batches::{StepBatches, StepSource};
 pub use checkpoint::{CheckpointFile, latest_checkpoint};
 pub use error::{Result, TrainError};
 pub use history::{EvalRecord, History, Metrics, StepRecord};

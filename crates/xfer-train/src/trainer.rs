@@ -39,6 +39,7 @@ use xfer_models::ParamStore;
 use xfer_ops::SeededRng;
 
 use crate::checkpoint::{self, BEST, CheckpointFile, FORMAT, OPTIM, PARAM};
+use crate::grad_norm;
 use crate::history::{self, EvalRecord, History, Metrics, StepRecord};
 use crate::optim::{Optimizer, OptimizerState};
 use crate::schedule::{Schedule, progress};
@@ -624,13 +625,14 @@ impl Trainer {
             }
             let mut grads = out.loss.backward()?;
             let var_refs = vars.iter().map(|(_, v)| v);
-            let grad_norm = match self.cfg.clip_grad_norm {
-                Some(max) => Some(xfer_ops::clip_grad_norm(&mut grads, var_refs, max)?),
-                None if self.cfg.check_finite => {
-                    Some(xfer_ops::global_grad_norm(&grads, var_refs)?)
-                }
-                None => None,
+            let grad_norm = if self.cfg.clip_grad_norm.is_some() || self.cfg.check_finite {
+                Some(grad_norm::global_norm(&grads, var_refs.clone())?)
+            } else {
+                None
             };
+            if let (Some(max), Some(norm)) = (self.cfg.clip_grad_norm, grad_norm) {
+                grad_norm::clip_to(&mut grads, var_refs, norm, max)?;
+            }
             if self.cfg.check_finite && grad_norm.is_some_and(|n| !n.is_finite()) {
                 let param =
                     xfer_ops::first_non_finite(&grads, vars.iter().map(|(n, v)| (n.as_str(), v)))?

@@ -546,3 +546,125 @@ fn resume_refuses_a_checkpoint_of_another_plan() {
     assert_eq!(rep.history.steps.len(), 4);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The same guarantee with xfer-data's shuffling `DataLoader` read through `StepBatches`.
+fn run_with_loader(crash_at: Option<usize>, tag: &str) -> Vec<(String, Vec<u32>)> {
+    use xfer_data::{DataLoader, TensorDataset};
+    use xfer_train::StepBatches;
+    let (x, y) = blobs();
+    let ds = TensorDataset::new(
+        "blobs",
+        x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        vec![2],
+        y.to_vec1::<u32>().unwrap(),
+    )
+    .unwrap();
+    let loader = DataLoader::builder(ds, BATCH).seed(21).build().unwrap();
+    let dir = tmpdir(tag);
+    let cfg = || {
+        TrainerConfig::epochs(3, loader.batches_per_epoch(), Schedule::cosine(0.1, 0.0))
+            .with_quiet(true)
+            .with_seed(3)
+            .with_checkpoint(CheckpointConfig::new(&dir, 4))
+    };
+    let opt = |s: &ParamStore| Sgd::new(s.trainable(), SgdConfig::momentum(0.9)).unwrap();
+    let step =
+        |m: &Mlp, batches: &mut StepBatches<'_, DataLoader<TensorDataset>>, ctx: &StepCtx| {
+            let b = batches.next(ctx)?;
+            Ok(StepOutput::new(cross_entropy(
+                &m.forward(&b.x),
+                b.labels()?,
+            )))
+        };
+    if let Some(crash) = crash_at {
+        let m = Mlp::new(1);
+        let mut t = Trainer::new(cfg(), &m.store, opt(&m.store)).unwrap();
+        let mut batches = StepBatches::new(&loader);
+        let mut obj = |ctx: &StepCtx| {
+            if ctx.step == crash {
+                return Err(TrainError::objective("simulated crash"));
+            }
+            step(&m, &mut batches, ctx)
+        };
+        assert!(t.fit(&mut obj).is_err());
+    }
+    let m = Mlp::new(if crash_at.is_some() { 77 } else { 1 });
+    let mut t = Trainer::new(cfg(), &m.store, opt(&m.store)).unwrap();
+    if crash_at.is_some() {
+        t.resume_latest().unwrap().expect("a checkpoint");
+    }
+    let mut batches = StepBatches::new(&loader);
+    t.fit(&mut |ctx: &StepCtx| step(&m, &mut batches, ctx))
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    m.bits()
+}
+
+#[test]
+fn resume_with_an_xfer_data_loader_through_step_batches_is_bit_identical() {
+    assert_eq!(
+        run_with_loader(None, "dl-a"),
+        run_with_loader(Some(10), "dl-b")
+    );
+}
+
+#[test]
+fn clipping_bounds_the_update_and_the_history_keeps_the_norm_before_clipping() {
+    let (x, y) = blobs();
+    let m = Mlp::new(8);
+    let cfg = TrainerConfig::steps(1, SPE, Schedule::constant(0.5))
+        .with_quiet(true)
+        .with_clip_grad_norm(0.01);
+    let mut t = Trainer::new(
+        cfg,
+        &m.store,
+        Sgd::new(m.store.trainable(), SgdConfig::default()).unwrap(),
+    )
+    .unwrap();
+    let before: Vec<Vec<f32>> = m
+        .store
+        .all()
+        .iter()
+        .map(|p| {
+            p.var()
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap()
+        })
+        .collect();
+    let rep = t
+        .fit(&mut |ctx: &StepCtx| {
+            let (xb, yb) = batch(&x, &y, ctx);
+            Ok(StepOutput::new(cross_entropy(&m.forward(&xb), &yb)))
+        })
+        .unwrap();
+    let norm = rep.history.steps[0].grad_norm.unwrap();
+    assert!(
+        norm > 0.01,
+        "the test needs a gradient above the threshold: {norm}"
+    );
+    // plain SGD: Δw = −η·g·(c/‖g‖), so ‖Δw‖ = η·c = 0.005
+    let moved: f64 = m
+        .store
+        .all()
+        .iter()
+        .zip(&before)
+        .map(|(p, b)| {
+            let a = p
+                .var()
+                .as_tensor()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap();
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| f64::from(x - y).powi(2))
+                .sum::<f64>()
+        })
+        .sum::<f64>()
+        .sqrt();
+    assert!((moved - 0.005).abs() < 1e-5, "{moved}");
+}

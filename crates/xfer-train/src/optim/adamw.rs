@@ -18,6 +18,7 @@ use xfer_models::{Param, ParamGroup, ParamStore, partition_params};
 
 use super::{
     GroupSpec, Groups, Optimizer, OptimizerState, check_lr, check_state_keys, fit_state_tensor,
+    fused,
 };
 use crate::{Result, TrainError};
 
@@ -103,6 +104,8 @@ pub struct Adam {
     v: Vec<Option<Tensor>>,
     /// Steps taken per parameter (PyTorch keeps the count per parameter too).
     t: Vec<u64>,
+    /// Use the fused CPU kernels where they apply (tests switch them off to compare).
+    fused: bool,
 }
 
 impl std::fmt::Debug for Adam {
@@ -134,6 +137,7 @@ impl Adam {
             m: vec![None; n],
             v: vec![None; n],
             t: vec![0; n],
+            fused: true,
         })
     }
 
@@ -185,6 +189,50 @@ impl Optimizer for Adam {
             let lambda = set.weight_decay;
             self.t[i] += 1;
             let t = self.t[i] as f64;
+            if self.fused && fused::applies(&[w0, g]) {
+                let g = if g.is_contiguous() {
+                    g.clone()
+                } else {
+                    g.contiguous()?
+                };
+                let m = match self.m[i].take() {
+                    Some(m) => m,
+                    None => w0.zeros_like()?,
+                };
+                let v = match self.v[i].take() {
+                    Some(v) => v,
+                    None => w0.zeros_like()?,
+                };
+                let coupled = if decoupled { 0.0 } else { lambda };
+                m.inplace_op3(
+                    w0,
+                    &g,
+                    &fused::AdamMoment {
+                        beta: beta1,
+                        coupled_decay: coupled,
+                        second: false,
+                    },
+                )?;
+                v.inplace_op3(
+                    w0,
+                    &g,
+                    &fused::AdamMoment {
+                        beta: beta2,
+                        coupled_decay: coupled,
+                        second: true,
+                    },
+                )?;
+                let step = fused::AdamStep {
+                    decay_factor: (decoupled && lambda != 0.0).then_some(1.0 - eta * lambda),
+                    step_size: eta / (1.0 - beta1.powf(t)),
+                    inv_bc2_sqrt: 1.0 / (1.0 - beta2.powf(t)).sqrt(),
+                    eps,
+                };
+                w0.inplace_op3(&m, &v, &step)?;
+                self.m[i] = Some(m);
+                self.v[i] = Some(v);
+                continue;
+            }
             let (w, g) = if lambda != 0.0 {
                 if decoupled {
                     (w0.affine(1.0 - eta * lambda, 0.0)?, g.clone())
@@ -311,6 +359,15 @@ impl Optimizer for Adam {
         self.v = v;
         self.t = t;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Adam {
+    /// Switches the fused CPU kernels off (to compare with the candle-op path).
+    pub(crate) fn without_fused(mut self) -> Self {
+        self.fused = false;
+        self
     }
 }
 
@@ -510,6 +567,58 @@ mod tests {
         };
         assert_eq!(run(None), run(Some(4)));
         assert_eq!(run(None), run(Some(1)));
+    }
+
+    #[test]
+    fn adam_fused_cpu_kernels_are_bit_identical_to_the_candle_op_path() {
+        use candle_core::DType;
+        for (dtype, cfg) in [
+            (DType::F32, AdamConfig::adamw().with_weight_decay(0.1)),
+            (DType::F32, AdamConfig::adam().with_weight_decay(0.1)),
+            (DType::F64, AdamConfig::adamw()),
+            (DType::F32, AdamConfig::adam()),
+        ] {
+            let run = |fused: bool| {
+                let store = ParamStore::new();
+                let mut rng = xfer_ops::SeededRng::new(4);
+                let p = store
+                    .add(
+                        "w",
+                        rng.normal(&[5, 3], 0.0, 1.0, dtype, &Device::Cpu).unwrap(),
+                    )
+                    .unwrap();
+                let a = rng.normal(&[5, 3], 0.0, 1.0, dtype, &Device::Cpu).unwrap();
+                let mut opt = Adam::new(store.trainable(), cfg).unwrap();
+                if !fused {
+                    opt = opt.without_fused();
+                }
+                for _ in 0..6 {
+                    let loss = (p.tensor().sqr().unwrap() * &a).unwrap().sum_all().unwrap();
+                    opt.step(&loss.backward().unwrap(), 0.01).unwrap();
+                }
+                let mut out = p
+                    .var()
+                    .as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap();
+                for (_, t) in opt.state().unwrap().tensors {
+                    out.extend(
+                        t.flatten_all()
+                            .unwrap()
+                            .to_dtype(DType::F64)
+                            .unwrap()
+                            .to_vec1::<f64>()
+                            .unwrap(),
+                    );
+                }
+                out.into_iter().map(f64::to_bits).collect::<Vec<_>>()
+            };
+            assert_eq!(run(true), run(false), "{dtype:?} {cfg:?}");
+        }
     }
 
     #[test]

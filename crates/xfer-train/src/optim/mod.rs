@@ -12,11 +12,14 @@
 //! [`Param::is_trainable`] ones, and a parameter without a gradient in a step is skipped
 //! entirely (as PyTorch skips `p.grad is None`: no decay, no momentum update).
 //!
-//! Updates are in place ([`candle_core::Var::set`]), in the parameter's dtype. The state
+//! Updates are in place, in the parameter's dtype: on the CPU (f32, f64) by fused kernels that
+//! do the arithmetic of the candle-op path in one or two passes without allocating (bit-identical
+//! to it), elsewhere by candle ops and [`candle_core::Var::set`]. The state
 //! (momentum buffers, moments, step counts) is kept per parameter name and can be saved and
 //! restored with [`Optimizer::state`] / [`Optimizer::load_state`] for an exact resume.
 
 mod adamw;
+mod fused;
 mod sgd;
 
 pub use adamw::{Adam, AdamConfig};

@@ -17,6 +17,7 @@ use xfer_models::{Param, ParamGroup, ParamStore, partition_params};
 
 use super::{
     GroupSpec, Groups, Optimizer, OptimizerState, check_lr, check_state_keys, fit_state_tensor,
+    fused,
 };
 use crate::{Result, TrainError};
 
@@ -84,6 +85,8 @@ pub struct Sgd {
     groups: Groups,
     /// Momentum buffer per parameter (`None` until its first gradient).
     bufs: Vec<Option<Tensor>>,
+    /// Use the fused CPU kernels where they apply (tests switch them off to compare).
+    fused: bool,
 }
 
 impl std::fmt::Debug for Sgd {
@@ -109,7 +112,12 @@ impl Sgd {
         cfg.validate()?;
         let groups = Groups::build(groups, "sgd")?;
         let bufs = vec![None; groups.params.len()];
-        Ok(Self { cfg, groups, bufs })
+        Ok(Self {
+            cfg,
+            groups,
+            bufs,
+            fused: true,
+        })
     }
 
     /// Groups from xfer-models' [`ParamGroup`]s over the trainable parameters of `store`
@@ -156,6 +164,37 @@ impl Optimizer for Sgd {
                 continue;
             };
             let eta = lr * set.lr_mult;
+            if self.fused && fused::applies(&[w, g]) {
+                let g = if g.is_contiguous() {
+                    g.clone()
+                } else {
+                    g.contiguous()?
+                };
+                let step = fused::SgdStep {
+                    lr: eta,
+                    momentum,
+                    weight_decay: set.weight_decay,
+                    nesterov,
+                };
+                if momentum != 0.0 {
+                    let (buf, first) = match self.bufs[i].take() {
+                        Some(b) => (b, false),
+                        None => (w.zeros_like()?, true),
+                    };
+                    let fill = fused::SgdBuffer {
+                        momentum,
+                        dampening,
+                        weight_decay: set.weight_decay,
+                        first,
+                    };
+                    buf.inplace_op3(w, &g, &fill)?;
+                    w.inplace_op3(&buf, &g, &step)?;
+                    self.bufs[i] = Some(buf);
+                } else {
+                    w.inplace_op2(&g, &step)?;
+                }
+                continue;
+            }
             let mut d = if set.weight_decay != 0.0 {
                 (g + w.affine(set.weight_decay, 0.0)?)?
             } else {
@@ -163,7 +202,8 @@ impl Optimizer for Sgd {
             };
             if momentum != 0.0 {
                 let buf = match self.bufs[i].take() {
-                    None => d.clone(),
+                    // a copy: the buffer must never share storage with a gradient
+                    None => d.copy()?,
                     Some(b) => {
                         let scaled = if dampening != 0.0 {
                             d.affine(1.0 - dampening, 0.0)?
@@ -228,6 +268,15 @@ impl Optimizer for Sgd {
         }
         self.bufs = bufs;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+impl Sgd {
+    /// Switches the fused CPU kernels off (to compare with the candle-op path).
+    pub(crate) fn without_fused(mut self) -> Self {
+        self.fused = false;
+        self
     }
 }
 
@@ -452,6 +501,73 @@ mod tests {
             resumed.iter().map(|x| x.to_bits()).collect::<Vec<_>>()
         );
         let _ = DType::F32;
+    }
+
+    #[test]
+    fn sgd_fused_cpu_kernels_are_bit_identical_to_the_candle_op_path() {
+        for (dtype, cfg) in [
+            (
+                DType::F32,
+                SgdConfig::momentum(0.9)
+                    .with_weight_decay(1e-2)
+                    .with_nesterov(true),
+            ),
+            (
+                DType::F32,
+                SgdConfig {
+                    momentum: 0.8,
+                    dampening: 0.3,
+                    nesterov: false,
+                    weight_decay: 0.05,
+                },
+            ),
+            (DType::F64, SgdConfig::momentum(0.9).with_weight_decay(1e-3)),
+            (DType::F32, SgdConfig::default().with_weight_decay(0.1)),
+            (DType::F32, SgdConfig::default()),
+        ] {
+            let run = |fused: bool| {
+                let store = ParamStore::new();
+                let mut rng = xfer_ops::SeededRng::new(9);
+                let p = store
+                    .add(
+                        "w",
+                        rng.normal(&[4, 7], 0.0, 1.0, dtype, &Device::Cpu).unwrap(),
+                    )
+                    .unwrap();
+                let a = rng.normal(&[4, 7], 0.0, 1.0, dtype, &Device::Cpu).unwrap();
+                let mut opt = Sgd::new(store.trainable(), cfg).unwrap();
+                if !fused {
+                    opt = opt.without_fused();
+                }
+                for _ in 0..5 {
+                    // a transposed product makes the gradient of `w` non-trivial
+                    let loss = (p.tensor().sqr().unwrap() * &a).unwrap().sum_all().unwrap();
+                    opt.step(&loss.backward().unwrap(), 0.05).unwrap();
+                }
+                let st = opt.state().unwrap();
+                let mut out = p
+                    .var()
+                    .as_tensor()
+                    .flatten_all()
+                    .unwrap()
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap();
+                for (_, t) in st.tensors {
+                    out.extend(
+                        t.flatten_all()
+                            .unwrap()
+                            .to_dtype(DType::F64)
+                            .unwrap()
+                            .to_vec1::<f64>()
+                            .unwrap(),
+                    );
+                }
+                out.into_iter().map(f64::to_bits).collect::<Vec<_>>()
+            };
+            assert_eq!(run(true), run(false), "{dtype:?} {cfg:?}");
+        }
     }
 
     #[test]
