@@ -14,30 +14,11 @@
 //! on one thread (the `gemm` crate, the one candle's CPU matmul uses) unless there are fewer
 //! blocks than threads.
 
-use candle_core::backend::BackendStorage;
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor, bail,
-};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
 use crate::conv::Conv2dConfig;
-
-/// Element types with a CPU kernel.
-pub(crate) trait Elem:
-    Copy + Send + Sync + Default + std::ops::AddAssign + 'static + candle_core::WithDType
-{
-}
-impl Elem for f32 {}
-impl Elem for f64 {}
-
-/// The contiguous `T` slice a CPU storage holds under layout `l`.
-fn slice<'a, T: Elem>(s: &'a CpuStorage, l: &Layout, what: &str) -> candle_core::Result<&'a [T]> {
-    let v = s.as_slice::<T>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) if b <= v.len() => Ok(&v[a..b]),
-        _ => bail!("conv2d: {what} {:?} must be contiguous", l.dims()),
-    }
-}
+use crate::cpu::{Elem, by_dtype, slice};
 
 /// All sizes of one convolution.
 #[derive(Debug, Clone, Copy)]
@@ -563,19 +544,6 @@ fn geom(xd: &[usize], wd: &[usize], cfg: Conv2dConfig) -> candle_core::Result<Ge
     })
 }
 
-/// Runs `f::<T>` for the dtype of `s` (f32 or f64).
-macro_rules! by_dtype {
-    ($s:expr, $f:ident ( $($arg:expr),* )) => {
-        match $s.dtype() {
-            DType::F32 => Ok(<f32 as candle_core::WithDType>::to_cpu_storage_owned($f::<f32>($($arg),*)?)),
-            DType::F64 => Ok(<f64 as candle_core::WithDType>::to_cpu_storage_owned($f::<f64>($($arg),*)?)),
-            dt => Err(candle_core::Error::Msg(format!(
-                "conv2d: the CPU kernel takes f32 or f64, got {dt:?}"
-            ))),
-        }
-    };
-}
-
 fn run_forward<T: Elem>(
     g: &Geom,
     (xs, xl): (&CpuStorage, &Layout),
@@ -583,10 +551,15 @@ fn run_forward<T: Elem>(
     bias: Option<(&CpuStorage, &Layout)>,
 ) -> candle_core::Result<Vec<T>> {
     let b = match bias {
-        Some((bs, bl)) => Some(slice::<T>(bs, bl, "bias")?),
+        Some((bs, bl)) => Some(slice::<T>(bs, bl, "conv2d: bias")?),
         None => None,
     };
-    forward(g, slice(xs, xl, "input")?, slice(ws, wl, "weight")?, b)
+    forward(
+        g,
+        slice(xs, xl, "conv2d: input")?,
+        slice(ws, wl, "conv2d: weight")?,
+        b,
+    )
 }
 
 /// The forward op: `(x, w) ↦ conv2d(x, w)` as a [`CustomOp2`], `(x, w, b) ↦ conv2d(x, w) + b`
@@ -632,7 +605,7 @@ impl CustomOp2 for Conv2dOp {
         wl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = geom(xl.dims(), wl.dims(), self.cfg)?;
-        let out = by_dtype!(xs, run_forward(&g, (xs, xl), (ws, wl), None))?;
+        let out = by_dtype!("conv2d", xs, run_forward(&g, (xs, xl), (ws, wl), None))?;
         Ok((out, g.out_dims().into()))
     }
 
@@ -666,7 +639,11 @@ impl CustomOp3 for Conv2dOp {
         if bl.dims() != [g.o] {
             bail!("conv2d: bias {:?} must be ({})", bl.dims(), g.o);
         }
-        let out = by_dtype!(xs, run_forward(&g, (xs, xl), (ws, wl), Some((bs, bl))))?;
+        let out = by_dtype!(
+            "conv2d",
+            xs,
+            run_forward(&g, (xs, xl), (ws, wl), Some((bs, bl)))
+        )?;
         Ok((out, g.out_dims().into()))
     }
 
@@ -695,8 +672,8 @@ fn run_backward_input<T: Elem>(
 ) -> candle_core::Result<Vec<T>> {
     backward_input(
         g,
-        slice(dys, dyl, "output gradient")?,
-        slice(ws, wl, "weight")?,
+        slice(dys, dyl, "conv2d: output gradient")?,
+        slice(ws, wl, "conv2d: weight")?,
     )
 }
 
@@ -707,8 +684,8 @@ fn run_backward_weight<T: Elem>(
 ) -> candle_core::Result<Vec<T>> {
     backward_weight(
         g,
-        slice(xs, xl, "input")?,
-        slice(dys, dyl, "output gradient")?,
+        slice(xs, xl, "conv2d: input")?,
+        slice(dys, dyl, "conv2d: output gradient")?,
     )
 }
 
@@ -716,7 +693,7 @@ fn run_backward_bias<T: Elem>(
     g: &Geom,
     (dys, dyl): (&CpuStorage, &Layout),
 ) -> candle_core::Result<Vec<T>> {
-    Ok(bias_grad(g, slice(dys, dyl, "output gradient")?))
+    Ok(bias_grad(g, slice(dys, dyl, "conv2d: output gradient")?))
 }
 
 fn check_dy(g: &Geom, dyl: &Layout) -> candle_core::Result<()> {
@@ -748,7 +725,7 @@ impl CustomOp2 for Conv2dBackwardInput {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = &self.g;
         check_dy(g, dyl)?;
-        let out = by_dtype!(dys, run_backward_input(g, (dys, dyl), (ws, wl)))?;
+        let out = by_dtype!("conv2d", dys, run_backward_input(g, (dys, dyl), (ws, wl)))?;
         Ok((out, (g.n, g.c, g.h, g.w).into()))
     }
 }
@@ -778,7 +755,7 @@ impl CustomOp2 for Conv2dBackwardWeight {
                 xl.dims()
             );
         }
-        let out = by_dtype!(xs, run_backward_weight(g, (xs, xl), (dys, dyl)))?;
+        let out = by_dtype!("conv2d", xs, run_backward_weight(g, (xs, xl), (dys, dyl)))?;
         Ok((out, (g.o, g.c / g.groups, g.kh, g.kw).into()))
     }
 }
@@ -796,7 +773,7 @@ impl CustomOp1 for Conv2dBackwardBias {
     fn cpu_fwd(&self, dys: &CpuStorage, dyl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = &self.g;
         check_dy(g, dyl)?;
-        let out = by_dtype!(dys, run_backward_bias(g, (dys, dyl)))?;
+        let out = by_dtype!("conv2d", dys, run_backward_bias(g, (dys, dyl)))?;
         Ok((out, g.o.into()))
     }
 }

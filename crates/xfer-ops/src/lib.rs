@@ -12,12 +12,15 @@
 
 pub mod conv;
 mod conv_cpu;
+mod cpu;
 pub mod device;
 pub mod error;
 pub mod grad;
 pub mod grad_reverse;
 pub mod norm;
+mod norm_cpu;
 pub mod pool;
+mod pool_cpu;
 pub mod rng;
 pub mod snapshot;
 

@@ -1,6 +1,8 @@
 //! Softmax, log-softmax, layer norm and batch norm with backward passes that reach every input.
 
-use candle_core::{D, Tensor};
+use candle_core::{D, DType, Tensor};
+
+use crate::norm_cpu::{LayerNormOp, SoftmaxOp};
 
 fn check_rank(op: &'static str, x: &Tensor) -> crate::Result<()> {
     if x.rank() == 0 {
@@ -12,8 +14,46 @@ fn check_rank(op: &'static str, x: &Tensor) -> crate::Result<()> {
     Ok(())
 }
 
+/// Which path a last-dimension op takes: the fused CPU kernel (in `compute` dtype, converted
+/// back to the input's dtype), or the composed candle ops (other devices, other dtypes).
+fn fused_dtype(x: &Tensor) -> Option<DType> {
+    if !x.device().is_cpu() || x.elem_count() == 0 {
+        return None;
+    }
+    match x.dtype() {
+        DType::F32 | DType::F64 => Some(x.dtype()),
+        DType::F16 | DType::BF16 => Some(DType::F32),
+        _ => None,
+    }
+}
+
+fn softmax_fused(x: &Tensor, log: bool) -> crate::Result<Option<Tensor>> {
+    let Some(dt) = fused_dtype(x) else {
+        return Ok(None);
+    };
+    let y = x
+        .to_dtype(dt)?
+        .contiguous()?
+        .apply_op1(SoftmaxOp { log })?
+        .to_dtype(x.dtype())?;
+    Ok(Some(y))
+}
+
 /// `softmax(x)_i = exp(x_i − max x) / Σ_j exp(x_j − max x)` over the last dimension.
+///
+/// Backward: `∂L/∂x = y ⊙ (g − Σ_j g_j y_j)` with `g = ∂L/∂y`. On the CPU (f32, f64; f16/bf16
+/// through f32) a fused kernel with that explicit backward; elsewhere [`softmax_portable`].
+/// Not twice differentiable on the CPU.
 pub fn softmax(x: &Tensor) -> crate::Result<Tensor> {
+    check_rank("softmax", x)?;
+    match softmax_fused(x, false)? {
+        Some(y) => Ok(y),
+        None => softmax_portable(x),
+    }
+}
+
+/// [`softmax`] composed from candle ops (any device, twice differentiable).
+pub fn softmax_portable(x: &Tensor) -> crate::Result<Tensor> {
     check_rank("softmax", x)?;
     let m = x.max_keepdim(D::Minus1)?.detach();
     let e = x.broadcast_sub(&m)?.exp()?;
@@ -21,7 +61,19 @@ pub fn softmax(x: &Tensor) -> crate::Result<Tensor> {
 }
 
 /// `log_softmax(x)_i = x_i − max x − log Σ_j exp(x_j − max x)` over the last dimension.
+///
+/// Backward: `∂L/∂x = g − exp(y) · Σ_j g_j`. On the CPU a fused kernel with that explicit
+/// backward; elsewhere [`log_softmax_portable`].
 pub fn log_softmax(x: &Tensor) -> crate::Result<Tensor> {
+    check_rank("log_softmax", x)?;
+    match softmax_fused(x, true)? {
+        Some(y) => Ok(y),
+        None => log_softmax_portable(x),
+    }
+}
+
+/// [`log_softmax`] composed from candle ops (any device, twice differentiable).
+pub fn log_softmax_portable(x: &Tensor) -> crate::Result<Tensor> {
     check_rank("log_softmax", x)?;
     let m = x.max_keepdim(D::Minus1)?.detach();
     let z = x.broadcast_sub(&m)?;
@@ -29,9 +81,7 @@ pub fn log_softmax(x: &Tensor) -> crate::Result<Tensor> {
     Ok(z.broadcast_sub(&lse)?)
 }
 
-/// Layer norm over the last dimension:
-/// `y = (x − μ) / sqrt(σ² + ε) · γ + β`, with `μ`, `σ²` the mean and biased variance of the row.
-pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> crate::Result<Tensor> {
+fn check_layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> crate::Result<()> {
     check_rank("layer_norm", x)?;
     let d = x.dim(D::Minus1)?;
     if gamma.dims() != [d] || beta.dims() != [d] {
@@ -45,6 +95,55 @@ pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> crate:
             ),
         ));
     }
+    for (what, t) in [("gamma", gamma), ("beta", beta)] {
+        if t.dtype() != x.dtype() {
+            return Err(crate::OpsError::DTypeMismatch {
+                op: "layer_norm",
+                msg: format!(
+                    "input {:?} is {:?} but {what} is {:?}",
+                    x.dims(),
+                    x.dtype(),
+                    t.dtype()
+                ),
+            });
+        }
+    }
+    if !(eps >= 0.0 && eps.is_finite()) {
+        return Err(crate::OpsError::shape(
+            "layer_norm",
+            format!("eps must be finite and non-negative, got {eps}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Layer norm over the last dimension (Ba, Kiros & Hinton, 2016):
+/// `y = (x − μ) / sqrt(σ² + ε) · γ + β`, with `μ`, `σ²` the mean and biased variance of the row.
+///
+/// Backward, with `x̂ = (x − μ)/sqrt(σ² + ε)` and `ĝ = g ⊙ γ`:
+/// `∂L/∂x = (ĝ − mean(ĝ) − x̂ · mean(ĝ ⊙ x̂)) / sqrt(σ² + ε)`, `∂L/∂γ = Σ_rows g ⊙ x̂`,
+/// `∂L/∂β = Σ_rows g`. On the CPU a fused kernel with that explicit backward (statistics in
+/// f64); elsewhere [`layer_norm_portable`].
+pub fn layer_norm(x: &Tensor, gamma: &Tensor, beta: &Tensor, eps: f64) -> crate::Result<Tensor> {
+    check_layer_norm(x, gamma, beta, eps)?;
+    let Some(dt) = fused_dtype(x) else {
+        return layer_norm_portable(x, gamma, beta, eps);
+    };
+    let c = |t: &Tensor| -> candle_core::Result<Tensor> { t.to_dtype(dt)?.contiguous() };
+    let y = c(x)?
+        .apply_op3(&c(gamma)?, &c(beta)?, LayerNormOp { eps })?
+        .to_dtype(x.dtype())?;
+    Ok(y)
+}
+
+/// [`layer_norm`] composed from candle ops (any device, twice differentiable).
+pub fn layer_norm_portable(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> crate::Result<Tensor> {
+    check_layer_norm(x, gamma, beta, eps)?;
     let mu = x.mean_keepdim(D::Minus1)?;
     let xc = x.broadcast_sub(&mu)?;
     let var = xc.sqr()?.mean_keepdim(D::Minus1)?;

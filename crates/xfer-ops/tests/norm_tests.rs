@@ -6,6 +6,7 @@ mod common;
 
 use candle_core::{D, DType, Device, Module, Tensor, Var};
 use common::{check_gradients, max_rel_diff, randn, values};
+use xfer_ops::norm::{layer_norm_portable, log_softmax_portable, softmax_portable};
 use xfer_ops::{OpsError, SeededRng, batch_norm_train, layer_norm, log_softmax, softmax};
 
 fn wrap<T>(r: xfer_ops::Result<T>) -> candle_core::Result<T> {
@@ -247,4 +248,162 @@ fn norms_reject_wrong_shapes_naming_them() {
         "batch_norm",
     );
     assert!(m.contains("[1, 3, 1, 1]"), "{m}");
+}
+
+/// Shapes for fused-vs-composed comparisons: rank 1 to 3, a row of one, a wide row.
+fn shapes() -> Vec<Vec<usize>> {
+    vec![
+        vec![7],
+        vec![3, 1],
+        vec![2, 5, 9],
+        vec![4, 384],
+        vec![300, 3],
+    ]
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    values(a)
+        .iter()
+        .zip(values(b))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+#[test]
+fn fused_kernels_match_composed_versions_in_f64_and_f32() {
+    let mut rng = SeededRng::new(40);
+    for shape in shapes() {
+        let d = *shape.last().unwrap();
+        for (dt, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-6)] {
+            let x = common::randn_dtype(&mut rng, &shape, dt)
+                .affine(3.0, 1.0)
+                .unwrap();
+            let g = common::randn_dtype(&mut rng, &[d], dt);
+            let b = common::randn_dtype(&mut rng, &[d], dt);
+            let pairs = [
+                (softmax(&x).unwrap(), softmax_portable(&x).unwrap()),
+                (log_softmax(&x).unwrap(), log_softmax_portable(&x).unwrap()),
+                (
+                    layer_norm(&x, &g, &b, 1e-5).unwrap(),
+                    layer_norm_portable(&x, &g, &b, 1e-5).unwrap(),
+                ),
+            ];
+            for (i, (fused, composed)) in pairs.iter().enumerate() {
+                assert_eq!(fused.dims(), x.dims());
+                let diff = max_abs_diff(fused, composed);
+                assert!(
+                    diff < tol * 10f64.max(1.0),
+                    "{shape:?} {dt:?} op {i}: {diff}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fused_gradients_match_composed_gradients_in_f32() {
+    let mut rng = SeededRng::new(41);
+    let x = Var::from_tensor(&randn_f32(&mut rng, &[2, 16, 384])).unwrap();
+    let g = Var::from_tensor(&randn_f32(&mut rng, &[384])).unwrap();
+    let b = Var::from_tensor(&randn_f32(&mut rng, &[384])).unwrap();
+    let r = randn_f32(&mut rng, &[2, 16, 384]);
+    let grads = |fused: bool| {
+        let y = if fused {
+            log_softmax(
+                &softmax(&layer_norm(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-12).unwrap())
+                    .unwrap(),
+            )
+            .unwrap()
+        } else {
+            log_softmax_portable(
+                &softmax_portable(
+                    &layer_norm_portable(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-12)
+                        .unwrap(),
+                )
+                .unwrap(),
+            )
+            .unwrap()
+        };
+        let gs = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+        [&x, &g, &b].map(|v| gs.get(v.as_tensor()).unwrap().clone())
+    };
+    for (a, b) in grads(true).iter().zip(grads(false).iter()) {
+        let scale = values(b).iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+        let d = max_abs_diff(a, b) / scale;
+        assert!(d < 1e-5, "{d}");
+    }
+}
+
+#[test]
+fn composed_versions_pass_finite_differences_too() {
+    let mut rng = SeededRng::new(42);
+    let x = randn(&mut rng, &[3, 5]);
+    let g = randn(&mut rng, &[5]);
+    let b = randn(&mut rng, &[5]);
+    check_gradients(
+        |v| wrap(softmax_portable(&v[0])),
+        std::slice::from_ref(&x),
+        1e-8,
+        1e-6,
+    );
+    check_gradients(
+        |v| wrap(log_softmax_portable(&v[0])),
+        std::slice::from_ref(&x),
+        1e-8,
+        1e-6,
+    );
+    check_gradients(
+        |v| wrap(layer_norm_portable(&v[0], &v[1], &v[2], 1e-5)),
+        &[x, g, b],
+        1e-7,
+        1e-6,
+    );
+}
+
+#[test]
+fn fused_ops_accept_non_contiguous_input() {
+    let mut rng = SeededRng::new(43);
+    let x = randn(&mut rng, &[6, 4]).t().unwrap();
+    let g = randn(&mut rng, &[6]);
+    let b = randn(&mut rng, &[6]);
+    assert!(max_abs_diff(&softmax(&x).unwrap(), &softmax_portable(&x).unwrap()) < 1e-14);
+    let y = layer_norm(&x, &g, &b, 1e-5).unwrap();
+    assert!(max_abs_diff(&y, &layer_norm_portable(&x, &g, &b, 1e-5).unwrap()) < 1e-12);
+    check_gradients(|v| wrap(softmax(&v[0].t()?)), &[x.t().unwrap()], 1e-8, 1e-6);
+}
+
+#[test]
+fn norms_in_half_precision_compute_through_f32() {
+    let mut rng = SeededRng::new(44);
+    for dt in [DType::F16, DType::BF16] {
+        let x = common::randn_dtype(&mut rng, &[3, 8], dt);
+        let g = Tensor::ones(8, dt, &Device::Cpu).unwrap();
+        let b = Tensor::zeros(8, dt, &Device::Cpu).unwrap();
+        let v = Var::from_tensor(&x).unwrap();
+        for y in [
+            softmax(v.as_tensor()).unwrap(),
+            log_softmax(v.as_tensor()).unwrap(),
+            layer_norm(v.as_tensor(), &g, &b, 1e-5).unwrap(),
+        ] {
+            assert_eq!(y.dtype(), dt);
+            let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            assert_eq!(grads.get(v.as_tensor()).unwrap().dtype(), dt);
+        }
+        let s = softmax(&x).unwrap().to_dtype(DType::F64).unwrap();
+        let want = softmax(&x.to_dtype(DType::F64).unwrap()).unwrap();
+        assert!(max_abs_diff(&s, &want) < 1e-2);
+    }
+}
+
+#[test]
+fn layer_norm_rejects_mixed_dtypes_and_bad_eps() {
+    let dev = Device::Cpu;
+    let x = Tensor::zeros((2, 3), DType::F32, &dev).unwrap();
+    let g64 = Tensor::ones(3, DType::F64, &dev).unwrap();
+    let b = Tensor::zeros(3, DType::F32, &dev).unwrap();
+    let e = layer_norm(&x, &g64, &b, 1e-5).unwrap_err().to_string();
+    assert!(e.contains("gamma") && e.contains("F64"), "{e}");
+    let g = Tensor::ones(3, DType::F32, &dev).unwrap();
+    let e = layer_norm(&x, &g, &b, -1.0).unwrap_err().to_string();
+    assert!(e.contains("eps"), "{e}");
 }

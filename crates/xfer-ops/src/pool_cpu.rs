@@ -1,0 +1,299 @@
+//! CPU kernels of the pooling ops, with their backward.
+//!
+//! Every output cell `(i, j)` of a plane averages or maximises the window
+//! `rows[i].0 .. rows[i].1 × cols[j].0 .. cols[j].1` of its input plane; the windows may overlap
+//! (stride < window) or leave input unread (floor of odd sizes). Backward:
+//! - max: the whole `dy[i, j]` goes to the first maximum of its window (PyTorch's choice;
+//!   a NaN counts as the maximum, so it propagates);
+//! - average: `dy[i, j] / |window|` goes to every element of the window.
+//!
+//! Planes `(n, c)` are spread over rayon's pool.
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, bail};
+use rayon::prelude::*;
+
+use crate::cpu::{Elem, by_dtype, slice};
+
+/// The windows of one pooling: input `(N, C, H, W)`, output `(N, C, rows.len(), cols.len())`.
+#[derive(Debug, Clone)]
+pub(crate) struct Windows {
+    pub(crate) dims: [usize; 4],
+    pub(crate) rows: Vec<(usize, usize)>,
+    pub(crate) cols: Vec<(usize, usize)>,
+}
+
+impl Windows {
+    /// Fixed `k × k` windows at stride `s` (no padding, floor for the last window).
+    pub(crate) fn fixed(dims: [usize; 4], k: usize, s: usize) -> Self {
+        let axis = |size: usize| {
+            (0..(size - k) / s + 1)
+                .map(|i| (i * s, i * s + k))
+                .collect()
+        };
+        Self {
+            dims,
+            rows: axis(dims[2]),
+            cols: axis(dims[3]),
+        }
+    }
+
+    /// PyTorch's adaptive windows: `⌊i·H/oh⌋ .. ⌈(i+1)·H/oh⌉`.
+    pub(crate) fn adaptive(dims: [usize; 4], oh: usize, ow: usize) -> Self {
+        let axis = |size: usize, out: usize| {
+            (0..out)
+                .map(|i| (i * size / out, ((i + 1) * size).div_ceil(out)))
+                .collect()
+        };
+        Self {
+            dims,
+            rows: axis(dims[2], oh),
+            cols: axis(dims[3], ow),
+        }
+    }
+
+    fn planes(&self) -> usize {
+        self.dims[0] * self.dims[1]
+    }
+    fn hw(&self) -> usize {
+        self.dims[2] * self.dims[3]
+    }
+    fn ohw(&self) -> usize {
+        self.rows.len() * self.cols.len()
+    }
+    fn out_shape(&self) -> Shape {
+        (self.dims[0], self.dims[1], self.rows.len(), self.cols.len()).into()
+    }
+    fn check(&self, l: &Layout, what: &str) -> candle_core::Result<()> {
+        if l.dims() != self.dims {
+            bail!(
+                "{what} {:?} does not match the pooling input {:?}",
+                l.dims(),
+                self.dims
+            );
+        }
+        Ok(())
+    }
+    fn check_out(&self, l: &Layout, what: &str) -> candle_core::Result<()> {
+        if l.dims() != self.out_shape().dims() {
+            bail!(
+                "{what} {:?} does not match the pooling output {:?}",
+                l.dims(),
+                self.out_shape()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Planes per rayon task: at least about 4096 input elements of work.
+fn min_planes(hw: usize) -> usize {
+    (4096 / hw.max(1)).max(1)
+}
+
+/// Max or average.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Max,
+    Avg,
+}
+
+/// Offset (inside the plane) of the first maximum of a window.
+fn argmax<T: Elem>(
+    plane: &[T],
+    w: usize,
+    (r0, r1): (usize, usize),
+    (c0, c1): (usize, usize),
+) -> usize {
+    let mut best = r0 * w + c0;
+    let mut bv = plane[best];
+    for r in r0..r1 {
+        for (c, &v) in plane[r * w + c0..r * w + c1].iter().enumerate() {
+            if !bv.is_nan() && (v > bv || v.is_nan()) {
+                bv = v;
+                best = r * w + c0 + c;
+            }
+        }
+    }
+    best
+}
+
+fn forward<T: Elem>(win: &Windows, kind: Kind, x: &[T]) -> candle_core::Result<Vec<T>> {
+    let (hw, ohw, w) = (win.hw(), win.ohw(), win.dims[3]);
+    let mut y = vec![T::default(); win.planes() * ohw];
+    if y.is_empty() || hw == 0 {
+        return Ok(y);
+    }
+    y.par_chunks_mut(ohw)
+        .zip(x.par_chunks(hw))
+        .with_min_len(min_planes(hw))
+        .for_each(|(yp, xp)| {
+            for (i, &rw) in win.rows.iter().enumerate() {
+                for (j, &cw) in win.cols.iter().enumerate() {
+                    yp[i * win.cols.len() + j] = match kind {
+                        Kind::Max => xp[argmax(xp, w, rw, cw)],
+                        Kind::Avg => {
+                            let mut s = T::default();
+                            for r in rw.0..rw.1 {
+                                for &v in &xp[r * w + cw.0..r * w + cw.1] {
+                                    s += v;
+                                }
+                            }
+                            s / T::from_f64(((rw.1 - rw.0) * (cw.1 - cw.0)) as f64)
+                        }
+                    };
+                }
+            }
+        });
+    Ok(y)
+}
+
+/// `dx` from `dy` (and, for max, the input `x` to find each window's maximum).
+fn backward<T: Elem>(
+    win: &Windows,
+    kind: Kind,
+    x: Option<&[T]>,
+    dy: &[T],
+) -> candle_core::Result<Vec<T>> {
+    let (hw, ohw, w) = (win.hw(), win.ohw(), win.dims[3]);
+    let mut dx = vec![T::default(); win.planes() * hw];
+    if dx.is_empty() || ohw == 0 {
+        return Ok(dx);
+    }
+    let xs: &[T] = match (kind, x) {
+        (Kind::Max, Some(x)) => x,
+        (Kind::Max, None) => bail!("max_pool2d backward needs the input"),
+        (Kind::Avg, _) => &[],
+    };
+    dx.par_chunks_mut(hw)
+        .zip(dy.par_chunks(ohw))
+        .enumerate()
+        .with_min_len(min_planes(hw))
+        .for_each(|(p, (dxp, dyp))| {
+            for (i, &rw) in win.rows.iter().enumerate() {
+                for (j, &cw) in win.cols.iter().enumerate() {
+                    let g = dyp[i * win.cols.len() + j];
+                    match kind {
+                        Kind::Max => {
+                            let xp = &xs[p * hw..(p + 1) * hw];
+                            dxp[argmax(xp, w, rw, cw)] += g;
+                        }
+                        Kind::Avg => {
+                            let g = g / T::from_f64(((rw.1 - rw.0) * (cw.1 - cw.0)) as f64);
+                            for r in rw.0..rw.1 {
+                                for v in &mut dxp[r * w + cw.0..r * w + cw.1] {
+                                    *v += g;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    Ok(dx)
+}
+
+fn run_forward<T: Elem>(
+    win: &Windows,
+    kind: Kind,
+    s: &CpuStorage,
+    l: &Layout,
+) -> candle_core::Result<Vec<T>> {
+    forward(win, kind, slice(s, l, "pool: input")?)
+}
+
+fn run_backward<T: Elem>(
+    win: &Windows,
+    kind: Kind,
+    x: Option<(&CpuStorage, &Layout)>,
+    (dys, dyl): (&CpuStorage, &Layout),
+) -> candle_core::Result<Vec<T>> {
+    let x = match x {
+        Some((s, l)) => Some(slice::<T>(s, l, "pool: input")?),
+        None => None,
+    };
+    backward(win, kind, x, slice(dys, dyl, "pool: output gradient")?)
+}
+
+/// The forward op `x ↦ pool(x)`.
+pub(crate) struct PoolOp {
+    pub(crate) kind: Kind,
+    pub(crate) win: Arc<Windows>,
+}
+
+impl CustomOp1 for PoolOp {
+    fn name(&self) -> &'static str {
+        match self.kind {
+            Kind::Max => "xfer-max-pool2d",
+            Kind::Avg => "xfer-avg-pool2d",
+        }
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.win.check(l, "pool: input")?;
+        let out = by_dtype!("pool", s, run_forward(&self.win, self.kind, s, l))?;
+        Ok((out, self.win.out_shape()))
+    }
+
+    fn bwd(&self, x: &Tensor, _y: &Tensor, dy: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        let dy = dy.contiguous()?;
+        let win = self.win.clone();
+        let dx = match self.kind {
+            Kind::Max => x.apply_op2_no_bwd(&dy, &MaxPoolBackward { win })?,
+            Kind::Avg => dy.apply_op1_no_bwd(&AvgPoolBackward { win })?,
+        };
+        Ok(Some(dx))
+    }
+}
+
+/// `(x, dy) ↦ dx` of max pooling.
+struct MaxPoolBackward {
+    win: Arc<Windows>,
+}
+
+impl CustomOp2 for MaxPoolBackward {
+    fn name(&self) -> &'static str {
+        "xfer-max-pool2d-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        dys: &CpuStorage,
+        dyl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.win.check(xl, "max_pool2d backward: input")?;
+        self.win
+            .check_out(dyl, "max_pool2d backward: output gradient")?;
+        let out = by_dtype!(
+            "max_pool2d",
+            xs,
+            run_backward(&self.win, Kind::Max, Some((xs, xl)), (dys, dyl))
+        )?;
+        Ok((out, Shape::from(self.win.dims.to_vec())))
+    }
+}
+
+/// `dy ↦ dx` of average pooling.
+struct AvgPoolBackward {
+    win: Arc<Windows>,
+}
+
+impl CustomOp1 for AvgPoolBackward {
+    fn name(&self) -> &'static str {
+        "xfer-avg-pool2d-backward"
+    }
+
+    fn cpu_fwd(&self, dys: &CpuStorage, dyl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        self.win
+            .check_out(dyl, "avg_pool2d backward: output gradient")?;
+        let out = by_dtype!(
+            "avg_pool2d",
+            dys,
+            run_backward(&self.win, Kind::Avg, None, (dys, dyl))
+        )?;
+        Ok((out, Shape::from(self.win.dims.to_vec())))
+    }
+}
