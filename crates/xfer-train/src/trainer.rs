@@ -389,7 +389,7 @@ impl TrainerConfig {
 }
 
 /// The best evaluation seen by early stopping.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct BestMetric {
     /// The watched metric.
     pub metric: String,
@@ -401,8 +401,8 @@ pub struct BestMetric {
     pub step: usize,
 }
 
-/// What [`Trainer::fit`] returns.
-#[derive(Debug, Clone)]
+/// What [`Trainer::fit`] returns (serialisable for reports).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct TrainReport {
     /// Steps taken in all (including those before a resume).
     pub steps: usize,

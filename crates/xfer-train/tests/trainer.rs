@@ -163,28 +163,6 @@ fn make_opt(kind: &str, store: &ParamStore) -> Box<dyn FnOnce() -> Box<dyn Optim
     }
 }
 
-struct BoxedOpt(Box<dyn Optimizer>);
-impl Optimizer for BoxedOpt {
-    fn kind(&self) -> &'static str {
-        self.0.kind()
-    }
-    fn step(&mut self, g: &candle_core::backprop::GradStore, lr: f64) -> xfer_train::Result<()> {
-        self.0.step(g, lr)
-    }
-    fn params(&self) -> &[xfer_models::Param] {
-        self.0.params()
-    }
-    fn group_of(&self, i: usize) -> Option<(f64, f64)> {
-        self.0.group_of(i)
-    }
-    fn state(&self) -> xfer_train::Result<xfer_train::OptimizerState> {
-        self.0.state()
-    }
-    fn load_state(&mut self, s: &xfer_train::OptimizerState) -> xfer_train::Result<()> {
-        self.0.load_state(s)
-    }
-}
-
 /// Runs the full plan; with `crash_at`, the objective fails at that step and a fresh model
 /// (different initialisation) resumes from the newest checkpoint.
 fn run(
@@ -200,7 +178,7 @@ fn run(
         let mut t = Trainer::new(
             config(&dir, restore_best),
             &m.store,
-            BoxedOpt(make_opt(kind, &m.store)()),
+            make_opt(kind, &m.store)(),
         )
         .unwrap();
         let mut obj = |ctx: &StepCtx| {
@@ -222,7 +200,7 @@ fn run(
     let mut t = Trainer::new(
         config(&dir, restore_best),
         &m.store,
-        BoxedOpt(make_opt(kind, &m.store)()),
+        make_opt(kind, &m.store)(),
     )
     .unwrap();
     if let Some(crash) = crash_at {

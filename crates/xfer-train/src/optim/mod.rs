@@ -61,6 +61,28 @@ pub trait Optimizer: Send {
     fn load_state(&mut self, state: &OptimizerState) -> Result<()>;
 }
 
+/// A boxed optimiser is an optimiser (choose SGD or AdamW at run time).
+impl<O: Optimizer + ?Sized> Optimizer for Box<O> {
+    fn kind(&self) -> &'static str {
+        (**self).kind()
+    }
+    fn step(&mut self, grads: &GradStore, lr: f64) -> Result<()> {
+        (**self).step(grads, lr)
+    }
+    fn params(&self) -> &[Param] {
+        (**self).params()
+    }
+    fn group_of(&self, i: usize) -> Option<(f64, f64)> {
+        (**self).group_of(i)
+    }
+    fn state(&self) -> Result<OptimizerState> {
+        (**self).state()
+    }
+    fn load_state(&mut self, state: &OptimizerState) -> Result<()> {
+        (**self).load_state(state)
+    }
+}
+
 /// A saved optimiser state: tensors named `<param name>/<slot>` (slots: `momentum_buffer`,
 /// `exp_avg`, `exp_avg_sq`) plus JSON metadata (per-parameter step counts).
 #[derive(Debug, Clone)]
