@@ -5,6 +5,14 @@
 //! - [`conv2d`], [`max_pool2d`], [`avg_pool2d`], [`adaptive_avg_pool2d`]: convolution and pooling.
 //! - [`softmax`], [`log_softmax`], [`layer_norm`], [`batch_norm_train`]: normalisations whose
 //!   gradients reach every input (candle's fused kernels drop them).
+//!
+//! On the CPU (f32, f64; f16 and bf16 computed in f32) conv2d, the pools and the
+//! normalisations run our own kernels with explicit backward passes (rayon, and the `gemm`
+//! crate for the convolution); on other devices they fall back to the `*_portable` versions
+//! ([`conv2d_portable`], [`pool::max_pool2d_portable`], [`norm::softmax_portable`], ...),
+//! composed from candle ops whose backward is right. The CPU backward kernels record no graph,
+//! so those ops are not twice differentiable on the CPU. `docs/ops.md` has every formula and
+//! what each test checks.
 //! - [`ParamSnapshot`]: frozen deep copies of named tensors (L2-SP anchors, teachers).
 //! - [`SeededRng`]: our own seeded generator (candle's CPU RNG cannot be seeded).
 //! - [`grad`]: global norm, clip-by-norm and non-finite checks over named gradients.

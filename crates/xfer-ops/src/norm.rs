@@ -2,7 +2,7 @@
 
 use candle_core::{D, DType, Tensor};
 
-use crate::norm_cpu::{LayerNormOp, SoftmaxOp};
+use crate::norm_cpu::{BatchNormOp, BatchStatsOp, BnDims, LayerNormOp, SoftmaxOp};
 
 fn check_rank(op: &'static str, x: &Tensor) -> crate::Result<()> {
     if x.rank() == 0 {
@@ -151,16 +151,46 @@ pub fn layer_norm_portable(
     Ok(xn.broadcast_mul(gamma)?.broadcast_add(beta)?)
 }
 
-/// Batch norm in training mode over (N, C) or (N, C, H, W) input, per channel `c`:
-/// `y = (x − μ_c) / sqrt(σ²_c + ε) · γ_c + β_c` with the batch mean `μ_c` and biased batch
-/// variance `σ²_c`. Returns `(y, μ, σ²_unbiased)`; the last two (detached, shape (C)) are what a
-/// layer folds into its running statistics, as PyTorch does.
+/// Batch norm in training mode over (N, C) or (N, C, H, W) input (Ioffe & Szegedy, 2015), per
+/// channel `c`: `y = (x − μ_c) / sqrt(σ²_c + ε) · γ_c + β_c` with the batch mean `μ_c` and biased
+/// batch variance `σ²_c` over the `M = N·H·W` values of the channel. Returns
+/// `(y, μ, σ²_unbiased)`; the last two (detached, shape (C)) are what a layer folds into its
+/// running statistics, as PyTorch does (`σ²_unbiased = σ² · M/(M − 1)`).
+///
+/// Backward, with `x̂ = (x − μ)/sqrt(σ² + ε)`, sums over the channel's `M` values:
+/// `∂L/∂x = γ/sqrt(σ² + ε) · (g − Σg/M − x̂ · Σ(g x̂)/M)`, `∂L/∂γ = Σ g x̂`, `∂L/∂β = Σ g`
+/// (the statistics' dependence on `x` included). On the CPU (f32, f64; f16/bf16 through f32)
+/// fused kernels with that explicit backward (statistics in f64); elsewhere
+/// [`batch_norm_train_portable`].
 pub fn batch_norm_train(
     x: &Tensor,
     gamma: &Tensor,
     beta: &Tensor,
     eps: f64,
 ) -> crate::Result<(Tensor, Tensor, Tensor)> {
+    let (dims, count) = check_batch_norm(x, gamma, beta, eps)?;
+    let Some(dt) = fused_dtype(x) else {
+        return batch_norm_train_portable(x, gamma, beta, eps);
+    };
+    let xc = x.to_dtype(dt)?.contiguous()?;
+    let stats = xc.apply_op1_no_bwd(&BatchStatsOp { dims })?;
+    let gb = Tensor::cat(&[gamma.to_dtype(dt)?, beta.to_dtype(dt)?], 0)?;
+    let y = xc
+        .apply_op3(&gb, &stats, BatchNormOp { dims, eps })?
+        .to_dtype(x.dtype())?;
+    let stats = stats.to_dtype(x.dtype())?;
+    let mu = stats.get(0)?;
+    let unbiased = (stats.get(1)? * (count as f64 / (count - 1) as f64))?;
+    Ok((y, mu, unbiased))
+}
+
+/// Checks shapes, dtypes and `eps`; returns the geometry and the count `M` per channel.
+fn check_batch_norm(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> crate::Result<(BnDims, usize)> {
     let dims = x.dims().to_vec();
     if dims.len() != 2 && dims.len() != 4 {
         return Err(crate::OpsError::shape(
@@ -179,18 +209,44 @@ pub fn batch_norm_train(
             ),
         ));
     }
-    let count: usize = dims
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| *i != 1)
-        .map(|(_, d)| d)
-        .product();
+    for (what, t) in [("gamma", gamma), ("beta", beta)] {
+        if t.dtype() != x.dtype() {
+            return Err(crate::OpsError::DTypeMismatch {
+                op: "batch_norm",
+                msg: format!(
+                    "input {dims:?} is {:?} but {what} is {:?}",
+                    x.dtype(),
+                    t.dtype()
+                ),
+            });
+        }
+    }
+    if !(eps >= 0.0 && eps.is_finite()) {
+        return Err(crate::OpsError::shape(
+            "batch_norm",
+            format!("eps must be finite and non-negative, got {eps}"),
+        ));
+    }
+    let s: usize = dims[2..].iter().product();
+    let count = dims[0] * s;
     if count < 2 {
         return Err(crate::OpsError::shape(
             "batch_norm",
             format!("training needs more than one value per channel, got {dims:?}"),
         ));
     }
+    Ok((BnDims { n: dims[0], c, s }, count))
+}
+
+/// [`batch_norm_train`] composed from candle ops (any device, twice differentiable).
+pub fn batch_norm_train_portable(
+    x: &Tensor,
+    gamma: &Tensor,
+    beta: &Tensor,
+    eps: f64,
+) -> crate::Result<(Tensor, Tensor, Tensor)> {
+    let (_, count) = check_batch_norm(x, gamma, beta, eps)?;
+    let dims = x.dims().to_vec();
     let bshape: Vec<usize> = dims
         .iter()
         .enumerate()

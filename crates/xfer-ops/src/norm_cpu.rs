@@ -372,3 +372,295 @@ impl CustomOp3 for LayerNormBackward {
         Ok((out, (rows + 2, d).into()))
     }
 }
+
+/// Batch-norm geometry: `(N, C, S)` with `S` the spatial size (1 for `(N, C)` input).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BnDims {
+    pub(crate) n: usize,
+    pub(crate) c: usize,
+    pub(crate) s: usize,
+}
+
+impl BnDims {
+    fn count(&self) -> usize {
+        self.n * self.s
+    }
+    fn check(&self, l: &Layout, what: &str) -> candle_core::Result<()> {
+        if l.shape().elem_count() != self.n * self.c * self.s {
+            bail!("batch_norm: {what} {:?} does not match {self:?}", l.dims());
+        }
+        Ok(())
+    }
+    /// The values of channel `ch`: `n` runs of `s` contiguous values.
+    fn runs<'a, T>(&self, x: &'a [T], ch: usize) -> impl Iterator<Item = &'a [T]> + 'a {
+        let (c, s) = (self.c, self.s);
+        (0..self.n).map(move |n| &x[(n * c + ch) * s..(n * c + ch + 1) * s])
+    }
+}
+
+/// Per channel: the mean and the biased variance (two passes, f64 sums); `(2, C)`.
+fn bn_stats<T: Elem>(dims: BnDims, x: &[T]) -> candle_core::Result<Vec<T>> {
+    let m = dims.count().max(1) as f64;
+    let stats: Vec<(f64, f64)> = (0..dims.c)
+        .into_par_iter()
+        .map(|ch| {
+            let mu = dims
+                .runs(x, ch)
+                .flat_map(|r| r.iter())
+                .map(|v| v.to_f64())
+                .sum::<f64>()
+                / m;
+            let var = dims
+                .runs(x, ch)
+                .flat_map(|r| r.iter())
+                .map(|v| {
+                    let d = v.to_f64() - mu;
+                    d * d
+                })
+                .sum::<f64>()
+                / m;
+            (mu, var)
+        })
+        .collect();
+    let mut out: Vec<T> = stats.iter().map(|s| T::from_f64(s.0)).collect();
+    out.extend(stats.iter().map(|s| T::from_f64(s.1)));
+    Ok(out)
+}
+
+/// `y = (x − μ_c) · r_c · γ_c + β_c`, `r_c = 1/√(σ²_c + ε)`; `gb` holds `[γ; β]`, `stats`
+/// holds `[μ; σ²]`.
+fn bn_fwd<T: Elem>(
+    dims: BnDims,
+    x: &[T],
+    gb: &[T],
+    stats: &[T],
+    eps: f64,
+) -> candle_core::Result<Vec<T>> {
+    let mut y = vec![T::default(); x.len()];
+    let (c, s) = (dims.c, dims.s);
+    if s == 0 || c == 0 {
+        return Ok(y);
+    }
+    y.par_chunks_mut(s)
+        .zip(x.par_chunks(s))
+        .enumerate()
+        .with_min_len(min_rows(s))
+        .for_each(|(i, (yr, xr))| {
+            let ch = i % c;
+            let r = T::from_f64(1.0 / (stats[c + ch].to_f64() + eps).sqrt());
+            let (mu, scale, shift) = (stats[ch], r * gb[ch], gb[c + ch]);
+            for (o, &v) in yr.iter_mut().zip(xr) {
+                *o = (v - mu) * scale + shift;
+            }
+        });
+    Ok(y)
+}
+
+/// Returns `N·C·S + 2C` values: `dx`, then `dγ`, then `dβ`.
+fn bn_bwd<T: Elem>(
+    dims: BnDims,
+    x: &[T],
+    gb: &[T],
+    stats: &[T],
+    g: &[T],
+    eps: f64,
+) -> candle_core::Result<Vec<T>> {
+    let (c, s) = (dims.c, dims.s);
+    let m = dims.count().max(1) as f64;
+    // Per channel: Σ g and Σ g·x̂.
+    let sums: Vec<(f64, f64, f64)> = (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let mu = stats[ch].to_f64();
+            let r = 1.0 / (stats[c + ch].to_f64() + eps).sqrt();
+            let (mut sg, mut sgx) = (0f64, 0f64);
+            for (xr, gr) in dims.runs(x, ch).zip(dims.runs(g, ch)) {
+                for (&v, &gv) in xr.iter().zip(gr) {
+                    let gv = gv.to_f64();
+                    sg += gv;
+                    sgx += gv * (v.to_f64() - mu) * r;
+                }
+            }
+            (sg, sgx, r)
+        })
+        .collect();
+    let mut out = vec![T::default(); x.len() + 2 * c];
+    let (dx, params) = out.split_at_mut(x.len());
+    if s > 0 {
+        dx.par_chunks_mut(s)
+            .zip(x.par_chunks(s).zip(g.par_chunks(s)))
+            .enumerate()
+            .with_min_len(min_rows(s))
+            .for_each(|(i, (dr, (xr, gr)))| {
+                let ch = i % c;
+                let (sg, sgx, r) = sums[ch];
+                let mu = stats[ch];
+                let rt = T::from_f64(r);
+                let k = T::from_f64(r * gb[ch].to_f64());
+                let (mg, mgx) = (T::from_f64(sg / m), T::from_f64(sgx / m));
+                for ((o, &v), &gv) in dr.iter_mut().zip(xr).zip(gr) {
+                    let xh = (v - mu) * rt;
+                    *o = k * (gv - mg - xh * mgx);
+                }
+            });
+    }
+    let (dgamma, dbeta) = params.split_at_mut(c);
+    for (ch, &(sg, sgx, _)) in sums.iter().enumerate() {
+        dgamma[ch] = T::from_f64(sgx);
+        dbeta[ch] = T::from_f64(sg);
+    }
+    Ok(out)
+}
+
+fn run_bn_stats<T: Elem>(dims: BnDims, s: &CpuStorage, l: &Layout) -> candle_core::Result<Vec<T>> {
+    dims.check(l, "input")?;
+    bn_stats(dims, slice(s, l, "batch_norm: input")?)
+}
+
+fn run_bn_fwd<T: Elem>(
+    dims: BnDims,
+    (xs, xl): (&CpuStorage, &Layout),
+    (gs, gl): (&CpuStorage, &Layout),
+    (ss, sl): (&CpuStorage, &Layout),
+    eps: f64,
+) -> candle_core::Result<Vec<T>> {
+    dims.check(xl, "input")?;
+    let (gb, stats) = (
+        slice(gs, gl, "batch_norm: gamma/beta")?,
+        slice(ss, sl, "batch_norm: stats")?,
+    );
+    if gb.len() != 2 * dims.c || stats.len() != 2 * dims.c {
+        bail!(
+            "batch_norm: parameters or statistics do not hold 2·{} values",
+            dims.c
+        );
+    }
+    bn_fwd(dims, slice(xs, xl, "batch_norm: input")?, gb, stats, eps)
+}
+
+fn run_bn_bwd<T: Elem>(
+    dims: BnDims,
+    (xs, xl): (&CpuStorage, &Layout),
+    (dys, dyl): (&CpuStorage, &Layout),
+    (ps, pl): (&CpuStorage, &Layout),
+    eps: f64,
+) -> candle_core::Result<Vec<T>> {
+    dims.check(xl, "input")?;
+    dims.check(dyl, "output gradient")?;
+    let p = slice::<T>(ps, pl, "batch_norm: parameters and statistics")?;
+    let c = dims.c;
+    if p.len() != 4 * c {
+        bail!(
+            "batch_norm backward: expected [γ; β; μ; σ²] of 4·{c} values, got {}",
+            p.len()
+        );
+    }
+    bn_bwd(
+        dims,
+        slice(xs, xl, "batch_norm: input")?,
+        &p[..2 * c],
+        &p[2 * c..],
+        slice(dys, dyl, "batch_norm: output gradient")?,
+        eps,
+    )
+}
+
+/// `x ↦ [μ; σ²]` per channel, `(2, C)`; no gradient (the statistics are a constant of the
+/// normalisation op, whose backward accounts for their dependence on `x`).
+pub(crate) struct BatchStatsOp {
+    pub(crate) dims: BnDims,
+}
+
+impl CustomOp1 for BatchStatsOp {
+    fn name(&self) -> &'static str {
+        "xfer-batch-stats"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = by_dtype!("batch_norm", s, run_bn_stats(self.dims, s, l))?;
+        Ok((out, (2, self.dims.c).into()))
+    }
+}
+
+/// `(x, [γ; β], [μ; σ²]) ↦ y`, training-mode batch norm with the batch statistics; the
+/// backward gives `dx` (through the statistics too) and `d[γ; β]`.
+pub(crate) struct BatchNormOp {
+    pub(crate) dims: BnDims,
+    pub(crate) eps: f64,
+}
+
+impl CustomOp3 for BatchNormOp {
+    fn name(&self) -> &'static str {
+        "xfer-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        gs: &CpuStorage,
+        gl: &Layout,
+        ss: &CpuStorage,
+        sl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = by_dtype!(
+            "batch_norm",
+            xs,
+            run_bn_fwd(self.dims, (xs, xl), (gs, gl), (ss, sl), self.eps)
+        )?;
+        Ok((out, xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        gb: &Tensor,
+        stats: &Tensor,
+        _y: &Tensor,
+        g: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let params = Tensor::cat(&[gb.flatten_all()?, stats.flatten_all()?], 0)?;
+        let packed = x.apply_op3_no_bwd(
+            &g.contiguous()?,
+            &params,
+            &BatchNormBackward {
+                dims: self.dims,
+                eps: self.eps,
+            },
+        )?;
+        let n = x.elem_count();
+        let dx = packed.narrow(0, 0, n)?.reshape(x.shape())?;
+        let dgb = packed.narrow(0, n, 2 * self.dims.c)?;
+        Ok((Some(dx), Some(dgb), None))
+    }
+}
+
+/// `(x, g, [γ; β; μ; σ²]) ↦ [dx; dγ; dβ]` (flat).
+struct BatchNormBackward {
+    dims: BnDims,
+    eps: f64,
+}
+
+impl CustomOp3 for BatchNormBackward {
+    fn name(&self) -> &'static str {
+        "xfer-batch-norm-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        dys: &CpuStorage,
+        dyl: &Layout,
+        ps: &CpuStorage,
+        pl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = by_dtype!(
+            "batch_norm",
+            xs,
+            run_bn_bwd(self.dims, (xs, xl), (dys, dyl), (ps, pl), self.eps)
+        )?;
+        let n = self.dims.n * self.dims.c * self.dims.s;
+        Ok((out, (n + 2 * self.dims.c).into()))
+    }
+}

@@ -6,7 +6,9 @@ mod common;
 
 use candle_core::{D, DType, Device, Module, Tensor, Var};
 use common::{check_gradients, max_rel_diff, randn, values};
-use xfer_ops::norm::{layer_norm_portable, log_softmax_portable, softmax_portable};
+use xfer_ops::norm::{
+    batch_norm_train_portable, layer_norm_portable, log_softmax_portable, softmax_portable,
+};
 use xfer_ops::{OpsError, SeededRng, batch_norm_train, layer_norm, log_softmax, softmax};
 
 fn wrap<T>(r: xfer_ops::Result<T>) -> candle_core::Result<T> {
@@ -406,4 +408,112 @@ fn layer_norm_rejects_mixed_dtypes_and_bad_eps() {
     let g = Tensor::ones(3, DType::F32, &dev).unwrap();
     let e = layer_norm(&x, &g, &b, -1.0).unwrap_err().to_string();
     assert!(e.contains("eps"), "{e}");
+}
+
+#[test]
+fn fused_batch_norm_matches_composed_values_statistics_and_gradients() {
+    let mut rng = SeededRng::new(45);
+    for shape in [vec![7, 3], vec![4, 5, 3, 6], vec![2, 64, 9, 9]] {
+        let c = shape[1];
+        for (dt, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-5)] {
+            let x = Var::from_tensor(
+                &common::randn_dtype(&mut rng, &shape, dt)
+                    .affine(2.0, 0.5)
+                    .unwrap(),
+            )
+            .unwrap();
+            let g = Var::from_tensor(&common::randn_dtype(&mut rng, &[c], dt)).unwrap();
+            let b = Var::from_tensor(&common::randn_dtype(&mut rng, &[c], dt)).unwrap();
+            let r = common::randn_dtype(&mut rng, &shape, dt);
+            let run = |fused: bool| {
+                let f = if fused {
+                    batch_norm_train
+                } else {
+                    batch_norm_train_portable
+                };
+                let (y, mu, var) = f(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-5).unwrap();
+                let gs = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let grads = [&x, &g, &b].map(|v| gs.get(v.as_tensor()).unwrap().clone());
+                (y, mu, var, grads)
+            };
+            let (y1, m1, v1, g1) = run(true);
+            let (y2, m2, v2, g2) = run(false);
+            assert!(max_abs_diff(&y1, &y2) < tol, "{shape:?} {dt:?} y");
+            assert!(max_abs_diff(&m1, &m2) < tol, "{shape:?} {dt:?} mean");
+            assert!(max_abs_diff(&v1, &v2) < tol * 10.0, "{shape:?} {dt:?} var");
+            assert!(!m1.track_op() && !v1.track_op());
+            for (a, b) in g1.iter().zip(g2.iter()) {
+                let scale = values(b).iter().fold(1f64, |m, v| m.max(v.abs()));
+                assert!(
+                    max_abs_diff(a, b) / scale < tol * 10.0,
+                    "{shape:?} {dt:?} grad"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn composed_batch_norm_passes_finite_differences() {
+    let mut rng = SeededRng::new(46);
+    let x = randn(&mut rng, &[3, 2, 2, 3]);
+    let g = randn(&mut rng, &[2]);
+    let b = randn(&mut rng, &[2]);
+    check_gradients(
+        |v| Ok(wrap(batch_norm_train_portable(&v[0], &v[1], &v[2], 1e-5))?.0),
+        &[x, g, b],
+        1e-7,
+        1e-6,
+    );
+}
+
+/// candle-nn's `BatchNorm::forward_train` is right (composed ops), just slower: ours agrees
+/// with it on values and gradients.
+#[test]
+fn batch_norm_train_gradients_match_candle_nn() {
+    let mut rng = SeededRng::new(47);
+    let x = Var::from_tensor(&randn(&mut rng, &[5, 3, 4, 2])).unwrap();
+    let g = Var::from_tensor(&randn(&mut rng, &[3])).unwrap();
+    let b = Var::from_tensor(&randn(&mut rng, &[3])).unwrap();
+    let r = randn(&mut rng, &[5, 3, 4, 2]);
+    let z = Tensor::zeros(3, DType::F64, &Device::Cpu).unwrap();
+    let o = Tensor::ones(3, DType::F64, &Device::Cpu).unwrap();
+    let bn = candle_nn::BatchNorm::new(3, z, o, g.as_tensor().clone(), b.as_tensor().clone(), 1e-5)
+        .unwrap();
+    let theirs = (bn.forward_train(x.as_tensor()).unwrap() * &r)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let (y, _, _) = batch_norm_train(x.as_tensor(), g.as_tensor(), b.as_tensor(), 1e-5).unwrap();
+    let ours = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    for v in [&x, &g, &b] {
+        let d = max_abs_diff(
+            ours.get(v.as_tensor()).unwrap(),
+            theirs.get(v.as_tensor()).unwrap(),
+        );
+        assert!(d < 1e-12, "{d}");
+    }
+}
+
+#[test]
+fn batch_norm_in_half_precision_and_with_mixed_dtypes() {
+    let mut rng = SeededRng::new(48);
+    let x = common::randn_dtype(&mut rng, &[4, 3, 2, 2], DType::BF16);
+    let g = Tensor::ones(3, DType::BF16, &Device::Cpu).unwrap();
+    let b = Tensor::zeros(3, DType::BF16, &Device::Cpu).unwrap();
+    let v = Var::from_tensor(&x).unwrap();
+    let (y, mu, var) = batch_norm_train(v.as_tensor(), &g, &b, 1e-5).unwrap();
+    assert_eq!(
+        (y.dtype(), mu.dtype(), var.dtype()),
+        (DType::BF16, DType::BF16, DType::BF16)
+    );
+    let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+    assert_eq!(grads.get(v.as_tensor()).unwrap().dtype(), DType::BF16);
+    let g32 = Tensor::ones(3, DType::F32, &Device::Cpu).unwrap();
+    let e = batch_norm_train(&x, &g32, &b, 1e-5)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("gamma") && e.contains("F32"), "{e}");
 }
