@@ -3,10 +3,12 @@
 //! - `ci`: fmt check, clippy (warnings denied), tests, docs (warnings denied), examples build.
 //! - `test`: the workspace tests only.
 //! - `demo`: runs the quickstart example in release mode.
+//! - `bench`: the training workloads against the PyTorch reference.
 //! - `build --cpu | --cuda | --metal`: builds the workspace with that backend.
 
 use std::process::{Command, ExitCode};
 
+mod bench;
 mod build;
 mod cuda;
 
@@ -19,6 +21,7 @@ fn main() -> ExitCode {
         "test" => test(rest),
         "demo" => demo(rest),
         "build" => build::build(rest),
+        "bench" => bench::bench(rest),
         "help" | "-h" | "--help" => {
             println!("{}", USAGE);
             Ok(())
@@ -38,6 +41,8 @@ const USAGE: &str = "usage: cargo xtask <task>
   ci                         fmt, clippy, tests, docs, examples (what CI runs)
   test [ARGS...]             cargo test --workspace [ARGS...]
   demo [ARGS...]             cargo run --release --example quickstart -- [ARGS...]
+  bench [WORKLOAD...] [--threads N] [--steps N] [--vs-torch PYTHON]
+                             the training workloads of shared/bench/WORKLOADS.md
   build --cpu|--cuda|--metal [--release] [--cuda-wheels DIR] [--fetch]
                              build the workspace with that backend";
 
@@ -62,6 +67,13 @@ pub(crate) fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
 pub(crate) fn workspace_root() -> std::path::PathBuf {
     let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     here.parent().unwrap_or(here).to_path_buf()
+}
+
+/// The cargo target folder (`CARGO_TARGET_DIR`, else `target/` in the workspace).
+pub(crate) fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"))
 }
 
 fn ci() -> Result<(), String> {

@@ -51,7 +51,10 @@ fn sniff(path: &Path, head: &[u8]) -> Result<()> {
             "it is a zip archive (torch.save's format); {PICKLE_REFUSAL}"
         )));
     }
-    if head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]) {
+    // A safetensors file whose 8-byte header length is 0x0280..=0x05FF (mod 65536) also
+    // starts with 0x80 0x02..=0x05: it is only a pickle when no JSON header follows.
+    let json_follows = head.len() > 8 && head[8] == b'{';
+    if !json_follows && head.len() >= 2 && head[0] == 0x80 && (2..=5).contains(&head[1]) {
         return Err(not(format!("it is a Python pickle; {PICKLE_REFUSAL}")));
     }
     if head.starts_with(b"\x93NUMPY") {
@@ -513,5 +516,16 @@ mod tests {
         let left: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
         assert_eq!(left.len(), 1, "a temporary file was left behind");
         std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn header_length_starting_like_a_pickle_is_still_safetensors() {
+        let p = Path::new("x.safetensors");
+        // Header length 0x0380: the file starts 0x80 0x03, like a protocol-3 pickle.
+        let mut head = vec![0x80u8, 0x03, 0, 0, 0, 0, 0, 0];
+        head.extend_from_slice(b"{\"a\":1}");
+        assert!(sniff(p, &head).is_ok());
+        let pickle = [0x80u8, 0x03, b'c', b'o', b'l', b'l', b'e', b'c', b't'];
+        assert!(sniff(p, &pickle).is_err());
     }
 }

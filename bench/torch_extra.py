@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""PyTorch reference for xfer's extra benchmark workload `embed-minilm`.
+
+all-MiniLM-L6-v2 sentence embeddings (BERT encoder, mean pooling over the attention mask,
+L2 normalisation), batch 32 of the fixture sentences (repeated), tokenised with the model's
+own tokenizer.json. Prints the line format of shared/bench/torch_peer.py plus sentences/s:
+
+    embed-minilm ms_per_step=<median ms per batch> peak_rss_mb=<mb> sentences_per_s=<n>
+
+Needs: torch and tokenizers. The model is read from $XFER_SHARED/models/all-MiniLM-L6-v2 with
+a small safetensors reader (no `safetensors` package needed). Nothing downloads.
+"""
+import argparse, json, math, os, resource, statistics, struct, sys, time
+
+import torch
+import torch.nn.functional as F
+
+
+def load_safetensors(path):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        header = json.loads(f.read(n))
+        data = f.read()
+    dt = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64}
+    out = {}
+    for k, v in header.items():
+        if k == "__metadata__":
+            continue
+        a, b = v["data_offsets"]
+        t = torch.frombuffer(bytearray(data[a:b]), dtype=dt[v["dtype"]]) if b > a else torch.empty(0)
+        out[k] = t.reshape(v["shape"]).float()
+    return out
+
+
+def encoder(w, cfg, ids, mask):
+    h, nh = cfg["hidden_size"], cfg["num_attention_heads"]
+    eps = cfg["layer_norm_eps"]
+    pos = torch.arange(ids.shape[1])
+    x = w["embeddings.word_embeddings.weight"][ids] + w["embeddings.position_embeddings.weight"][pos] \
+        + w["embeddings.token_type_embeddings.weight"][torch.zeros_like(ids)]
+    x = F.layer_norm(x, (h,), w["embeddings.LayerNorm.weight"], w["embeddings.LayerNorm.bias"], eps)
+    bias = (1.0 - mask[:, None, None, :].float()) * torch.finfo(torch.float32).min
+    for i in range(cfg["num_hidden_layers"]):
+        p = f"encoder.layer.{i}."
+        lin = lambda t, n: F.linear(t, w[p + n + ".weight"], w[p + n + ".bias"])
+        b, s, _ = x.shape
+        split = lambda t: t.view(b, s, nh, h // nh).transpose(1, 2)
+        q, k, v = split(lin(x, "attention.self.query")), split(lin(x, "attention.self.key")), split(lin(x, "attention.self.value"))
+        a = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(h // nh) + bias, -1) @ v
+        a = lin(a.transpose(1, 2).reshape(b, s, h), "attention.output.dense")
+        x = F.layer_norm(a + x, (h,), w[p + "attention.output.LayerNorm.weight"], w[p + "attention.output.LayerNorm.bias"], eps)
+        m = lin(F.gelu(lin(x, "intermediate.dense")), "output.dense")
+        x = F.layer_norm(m + x, (h,), w[p + "output.LayerNorm.weight"], w[p + "output.LayerNorm.bias"], eps)
+    m = mask[..., None].float()
+    return F.normalize((x * m).sum(1) / m.sum(1).clamp(min=1e-9), dim=-1)
+
+
+def embed_minilm(shared):
+    from tokenizers import Tokenizer
+    mdir = os.path.join(shared, "models", "all-MiniLM-L6-v2")
+    cfg = json.load(open(os.path.join(mdir, "config.json")))
+    w = load_safetensors(os.path.join(mdir, "model.safetensors"))
+    tok = Tokenizer.from_file(os.path.join(mdir, "tokenizer.json"))
+    tok.enable_truncation(256)
+    tok.enable_padding()
+    sents = json.load(open(os.path.join(shared, "fixtures", "minilm_embeddings.json")))["sentences"]
+    batch = [sents[i % len(sents)] for i in range(32)]
+
+    def step():
+        enc = tok.encode_batch(batch)
+        ids = torch.tensor([e.ids for e in enc])
+        mask = torch.tensor([e.attention_mask for e in enc])
+        with torch.no_grad():
+            return encoder(w, cfg, ids, mask)
+    return step, len(batch)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("workloads", nargs="*", default=["embed-minilm"])
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    shared = os.environ.get("XFER_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
+    for name in a.workloads:
+        if name != "embed-minilm":
+            sys.exit(f"unknown workload {name}")
+        step, n = embed_minilm(shared)
+        for _ in range(3):
+            step()
+        times = []
+        for _ in range(a.steps):
+            t = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - t) * 1000)
+        med = statistics.median(times)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{name} ms_per_step={med:.3f} peak_rss_mb={rss:.0f} sentences_per_s={n * 1000 / med:.1f}", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

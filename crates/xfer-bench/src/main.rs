@@ -1,0 +1,258 @@
+//! `xfer-bench WORKLOAD [--steps N] [--threads N] [--device cpu|cuda]`: one training workload
+//! of `shared/bench/WORKLOADS.md`, built only from xfer's public API, timed as the PyTorch
+//! reference times it (3 untimed warm-up steps, then the median of N timed steps), printed as
+//! `<workload> ms_per_step=<median> peak_rss_mb=<peak MB>`.
+//!
+//! `cargo xtask bench` runs each workload in its own process so the peak is that workload's.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use xfer::candle::{DType, Device, Tensor};
+use xfer::losses::{DomainAdversarialLoss, L2Sp, ZeroShotHinge, cross_entropy};
+use xfer::models::{
+    DannLeNet, DomainDiscriminator, DomainDiscriminatorConfig, FeatureExtractor, LeNetConfig,
+    Linear, Mlp, MlpConfig, Module, ModuleT, Param, ParamStore, ResNet, SentenceEncoder,
+};
+use xfer::ops::{ParamSnapshot, SeededRng};
+use xfer::train::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+
+/// One training step of a workload: forward, loss, backward, optimiser update.
+type Step = Box<dyn FnMut() -> Result<()>>;
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut steps = 30usize;
+    let mut device = Device::Cpu;
+    let mut workload = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--steps" => steps = it.next().context("--steps needs a number")?.parse()?,
+            // The thread count is read by rayon from RAYON_NUM_THREADS (set by xtask).
+            "--threads" => {
+                it.next().context("--threads needs a number")?;
+            }
+            "--device" => {
+                let d = it.next().context("--device needs cpu or cuda")?;
+                device = xfer::ops::select_device(d.parse()?)?;
+            }
+            w => workload = Some(w.to_string()),
+        }
+    }
+    let workload = workload.context("usage: xfer-bench WORKLOAD [--steps N] [--device D]")?;
+    let dev = &device;
+    let (mut step, per_step_items): (Step, Option<usize>) = match workload.as_str() {
+        "dann-lenet" => (dann_lenet(dev)?, None),
+        "l2sp-mlp" => (l2sp_mlp(dev)?, None),
+        "finetune-resnet18" => (finetune_resnet18(dev)?, None),
+        "zsl-hinge" => (zsl_hinge(dev)?, None),
+        "embed-minilm" => embed_minilm(dev)?,
+        other => bail!(
+            "unknown workload {other:?} (dann-lenet, l2sp-mlp, finetune-resnet18, zsl-hinge, embed-minilm)"
+        ),
+    };
+    for _ in 0..3 {
+        step()?;
+    }
+    let mut times = Vec::with_capacity(steps);
+    for _ in 0..steps.max(1) {
+        let t = Instant::now();
+        step()?;
+        dev.synchronize()?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    let median = if n % 2 == 1 {
+        times[n / 2]
+    } else {
+        (times[n / 2 - 1] + times[n / 2]) / 2.0
+    };
+    let mut line = format!(
+        "{workload} ms_per_step={median:.3} peak_rss_mb={:.0}",
+        peak_rss_mb()
+    );
+    if let Some(items) = per_step_items {
+        line.push_str(&format!(
+            " sentences_per_s={:.1}",
+            items as f64 * 1000.0 / median
+        ));
+    }
+    println!("{line}");
+    Ok(())
+}
+
+/// Peak resident set size of this process in MB (`VmHWM`), 0 where unknown.
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(0.0)
+}
+
+fn named(params: &[Param]) -> Vec<(String, Tensor)> {
+    params
+        .iter()
+        .map(|p| (p.name().to_string(), p.tensor()))
+        .collect()
+}
+
+fn labels(rng: &mut SeededRng, n: usize, classes: usize, dev: &Device) -> Result<Tensor> {
+    let v: Vec<u32> = (0..n).map(|_| rng.below(classes) as u32).collect();
+    Ok(Tensor::from_vec(v, n, dev)?)
+}
+
+/// DANN LeNet: 64 source + 64 target 3×28×28 images through the feature extractor as one
+/// batch; cross-entropy on the source rows + BCE on all domain outputs behind a GRL (λ 0.5).
+fn dann_lenet(dev: &Device) -> Result<Step> {
+    let mut rng = SeededRng::new(0);
+    let store = ParamStore::new();
+    let net = DannLeNet::new(
+        &store.scope(""),
+        &LeNetConfig::default(),
+        &mut rng,
+        DType::F32,
+        dev,
+    )?;
+    let mut dcfg = DomainDiscriminatorConfig::new(net.feature_dim(), 100, 1);
+    dcfg.batch_norm = false;
+    let disc = DomainDiscriminator::new(&store.scope("domain"), &dcfg, &mut rng, DType::F32, dev)?;
+    let loss_d = DomainAdversarialLoss::new(move |h: &Tensor| disc.forward_t(h, true));
+    let mut opt = Sgd::new(store.trainable(), SgdConfig::momentum(0.9))?;
+    let x = rng.normal(&[128, 3, 28, 28], 0.0, 1.0, DType::F32, dev)?;
+    let ys = labels(&mut rng, 64, 10, dev)?;
+    Ok(Box::new(move || {
+        let h = net.features_t(&x, true)?;
+        let (hs, ht) = (h.narrow(0, 0, 64)?, h.narrow(0, 64, 64)?);
+        let ly = cross_entropy(&net.head_forward(&hs, true)?, &ys)?;
+        let ld = loss_d.forward(&hs, &ht, 0.5)?;
+        let loss = (ly + ld.loss)?;
+        opt.step(&loss.backward()?, 0.01)?;
+        Ok(())
+    }))
+}
+
+/// L2-SP MLP: 64→512→512 body, 512→10 head, batch 256; α = 0.1 on the body weights against
+/// their starting values, β = 0.01 on the head weight.
+fn l2sp_mlp(dev: &Device) -> Result<Step> {
+    let mut rng = SeededRng::new(0);
+    let store = ParamStore::new();
+    let mlp = Mlp::new(
+        &store.scope(""),
+        &MlpConfig::new(64, &[512, 512], 10),
+        &mut rng,
+        DType::F32,
+        dev,
+    )?;
+    let body: Vec<Param> = store.select(&"features".into());
+    let anchor = ParamSnapshot::capture(body.iter().map(|p| (p.name(), p.var().as_tensor())))?;
+    let reg = L2Sp::new(anchor, 0.1, 0.01)?.with_new_layers(["classifier"]);
+    let mut opt = Sgd::new(store.trainable(), SgdConfig::momentum(0.9))?;
+    let x = rng.normal(&[256, 64], 0.0, 1.0, DType::F32, dev)?;
+    let y = labels(&mut rng, 256, 10, dev)?;
+    let all = store.trainable();
+    Ok(Box::new(move || {
+        let logits = mlp.head_forward(&mlp.features_t(&x, true)?)?;
+        let loss = (cross_entropy(&logits, &y)? + reg.penalty(&named(&all))?)?;
+        opt.step(&loss.backward()?, 0.01)?;
+        Ok(())
+    }))
+}
+
+/// ResNet-18 fine-tuning: batch norm in training mode, 10-class head, batch 16 of 3×64×64;
+/// α = 0.1 on every backbone weight with more than one dimension, β = 0.01 on the head weight.
+fn finetune_resnet18(dev: &Device) -> Result<Step> {
+    let mut rng = SeededRng::new(0);
+    let store = ParamStore::new();
+    let net = ResNet::resnet18(&store, 10, 0, DType::F32, dev)?;
+    let backbone: Vec<Param> = store.select(&"!fc".into());
+    let anchor = ParamSnapshot::capture(backbone.iter().map(|p| (p.name(), p.var().as_tensor())))?;
+    let reg = L2Sp::new(anchor, 0.1, 0.01)?.with_new_layers(["fc"]);
+    let mut opt = Sgd::new(store.trainable(), SgdConfig::momentum(0.9))?;
+    let x = rng.normal(&[16, 3, 64, 64], 0.0, 1.0, DType::F32, dev)?;
+    let y = labels(&mut rng, 16, 10, dev)?;
+    let all = store.trainable();
+    Ok(Box::new(move || {
+        let logits = net.forward_t(&x, true)?;
+        let loss = (cross_entropy(&logits, &y)? + reg.penalty(&named(&all))?)?;
+        opt.step(&loss.backward()?, 0.01)?;
+        Ok(())
+    }))
+}
+
+/// Zero-shot hinge: f 2048→256→128, g 85→128 linear, 40 classes with L2-normalised
+/// attributes, batch 256, the lecture's hinge with k = 1, Adam lr 1e-3.
+fn zsl_hinge(dev: &Device) -> Result<Step> {
+    let mut rng = SeededRng::new(0);
+    let store = ParamStore::new();
+    let f = Mlp::new(
+        &store.scope("f"),
+        &MlpConfig::new(2048, &[256], 128),
+        &mut rng,
+        DType::F32,
+        dev,
+    )?;
+    let g = Linear::new(&store.scope("g"), 85, 128, true, &mut rng, DType::F32, dev)?;
+    let att = rng.uniform(&[40, 85], 0.0, 1.0, DType::F32, dev)?;
+    let att = att.broadcast_div(&att.sqr()?.sum_keepdim(1)?.sqrt()?)?;
+    let hinge = ZeroShotHinge::new(1.0)?;
+    let mut opt = Adam::new(store.trainable(), AdamConfig::adam())?;
+    let x = rng.normal(&[256, 2048], 0.0, 1.0, DType::F32, dev)?;
+    let y = labels(&mut rng, 256, 40, dev)?;
+    Ok(Box::new(move || {
+        let fx = f.head_forward(&f.features_t(&x, true)?)?;
+        let scores = fx.matmul(&g.forward(&att)?.t()?)?;
+        let loss = hinge.forward(&scores, &y)?;
+        opt.step(&loss.backward()?, 1e-3)?;
+        Ok(())
+    }))
+}
+
+/// all-MiniLM-L6-v2 sentence embeddings of a batch of 32 fixture sentences (tokenisation
+/// included), as `bench/torch_extra.py` does on the PyTorch side.
+fn embed_minilm(dev: &Device) -> Result<(Step, Option<usize>)> {
+    let shared = std::env::var_os("XFER_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("../shared"));
+    let dir = shared.join("models/all-MiniLM-L6-v2");
+    if !dir.join("config.json").is_file() {
+        println!(
+            "skipped: embed-minilm (model not found at {}; set XFER_SHARED)",
+            dir.display()
+        );
+        std::process::exit(0);
+    }
+    let enc = SentenceEncoder::load_on(&dir, DType::F32, dev)
+        .with_context(|| format!("embed-minilm needs the model at {}", dir.display()))?;
+    let fixture = shared.join("fixtures/minilm_embeddings.json");
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&fixture).with_context(|| format!("{}", fixture.display()))?,
+    )?;
+    let sentences: Vec<String> = json["sentences"]
+        .as_array()
+        .context("fixture has no `sentences` list")?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_string))
+        .collect();
+    if sentences.is_empty() {
+        bail!("{}: no sentences", fixture.display());
+    }
+    let batch: Vec<String> = (0..32)
+        .map(|i| sentences[i % sentences.len()].clone())
+        .collect();
+    Ok((
+        Box::new(move || {
+            let refs: Vec<&str> = batch.iter().map(String::as_str).collect();
+            enc.encode(&refs)?;
+            Ok(())
+        }),
+        Some(32),
+    ))
+}
