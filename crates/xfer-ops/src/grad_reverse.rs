@@ -63,5 +63,10 @@ pub fn grad_reverse(x: &Tensor, lambda: f64) -> crate::Result<Tensor> {
             format!("lambda must be finite, got {lambda}"),
         ));
     }
+    if lambda == 0.0 {
+        // No gradient passes: cut the graph here. (A backward answering "no gradient" for an
+        // intermediate node makes candle 0.11's backward fail with "grad not populated".)
+        return Ok(x.detach());
+    }
     Ok(x.apply_op1(GradReverse { lambda })?)
 }

@@ -49,6 +49,41 @@ fn grl_lambda_zero_passes_no_gradient() {
     assert!(g.get(x.as_tensor()).is_none());
 }
 
+/// λ = 0 behind a layer (the features of a network are intermediate nodes, and
+/// `dann_lambda(0) = 0` on the first step): backward succeeds, the layer gets no gradient
+/// through the GRL, while a second path still reaches it.
+#[test]
+fn grl_lambda_zero_on_intermediate_node_cuts_only_that_path() {
+    let mut rng = SeededRng::new(5);
+    let x = randn(&mut rng, &[3, 4]);
+    let w = Var::from_tensor(&randn(&mut rng, &[4, 2])).unwrap();
+    let h = x.matmul(w.as_tensor()).unwrap();
+    let reversed = grad_reverse(&h, 0.0)
+        .unwrap()
+        .sqr()
+        .unwrap()
+        .sum_all()
+        .unwrap();
+    let g = reversed.backward().unwrap();
+    assert!(g.get(w.as_tensor()).is_none());
+    let both = (h.sum_all().unwrap() + grad_reverse(&h, 0.0).unwrap().sum_all().unwrap()).unwrap();
+    let g = both.backward().unwrap();
+    let gw = values(g.get(w.as_tensor()).unwrap());
+    let expect = values(
+        &x.sum_keepdim(0)
+            .unwrap()
+            .t()
+            .unwrap()
+            .broadcast_as((4, 2))
+            .unwrap()
+            .contiguous()
+            .unwrap(),
+    );
+    for (a, b) in gw.iter().zip(&expect) {
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+}
+
 /// Through a layer before the GRL, the gradient is exactly `−λ` times the true derivative of
 /// the loss (checked by finite differences of the un-reversed network).
 #[test]
