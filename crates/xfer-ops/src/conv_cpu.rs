@@ -124,15 +124,17 @@ fn im2col<T: Elem>(g: &Geom, x: &[T], cols: &mut [T], ld: usize, off: usize) {
                     continue;
                 }
                 let (j0, j1) = g.valid(q, g.w, g.ow);
+                if j0 == j1 {
+                    // This kernel column only ever reads padding.
+                    dst[i0 * ow..i1 * ow].fill(zero);
+                    continue;
+                }
                 let r0 = i0 * s + p * g.dil - g.pad;
                 let first = j0 * s + q * g.dil - g.pad;
                 let rows = plane[r0 * g.w..].chunks(s * g.w);
                 for (d, src) in dst[i0 * ow..i1 * ow].chunks_exact_mut(ow).zip(rows) {
                     d[..j0].fill(zero);
                     d[j1..].fill(zero);
-                    if j0 == j1 {
-                        continue;
-                    }
                     if s == 1 {
                         copy_row(&mut d[j0..j1], &src[first..first + (j1 - j0)]);
                     } else {

@@ -71,6 +71,10 @@ fn cases() -> Vec<([usize; 4], [usize; 4], Conv2dConfig)> {
         ([2, 4, 6, 6], [4, 1, 3, 3], cfg(2, 1, 1, 4)),
         ([1, 3, 5, 5], [2, 3, 1, 1], cfg(2, 0, 1, 1)),
         ([2, 2, 4, 6], [3, 2, 4, 6], cfg(1, 0, 1, 1)),
+        // Inputs smaller than the padding: whole kernel rows and columns read only zeros
+        // (ResNet's conv1 on a 1×1 image).
+        ([1, 2, 1, 1], [3, 2, 3, 3], cfg(1, 1, 1, 1)),
+        ([2, 1, 2, 1], [2, 1, 7, 7], cfg(2, 3, 1, 1)),
         // Enough samples for several blocks of several samples, the last one ragged.
         ([11, 2, 5, 4], [4, 1, 3, 3], cfg(1, 1, 1, 2)),
     ]
