@@ -12,12 +12,14 @@
 //! - [`pca`]: principal component analysis for 2-D pictures of features.
 //! - [`plot`]: PNG training curves and PCA scatter plots (by domain and class).
 //! - [`history`]: the per-step and per-evaluation record of a run.
+//! - [`methods`]: the lecture's methods as objectives for the one loop.
 
 pub mod batches;
 pub mod checkpoint;
 pub mod error;
 mod grad_norm;
 pub mod history;
+pub mod methods;
 pub mod metrics;
 pub mod optim;
 pub mod pca;

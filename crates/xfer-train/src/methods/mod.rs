@@ -1,0 +1,10 @@
+//! The lecture's methods, each an [`Objective`](crate::Objective) (plus its heads and
+//! parameter groups) run by the one [`Trainer`](crate::Trainer).
+//!
+//! - [`finetune`]: scratch, full fine-tuning, L2-SP, output closeness (distillation), layer
+//!   transfer (LECTURE.md §1).
+//! - [`multitask`]: shared trunk with task heads, fixed or uncertainty weights, masked labels;
+//!   progressive networks (LECTURE.md §2).
+
+pub mod finetune;
+pub mod multitask;

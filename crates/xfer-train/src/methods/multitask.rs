@@ -1,0 +1,907 @@
+//! Multitask learning (LECTURE.md §2): related tasks share a trunk and keep their own heads
+//! (and, optionally, their own input layers); the loss is `Σ_t w_t L_t` with fixed weights, or
+//! with uncertainty weighting `Σ_t exp(−s_t) L_t + s_t` (Kendall, Gal & Cipolla, CVPR 2018)
+//! where the `s_t` are learned with the model. A task's label may be missing for an example
+//! (masked labels): `L_t` averages over the examples that have one.
+//!
+//! Progressive networks (Rusu et al. 2016) learn a new task in a new column that reads the
+//! frozen old columns through lateral connections, so the old task cannot be damaged
+//! ([`train_progressive`]).
+//!
+//! Both are objectives run by the one [`Trainer`](crate::Trainer) ([`MultitaskObjective`],
+//! [`ColumnObjective`]).
+
+use std::fmt;
+
+use candle_core::{DType, Device, Tensor};
+use xfer_losses::{CrossEntropyLoss, UncertaintyWeighting, weighted_sum};
+use xfer_models::{
+    Activation, ColumnConfig, MultiTask, MultiTaskConfig, ParamStore, ProgressiveNet, TaskConfig,
+};
+use xfer_ops::SeededRng;
+
+use super::finetune::{EpochBatches, StageConfig};
+use crate::metrics::{argmax_rows, labels_to_vec};
+use crate::trainer::{Objective, StepCtx, StepOutput, TrainReport, derive_seed};
+use crate::{Result, TrainError};
+
+/// One task's labels over a set of examples; a missing label is masked out.
+#[derive(Debug, Clone)]
+pub struct TaskLabels {
+    /// The task's name (a head `heads.<name>`): no dots or spaces.
+    pub name: String,
+    /// Number of classes of the task.
+    pub num_classes: usize,
+    /// Labels `(N)` u32 (0 where the label is missing).
+    pub y: Tensor,
+    /// `(N)` f32: 1 where the label is known, 0 where it is missing.
+    pub mask: Tensor,
+    known: Vec<bool>,
+}
+
+impl TaskLabels {
+    /// Labels of `name` for each example, `None` where missing; every known label must be
+    /// `< num_classes`.
+    pub fn new(
+        name: &str,
+        num_classes: usize,
+        labels: &[Option<u32>],
+        device: &Device,
+    ) -> Result<Self> {
+        if let Some(bad) = labels
+            .iter()
+            .flatten()
+            .find(|&&l| l as usize >= num_classes)
+        {
+            return Err(TrainError::Config(format!(
+                "task {name}: label {bad} out of range for {num_classes} classes"
+            )));
+        }
+        let n = labels.len();
+        let y: Vec<u32> = labels.iter().map(|l| l.unwrap_or(0)).collect();
+        let known: Vec<bool> = labels.iter().map(Option::is_some).collect();
+        let mask: Vec<f32> = known.iter().map(|&k| if k { 1.0 } else { 0.0 }).collect();
+        Ok(Self {
+            name: name.to_string(),
+            num_classes,
+            y: Tensor::from_vec(y, n, device)?,
+            mask: Tensor::from_vec(mask, n, device)?,
+            known,
+        })
+    }
+
+    /// Labels derived from class ids through `map` (class `c` → task label `map[c]`), every
+    /// label known: e.g. parity from digits. A class without an entry is an error.
+    pub fn from_classes(name: &str, classes: &[u32], map: &[u32], device: &Device) -> Result<Self> {
+        let labels: Vec<Option<u32>> = classes
+            .iter()
+            .map(|&c| {
+                map.get(c as usize).copied().map(Some).ok_or_else(|| {
+                    TrainError::Config(format!(
+                        "task {name}: class {c} has no entry in the task's map of {} classes",
+                        map.len()
+                    ))
+                })
+            })
+            .collect::<Result<_>>()?;
+        let num_classes = map.iter().max().map_or(0, |&m| m as usize + 1);
+        Self::new(name, num_classes, &labels, device)
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.known.len()
+    }
+
+    /// Whether there is no example.
+    pub fn is_empty(&self) -> bool {
+        self.known.is_empty()
+    }
+
+    /// Number of known labels.
+    pub fn num_known(&self) -> usize {
+        self.known.iter().filter(|&&k| k).count()
+    }
+
+    /// Keeps only `k` known labels of every class (chosen with `seed`), masking the others:
+    /// a task with few labels among examples that other tasks label fully.
+    pub fn keep_per_class(mut self, k: usize, seed: u64) -> Result<Self> {
+        let y = self.y.to_vec1::<u32>()?;
+        let mut keep = vec![false; y.len()];
+        for c in 0..self.num_classes {
+            let mut idx: Vec<usize> = (0..y.len())
+                .filter(|&i| y.get(i) == Some(&(c as u32)) && self.known.get(i) == Some(&true))
+                .collect();
+            SeededRng::new(derive_seed(seed, &[c as u64])).shuffle(&mut idx);
+            for &i in idx.iter().take(k) {
+                if let Some(slot) = keep.get_mut(i) {
+                    *slot = true;
+                }
+            }
+        }
+        let labels: Vec<Option<u32>> = y.iter().zip(&keep).map(|(&l, &k)| k.then_some(l)).collect();
+        let mut out = Self::new(&self.name, self.num_classes, &labels, self.y.device())?;
+        std::mem::swap(&mut self, &mut out);
+        Ok(self)
+    }
+
+    fn select(&self, ids: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((
+            self.y.index_select(ids, 0)?,
+            self.mask.index_select(ids, 0)?,
+        ))
+    }
+}
+
+/// Examples shared by one or more tasks: inputs `(N, ...)` and each task's (masked) labels.
+/// Tasks on different data sets live in different sets.
+#[derive(Debug, Clone)]
+pub struct TaskSet {
+    /// Inputs, batch first (flattened to vectors by the model).
+    pub x: Tensor,
+    /// The tasks labelled (partly) on these examples.
+    pub tasks: Vec<TaskLabels>,
+}
+
+impl TaskSet {
+    /// Checks that every task labels exactly the examples of `x`.
+    pub fn new(x: Tensor, tasks: Vec<TaskLabels>) -> Result<Self> {
+        let n = x.dims().first().copied().unwrap_or(0);
+        if n == 0 || tasks.is_empty() {
+            return Err(TrainError::Config(
+                "task set: needs at least one example and one task".into(),
+            ));
+        }
+        if let Some(t) = tasks.iter().find(|t| t.len() != n) {
+            return Err(TrainError::Config(format!(
+                "task {}: {} labels for {n} examples",
+                t.name,
+                t.len()
+            )));
+        }
+        Ok(Self { x, tasks })
+    }
+
+    /// Number of examples.
+    pub fn len(&self) -> usize {
+        self.x.dims().first().copied().unwrap_or(0)
+    }
+
+    /// Whether there is no example.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Width of one flattened example.
+    pub fn feature_dim(&self) -> usize {
+        self.x.dims().iter().skip(1).product()
+    }
+}
+
+/// How the task losses are combined.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Weighting {
+    /// `Σ_t w_t L_t` with these weights (in task order).
+    Fixed(Vec<f64>),
+    /// `Σ_t exp(−s_t) L_t + s_t`, the `s_t` learned (registered as
+    /// `task_weighting.log_vars` in the model's store).
+    Uncertainty,
+}
+
+/// The multitask network's shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultitaskConfig {
+    /// Widths of the shared trunk (an MLP on flattened inputs).
+    pub trunk: Vec<usize>,
+    /// Hidden widths of each task head (empty: a linear head).
+    pub head_hidden: Vec<usize>,
+    /// Give every task its own input layer (a linear layer + activation to the trunk's input
+    /// width). Tasks whose data are narrower or wider than the first set's always get one.
+    pub input_layers: bool,
+    /// How task losses are combined.
+    pub weighting: Weighting,
+    /// Training.
+    pub stage: StageConfig,
+}
+
+/// A shared trunk with one head per task (and the learned task weights, if any), with its
+/// parameters in its own store: `trunk.*`, `inputs.<task>.*`, `heads.<task>.*`,
+/// `task_weighting.log_vars`.
+pub struct MultitaskModel {
+    store: ParamStore,
+    model: MultiTask,
+    tasks: Vec<String>,
+    uncertainty: Option<UncertaintyWeighting>,
+    weights: Vec<f64>,
+}
+
+impl fmt::Debug for MultitaskModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MultitaskModel")
+            .field("tasks", &self.tasks)
+            .field("uncertainty", &self.uncertainty.is_some())
+            .field("weights", &self.weights)
+            .finish()
+    }
+}
+
+impl MultitaskModel {
+    /// Builds the model for the tasks of `sets` (task names must be distinct), every value
+    /// drawn from `seed`. The trunk's input width is the first set's feature width.
+    pub fn new(
+        sets: &[TaskSet],
+        cfg: &MultitaskConfig,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let first = sets
+            .first()
+            .ok_or_else(|| TrainError::Config("multitask: no task set".into()))?;
+        let input_dim = first.feature_dim();
+        let mut tasks = Vec::new();
+        let mut task_cfgs = Vec::new();
+        for set in sets {
+            let d = set.feature_dim();
+            for t in &set.tasks {
+                if tasks.contains(&t.name) {
+                    return Err(TrainError::Config(format!("task {} given twice", t.name)));
+                }
+                tasks.push(t.name.clone());
+                task_cfgs.push(TaskConfig {
+                    name: t.name.clone(),
+                    output_dim: t.num_classes,
+                    input_dim: (cfg.input_layers || d != input_dim).then_some(d),
+                    head_hidden: cfg.head_hidden.clone(),
+                });
+            }
+        }
+        let weights = match &cfg.weighting {
+            Weighting::Fixed(w) if w.len() != tasks.len() => {
+                return Err(TrainError::Config(format!(
+                    "multitask: {} fixed weights for {} tasks ({})",
+                    w.len(),
+                    tasks.len(),
+                    tasks.join(", ")
+                )));
+            }
+            Weighting::Fixed(w) => w.clone(),
+            Weighting::Uncertainty => vec![1.0; tasks.len()],
+        };
+        let store = ParamStore::new();
+        let mut rng = SeededRng::new(seed);
+        let mt_cfg = MultiTaskConfig {
+            input_dim,
+            shared: cfg.trunk.clone(),
+            tasks: task_cfgs,
+            activation: Activation::Relu,
+            dropout: 0.0,
+        };
+        let model =
+            MultiTask::from_config(&store.scope(""), &mt_cfg, &mut rng, DType::F32, device)?;
+        let uncertainty = match cfg.weighting {
+            Weighting::Uncertainty => {
+                let p = store.add(
+                    "task_weighting.log_vars",
+                    Tensor::zeros(tasks.len(), DType::F32, device)?,
+                )?;
+                Some(UncertaintyWeighting::from_log_vars(p.var().clone())?)
+            }
+            Weighting::Fixed(_) => None,
+        };
+        Ok(Self {
+            store,
+            model,
+            tasks,
+            uncertainty,
+            weights,
+        })
+    }
+
+    /// The parameter store.
+    pub fn store(&self) -> &ParamStore {
+        &self.store
+    }
+
+    /// The task names, in loss order.
+    pub fn tasks(&self) -> &[String] {
+        &self.tasks
+    }
+
+    /// The current task weights: fixed, or `exp(−s_t)` for uncertainty weighting.
+    pub fn task_weights(&self) -> Result<Vec<f64>> {
+        match &self.uncertainty {
+            Some(u) => Ok(u.weights()?),
+            None => Ok(self.weights.clone()),
+        }
+    }
+
+    /// The learned uncertainty weighting, if used.
+    pub fn uncertainty(&self) -> Option<&UncertaintyWeighting> {
+        self.uncertainty.as_ref()
+    }
+
+    /// The logits of every task of `set` on `x` (the trunk runs once for the tasks without
+    /// their own input layer).
+    pub fn forward_set(&self, set: &TaskSet, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        let x = x.flatten_from(1)?;
+        let shared = if set
+            .tasks
+            .iter()
+            .any(|t| !self.model.has_input_layer(&t.name))
+        {
+            self.model.forward_shared(&x, train)?
+        } else {
+            Default::default()
+        };
+        set.tasks
+            .iter()
+            .map(|t| match shared.get(&t.name) {
+                Some(z) => Ok(z.clone()),
+                None => Ok(self.model.forward_task(&t.name, &x, train)?),
+            })
+            .collect()
+    }
+
+    /// The accuracy of every task of `set` over the examples whose label is known (`None`
+    /// for a task without any), in evaluation mode.
+    pub fn accuracy(&self, set: &TaskSet) -> Result<Vec<(String, Option<f64>)>> {
+        let logits = self.forward_set(set, &set.x, false)?;
+        set.tasks
+            .iter()
+            .zip(logits)
+            .map(|(t, z)| {
+                let pred = argmax_rows(&z)?;
+                let y = labels_to_vec(&t.y)?;
+                let (mut hit, mut n) = (0usize, 0usize);
+                for ((p, y), k) in pred.iter().zip(&y).zip(&t.known) {
+                    if *k {
+                        n += 1;
+                        hit += usize::from(p == y);
+                    }
+                }
+                Ok((t.name.clone(), (n > 0).then(|| hit as f64 / n as f64)))
+            })
+            .collect()
+    }
+}
+
+/// The multitask objective: for every task set a shuffled mini-batch, each task's masked
+/// cross-entropy on it, combined with fixed or uncertainty weights.
+///
+/// Metrics per step: `loss_<task>` and `w_<task>` (the weight in force).
+pub struct MultitaskObjective<'a> {
+    model: &'a MultitaskModel,
+    sets: &'a [TaskSet],
+    batches: Vec<EpochBatches>,
+}
+
+impl fmt::Debug for MultitaskObjective<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MultitaskObjective")
+            .field("model", self.model)
+            .field("batches", &self.batches)
+            .finish()
+    }
+}
+
+impl<'a> MultitaskObjective<'a> {
+    /// Batches of `batch_size` from each set.
+    pub fn new(model: &'a MultitaskModel, sets: &'a [TaskSet], batch_size: usize) -> Result<Self> {
+        let batches = sets
+            .iter()
+            .map(|s| EpochBatches::new(s.len(), batch_size))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            model,
+            sets,
+            batches,
+        })
+    }
+
+    /// Steps per epoch: an epoch of the largest set.
+    pub fn steps_per_epoch(&self) -> usize {
+        self.batches
+            .iter()
+            .map(EpochBatches::steps_per_epoch)
+            .max()
+            .unwrap_or(1)
+    }
+
+    /// The per-task losses (in task order) at global step `step` of a run seeded `seed`.
+    pub fn task_losses(&mut self, seed: u64, step: usize) -> Result<Vec<Tensor>> {
+        let ce = CrossEntropyLoss::new();
+        let mut losses = Vec::new();
+        for (s, (set, batches)) in self.sets.iter().zip(&mut self.batches).enumerate() {
+            let idx = batches.indices_at(derive_seed(seed, &[s as u64]), step);
+            let ids = Tensor::from_slice(&idx, idx.len(), set.x.device())?;
+            let x = set.x.index_select(&ids, 0)?;
+            let logits = self.model.forward_set(set, &x, true)?;
+            for (t, z) in set.tasks.iter().zip(logits) {
+                let (y, mask) = t.select(&ids)?;
+                losses.push(ce.forward_masked(&z, &y, &mask)?);
+            }
+        }
+        Ok(losses)
+    }
+}
+
+impl Objective for MultitaskObjective<'_> {
+    fn loss(&mut self, ctx: &StepCtx) -> Result<StepOutput> {
+        let losses = self.task_losses(ctx.seed, ctx.step)?;
+        let weights = self.model.task_weights()?;
+        let total = match &self.model.uncertainty {
+            Some(u) => u.forward(&losses)?,
+            None => weighted_sum(&losses, &weights)?,
+        };
+        let mut out = StepOutput::new(total);
+        for ((name, l), w) in self.model.tasks.iter().zip(&losses).zip(&weights) {
+            let v = l.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            out = out
+                .with_metric(format!("loss_{name}"), v)
+                .with_metric(format!("w_{name}"), *w);
+        }
+        Ok(out)
+    }
+}
+
+/// Trains `model` on `sets` with `cfg.stage` in the one trainer.
+pub fn train_multitask(
+    model: &MultitaskModel,
+    sets: &[TaskSet],
+    cfg: &MultitaskConfig,
+    seed: u64,
+    quiet: bool,
+) -> Result<TrainReport> {
+    let mut obj = MultitaskObjective::new(model, sets, cfg.stage.batch_size)?;
+    let spe = obj.steps_per_epoch();
+    cfg.stage.fit(
+        "multitask",
+        model.store(),
+        &[],
+        &mut obj,
+        spe,
+        None,
+        seed,
+        quiet,
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Progressive networks
+// ---------------------------------------------------------------------------------------
+
+/// Trains column `column` of a progressive network on one task (masked cross-entropy on
+/// shuffled mini-batches); earlier columns are frozen and only read through the laterals.
+pub struct ColumnObjective<'a> {
+    net: &'a ProgressiveNet,
+    column: usize,
+    x: &'a Tensor,
+    task: &'a TaskLabels,
+    batches: EpochBatches,
+}
+
+impl fmt::Debug for ColumnObjective<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ColumnObjective")
+            .field("column", &self.column)
+            .field("task", &self.task.name)
+            .finish()
+    }
+}
+
+impl<'a> ColumnObjective<'a> {
+    /// Column `column` learns `task` on inputs `x` in batches of `batch_size`.
+    pub fn new(
+        net: &'a ProgressiveNet,
+        column: usize,
+        x: &'a Tensor,
+        task: &'a TaskLabels,
+        batch_size: usize,
+    ) -> Result<Self> {
+        Ok(Self {
+            net,
+            column,
+            x,
+            task,
+            batches: EpochBatches::new(task.len(), batch_size)?,
+        })
+    }
+
+    /// Steps per epoch.
+    pub fn steps_per_epoch(&self) -> usize {
+        self.batches.steps_per_epoch()
+    }
+}
+
+impl Objective for ColumnObjective<'_> {
+    fn loss(&mut self, ctx: &StepCtx) -> Result<StepOutput> {
+        let idx = self.batches.indices(ctx);
+        let ids = Tensor::from_slice(&idx, idx.len(), self.x.device())?;
+        let x = self.x.index_select(&ids, 0)?.flatten_from(1)?;
+        let (y, mask) = self.task.select(&ids)?;
+        let z = self.net.forward_column(self.column, &x, true)?;
+        let loss = CrossEntropyLoss::new().forward_masked(&z, &y, &mask)?;
+        Ok(StepOutput::new(loss))
+    }
+}
+
+/// Accuracy of column `column` on `task` over the examples whose label is known.
+pub fn column_accuracy(
+    net: &ProgressiveNet,
+    column: usize,
+    x: &Tensor,
+    task: &TaskLabels,
+) -> Result<Option<f64>> {
+    let z = net.forward_column(column, &x.flatten_from(1)?, false)?;
+    let pred = argmax_rows(&z)?;
+    let y = labels_to_vec(&task.y)?;
+    let (mut hit, mut n) = (0usize, 0usize);
+    for ((p, y), k) in pred.iter().zip(&y).zip(&task.known) {
+        if *k {
+            n += 1;
+            hit += usize::from(p == y);
+        }
+    }
+    Ok((n > 0).then(|| hit as f64 / n as f64))
+}
+
+/// The settings of a two-column progressive network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProgressiveConfig {
+    /// Hidden widths of each column.
+    pub hidden: Vec<usize>,
+    /// Width of the non-linear lateral adapters (`None`: linear laterals).
+    pub adapter_dim: Option<usize>,
+    /// Training of the first column.
+    pub first: StageConfig,
+    /// Training of the second column.
+    pub second: StageConfig,
+}
+
+/// What a progressive run measured.
+#[derive(Debug)]
+pub struct ProgressiveOutcome {
+    /// The network (column 0: the old task, frozen; column 1: the new task).
+    pub net: ProgressiveNet,
+    /// The parameter store.
+    pub store: ParamStore,
+    /// Old task accuracy (column 0, on its test examples) right after its own training.
+    pub old_task_acc_before: Option<f64>,
+    /// Old task accuracy after the new column was trained (the same, by construction).
+    pub old_task_acc_after: Option<f64>,
+    /// New task accuracy of column 1 on its test examples.
+    pub new_task_acc: Option<f64>,
+    /// Training of column 0 and of column 1.
+    pub reports: (TrainReport, TrainReport),
+}
+
+/// Trains column 0 on `old` (inputs, task) and then, in a new column with lateral connections
+/// from the frozen column 0, the new task `new`; tests each column on its test examples.
+#[allow(clippy::too_many_arguments)]
+pub fn train_progressive(
+    old: (&Tensor, &TaskLabels),
+    old_test: (&Tensor, &TaskLabels),
+    new: (&Tensor, &TaskLabels),
+    new_test: (&Tensor, &TaskLabels),
+    cfg: &ProgressiveConfig,
+    seed: u64,
+    quiet: bool,
+) -> Result<ProgressiveOutcome> {
+    let device = old.0.device();
+    let input_dim: usize = old.0.dims().iter().skip(1).product();
+    let col = |classes: usize| ColumnConfig {
+        input_dim,
+        hidden: cfg.hidden.clone(),
+        output_dim: classes,
+        activation: Activation::Relu,
+        adapter_dim: cfg.adapter_dim,
+    };
+    let store = ParamStore::new();
+    let mut rng = SeededRng::new(seed);
+    let mut net = ProgressiveNet::new(
+        &store.scope(""),
+        &col(old.1.num_classes),
+        &mut rng,
+        DType::F32,
+        device,
+    )?;
+    let mut obj0 = ColumnObjective::new(&net, 0, old.0, old.1, cfg.first.batch_size)?;
+    let spe = obj0.steps_per_epoch();
+    let r0 = cfg.first.fit(
+        "progressive column 0",
+        &store,
+        &[],
+        &mut obj0,
+        spe,
+        None,
+        seed,
+        quiet,
+    )?;
+    let old_task_acc_before = column_accuracy(&net, 0, old_test.0, old_test.1)?;
+    net.add_column(&col(new.1.num_classes), &mut rng)?;
+    let mut obj1 = ColumnObjective::new(&net, 1, new.0, new.1, cfg.second.batch_size)?;
+    let spe = obj1.steps_per_epoch();
+    let r1 = cfg.second.fit(
+        "progressive column 1",
+        &store,
+        &[],
+        &mut obj1,
+        spe,
+        None,
+        derive_seed(seed, &[1]),
+        quiet,
+    )?;
+    let old_task_acc_after = column_accuracy(&net, 0, old_test.0, old_test.1)?;
+    let new_task_acc = column_accuracy(&net, 1, new_test.0, new_test.1)?;
+    Ok(ProgressiveOutcome {
+        net,
+        store,
+        old_task_acc_before,
+        old_task_acc_after,
+        new_task_acc,
+        reports: (r0, r1),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::methods::finetune::OptimizerKind;
+
+    fn stage(epochs: usize) -> StageConfig {
+        StageConfig {
+            epochs,
+            batch_size: 16,
+            lr: 0.01,
+            optimizer: OptimizerKind::Adam,
+            weight_decay: 0.0,
+            cosine: false,
+        }
+    }
+
+    /// `n` examples of width `d`; class `i % c`; features = class one-hot (spread over the
+    /// width) plus noise.
+    fn data(n: usize, d: usize, c: usize, seed: u64) -> (Tensor, Vec<u32>) {
+        let mut rng = SeededRng::new(seed);
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..n {
+            let k = i % c;
+            for j in 0..d {
+                x.push((if j % c == k { 1.0 } else { 0.0 } + 0.3 * rng.normal01()) as f32);
+            }
+            y.push(k as u32);
+        }
+        (Tensor::from_vec(x, (n, d), &Device::Cpu).unwrap(), y)
+    }
+
+    fn digitish_set(n: usize, seed: u64) -> TaskSet {
+        let (x, y) = data(n, 8, 4, seed);
+        let dev = Device::Cpu;
+        let main = TaskLabels::from_classes("main", &y, &[0, 1, 2, 3], &dev).unwrap();
+        let parity = TaskLabels::from_classes("parity", &y, &[0, 1, 0, 1], &dev).unwrap();
+        TaskSet::new(x, vec![main, parity]).unwrap()
+    }
+
+    fn cfg(weighting: Weighting) -> MultitaskConfig {
+        MultitaskConfig {
+            trunk: vec![12],
+            head_hidden: vec![],
+            input_layers: false,
+            weighting,
+            stage: stage(4),
+        }
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    #[test]
+    fn uncertainty_weights_are_trainable_parameters_that_move() {
+        let sets = [digitish_set(32, 1)];
+        let c = cfg(Weighting::Uncertainty);
+        let model = MultitaskModel::new(&sets, &c, 2, &Device::Cpu).unwrap();
+        let p = model.store().get("task_weighting.log_vars").unwrap();
+        assert!(p.is_trainable());
+        assert_eq!(model.task_weights().unwrap(), [1.0, 1.0]);
+        let report = train_multitask(&model, &sets, &c, 3, true).unwrap();
+        assert_eq!(report.steps, 8);
+        let s = values(p.var().as_tensor());
+        assert!(
+            s.iter().all(|v| *v != 0.0),
+            "log variances did not move: {s:?}"
+        );
+        let w = model.task_weights().unwrap();
+        assert!((w[0] - (-s[0] as f64).exp()).abs() < 1e-6);
+        // The objective is Σ exp(−s_t) L_t + s_t with the learned s_t.
+        let mut obj = MultitaskObjective::new(&model, &sets, 16).unwrap();
+        let losses = obj.task_losses(3, 0).unwrap();
+        let ls: Vec<f64> = losses
+            .iter()
+            .map(|l| l.to_scalar::<f32>().unwrap() as f64)
+            .collect();
+        let want: f64 = ls
+            .iter()
+            .zip(&s)
+            .map(|(l, s)| (-*s as f64).exp() * l + *s as f64)
+            .sum();
+        let ctx = StepCtx {
+            step: 0,
+            total_steps: 1,
+            epoch: 0,
+            step_in_epoch: 0,
+            steps_per_epoch: 1,
+            progress: 0.0,
+            lr: 0.0,
+            seed: 3,
+        };
+        let got = obj.loss(&ctx).unwrap().loss.to_scalar::<f32>().unwrap() as f64;
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+
+    #[test]
+    fn fixed_weights_give_the_weighted_sum_of_task_losses() {
+        let sets = [digitish_set(32, 4)];
+        let c = cfg(Weighting::Fixed(vec![1.0, 0.25]));
+        let model = MultitaskModel::new(&sets, &c, 5, &Device::Cpu).unwrap();
+        assert!(!model.store().contains("task_weighting.log_vars"));
+        let mut obj = MultitaskObjective::new(&model, &sets, 16).unwrap();
+        let ls: Vec<f64> = obj
+            .task_losses(6, 0)
+            .unwrap()
+            .iter()
+            .map(|l| l.to_scalar::<f32>().unwrap() as f64)
+            .collect();
+        let ctx = StepCtx {
+            step: 0,
+            total_steps: 1,
+            epoch: 0,
+            step_in_epoch: 0,
+            steps_per_epoch: 2,
+            progress: 0.0,
+            lr: 0.0,
+            seed: 6,
+        };
+        let out = obj.loss(&ctx).unwrap();
+        let got = out.loss.to_scalar::<f32>().unwrap() as f64;
+        assert!((got - (ls[0] + 0.25 * ls[1])).abs() < 1e-5);
+        assert!(
+            out.metrics
+                .iter()
+                .any(|(n, v)| n == "w_parity" && *v == 0.25)
+        );
+        let bad = MultitaskModel::new(&sets, &cfg(Weighting::Fixed(vec![1.0])), 5, &Device::Cpu);
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn masked_labels_count_only_where_known() {
+        let (_, y) = data(40, 8, 4, 7);
+        let t = TaskLabels::from_classes("main", &y, &[0, 1, 2, 3], &Device::Cpu)
+            .unwrap()
+            .keep_per_class(2, 8)
+            .unwrap();
+        assert_eq!(t.num_known(), 8);
+        let kept: Vec<u32> = values(&t.mask)
+            .iter()
+            .zip(&y)
+            .filter(|(m, _)| **m == 1.0)
+            .map(|(_, y)| *y)
+            .collect();
+        for c in 0..4 {
+            assert_eq!(kept.iter().filter(|&&k| k == c).count(), 2);
+        }
+        // The task loss on a batch equals plain cross-entropy over the known examples only.
+        let (x, _) = data(40, 8, 4, 7);
+        let set = TaskSet::new(x.clone(), vec![t.clone()]).unwrap();
+        let c = cfg(Weighting::Fixed(vec![1.0]));
+        let model = MultitaskModel::new(std::slice::from_ref(&set), &c, 9, &Device::Cpu).unwrap();
+        let sets = [set];
+        let mut obj = MultitaskObjective::new(&model, &sets, 64).unwrap();
+        let l = obj.task_losses(0, 0).unwrap()[0]
+            .to_scalar::<f32>()
+            .unwrap();
+        let known: Vec<u32> = values(&t.mask)
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| **m == 1.0)
+            .map(|(i, _)| i as u32)
+            .collect();
+        let ids = Tensor::new(known.as_slice(), &Device::Cpu).unwrap();
+        let z = model
+            .forward_set(&sets[0], &x.index_select(&ids, 0).unwrap(), true)
+            .unwrap()
+            .remove(0);
+        let want = xfer_losses::cross_entropy(&z, &t.y.index_select(&ids, 0).unwrap())
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!((l - want).abs() < 1e-5, "{l} vs {want}");
+        assert!(TaskLabels::new("t", 2, &[Some(2)], &Device::Cpu).is_err());
+    }
+
+    #[test]
+    fn tasks_on_data_of_another_width_get_their_own_input_layer() {
+        let a = digitish_set(16, 10);
+        let (xb, yb) = data(12, 5, 3, 11);
+        let b = TaskSet::new(
+            xb,
+            vec![TaskLabels::from_classes("other", &yb, &[0, 1, 2], &Device::Cpu).unwrap()],
+        )
+        .unwrap();
+        let sets = [a, b];
+        let c = cfg(Weighting::Uncertainty);
+        let model = MultitaskModel::new(&sets, &c, 12, &Device::Cpu).unwrap();
+        assert!(model.store().contains("inputs.other.0.weight"));
+        assert!(!model.store().contains("inputs.main.0.weight"));
+        assert_eq!(model.tasks(), ["main", "parity", "other"]);
+        train_multitask(&model, &sets, &c, 13, true).unwrap();
+        let acc = model.accuracy(&sets[1]).unwrap();
+        assert_eq!(acc[0].0, "other");
+        assert!(acc[0].1.is_some());
+    }
+
+    #[test]
+    fn progressive_column_leaves_the_old_column_untouched() {
+        let (x, y) = data(40, 8, 4, 14);
+        let dev = Device::Cpu;
+        let old = TaskLabels::from_classes("parity", &y, &[0, 1, 0, 1], &dev).unwrap();
+        let new = TaskLabels::from_classes("main", &y, &[0, 1, 2, 3], &dev).unwrap();
+        let pc = ProgressiveConfig {
+            hidden: vec![10, 6],
+            adapter_dim: Some(4),
+            first: stage(3),
+            second: stage(3),
+        };
+        // Column 0 alone, trained: remember its weights and outputs.
+        let out = train_progressive(
+            (&x, &old),
+            (&x, &old),
+            (&x, &new),
+            (&x, &new),
+            &pc,
+            15,
+            true,
+        )
+        .unwrap();
+        let col0: Vec<_> = out
+            .store
+            .all()
+            .into_iter()
+            .filter(|p| p.name().starts_with("columns.0."))
+            .collect();
+        assert!(!col0.is_empty());
+        assert!(col0.iter().all(|p| !p.is_trainable()));
+        assert_eq!(out.old_task_acc_before, out.old_task_acc_after);
+        // Re-run only column 0's training with the same seed: the same weights as after the
+        // new column was trained.
+        let store = ParamStore::new();
+        let mut rng = SeededRng::new(15);
+        let col = |c: usize| ColumnConfig {
+            input_dim: 8,
+            hidden: vec![10, 6],
+            output_dim: c,
+            activation: Activation::Relu,
+            adapter_dim: Some(4),
+        };
+        let net =
+            ProgressiveNet::new(&store.scope(""), &col(2), &mut rng, DType::F32, &dev).unwrap();
+        let mut obj = ColumnObjective::new(&net, 0, &x, &old, 16).unwrap();
+        let spe = obj.steps_per_epoch();
+        pc.first
+            .fit("c0", &store, &[], &mut obj, spe, None, 15, true)
+            .unwrap();
+        for p in &col0 {
+            let fresh = store.get(p.name()).unwrap();
+            assert_eq!(
+                values(p.var().as_tensor()),
+                values(fresh.var().as_tensor()),
+                "{} changed while the new column trained",
+                p.name()
+            );
+        }
+        assert!(out.store.contains("columns.1.laterals.1.0.alpha"));
+        assert!(out.new_task_acc.is_some());
+    }
+}

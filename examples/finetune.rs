@@ -1,0 +1,355 @@
+//! Fine-tuning with little target data (LECTURE.md §1): pretrain on the source, then train on
+//! `K` labelled target examples per class with each method, and test on the rest of the target.
+//!
+//! ```text
+//! cargo run --release --example finetune -- --method all --shots 1
+//! cargo run --release --example finetune -- --method scratch,l2sp,layer-transfer:2 --shots 5 --json
+//! cargo run --release --example finetune -- --source csv:mine.csv --target idx:t-images-idx3-ubyte:scale=0.0627
+//! ```
+//!
+//! Source: synthetic digits (default `synth-digits:n=500`, 5,000 generated digits); target:
+//! the embedded optdigits (1,797 real digits). Methods: `scratch`, `finetune`, `l2sp`,
+//! `distill`, `layer-transfer:[first:|last:]K[:lr=X]`, comma-separated, or `all`.
+
+mod common;
+
+use std::path::Path;
+
+use clap::Parser;
+use xfer::data::{self, TensorDataset};
+use xfer::prelude::*;
+use xfer::train::methods::finetune::{
+    Arch, FinetuneConfig, Labelled, Method, MethodOutcome, OptimizerKind, Pretrained, pretrain,
+    run_method,
+};
+use xfer::train::plot::{Series, plot_curves};
+
+#[derive(Debug, Parser)]
+#[command(about = "Fine-tuning: scratch, full fine-tuning, L2-SP, distillation, layer transfer")]
+struct Args {
+    /// Methods, comma-separated, or `all`.
+    #[arg(long, default_value = "scratch,finetune,l2sp,distill,layer-transfer:2")]
+    method: String,
+    /// Labelled target examples per class.
+    #[arg(long, default_value_t = 1)]
+    shots: usize,
+    /// The source data (labelled, plentiful): a data spec (see docs/data.md).
+    #[arg(long, default_value = "synth-digits:n=500")]
+    source: String,
+    /// The target data: `--shots` per class are the labelled training set, the rest the test
+    /// set (unless `--target-test` is given).
+    #[arg(long, default_value = "optdigits")]
+    target: String,
+    /// A separate target test set.
+    #[arg(long)]
+    target_test: Option<String>,
+    /// The network: `cnn` (square images), `mlp` or `mlp:W1,W2,...`; default by input shape.
+    #[arg(long)]
+    model: Option<String>,
+    /// Fraction of the source held out for early stopping of the pretraining.
+    #[arg(long, default_value_t = 0.1)]
+    source_val: f64,
+    /// Tuning mode: hold out the F-th labelled target example of every class (F in
+    /// 0..shots) as validation data, train on the other `shots − 1`, and report `val_acc`
+    /// (the target test set is not used). Run every F for a cross-validation.
+    #[arg(long, value_name = "F")]
+    val_fold: Option<usize>,
+    /// Keep pretrained source models in this folder and reuse them (same source, model,
+    /// seed and pretraining settings).
+    #[arg(long)]
+    cache: Option<std::path::PathBuf>,
+    /// Learning rate of the target stage (methods that start from the source).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Epochs of the target stage (methods that start from the source).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Optimiser of the target stage: `sgd` (momentum 0.9) or `adam`.
+    #[arg(long)]
+    optim: Option<String>,
+    /// Learning rate of the scratch baseline.
+    #[arg(long)]
+    scratch_lr: Option<f64>,
+    /// Epochs of the scratch baseline.
+    #[arg(long)]
+    scratch_epochs: Option<usize>,
+    /// Optimiser of the scratch baseline: `sgd` or `adam`.
+    #[arg(long)]
+    scratch_optim: Option<String>,
+    /// Weight decay of the target stage and of scratch.
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// Epochs of pretraining on the source (early stopping on source validation accuracy).
+    #[arg(long)]
+    pretrain_epochs: Option<usize>,
+    #[command(flatten)]
+    common: common::CommonArgs,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    args.common.init()?;
+    let seed = args.common.seed;
+    let dev = Device::Cpu;
+
+    // Data: the source, the target's K-shot training set and its test set.
+    let mut source = data::load(&args.source, seed)?;
+    let target = data::load(&args.target, seed)?;
+    let (mut support, mut test) = data::few_shot(&target, args.shots, seed)?;
+    if let Some(spec) = &args.target_test {
+        test = data::load(spec, seed)?;
+    }
+    let validate = args.val_fold.is_some();
+    if let Some(fold) = args.val_fold {
+        anyhow::ensure!(
+            args.shots >= 2 && fold < args.shots,
+            "--val-fold F holds out the F-th labelled example of every class: it needs \
+             --shots 2 or more and F < shots"
+        );
+        // Validation = one of the labelled examples of every class; the test set is not used.
+        let mut seen = vec![0usize; support.num_classes()];
+        let (mut train, mut val) = (Vec::new(), Vec::new());
+        for (i, &y) in support.labels().iter().enumerate() {
+            let k = seen.get_mut(y as usize).map(|c| {
+                *c += 1;
+                *c - 1
+            });
+            if k == Some(fold) {
+                val.push(i)
+            } else {
+                train.push(i)
+            }
+        }
+        test = support.subset(&val)?;
+        support = support.subset(&train)?;
+    }
+    data::check_compatible(&source, &target)?;
+    data::check_compatible(&target, &test)?;
+    if args.common.quick {
+        // 100 source digits per class.
+        let (keep, _) = data::stratified_split(&source, 0.8, seed)?;
+        source = keep;
+    }
+    let scale = feature_scale(&[("source", &source), ("target", &target)]);
+    let (src_train, src_val) = data::stratified_split(&source, args.source_val, seed)?;
+    let to = |ds: &TensorDataset| -> anyhow::Result<Labelled> {
+        Ok(Labelled::from_dataset(&ds.clone().scale(scale), &dev)?)
+    };
+    let (src_train, src_val, support_t, test_t) =
+        (to(&src_train)?, to(&src_val)?, to(&support)?, to(&test)?);
+    let num_classes = target.num_classes().max(source.num_classes());
+
+    let arch = match &args.model {
+        Some(m) => m.parse::<Arch>()?,
+        None => Arch::for_input(source.sample_shape()),
+    };
+    let mut cfg = FinetuneConfig::new(arch.clone());
+    cfg.quiet = args.common.json;
+    if args.common.quick {
+        cfg.pretrain.epochs = 5;
+        cfg.finetune.epochs = 30;
+        cfg.scratch.epochs = 100;
+    }
+    let optim = |s: &str| -> anyhow::Result<OptimizerKind> {
+        match s {
+            "sgd" => Ok(OptimizerKind::Sgd { momentum: 0.9 }),
+            "adam" => Ok(OptimizerKind::Adam),
+            o => anyhow::bail!("optimiser {o:?}: expected sgd or adam"),
+        }
+    };
+    if let Some(v) = args.lr {
+        cfg.finetune.lr = v;
+    }
+    if let Some(v) = args.epochs {
+        cfg.finetune.epochs = v;
+    }
+    if let Some(v) = &args.optim {
+        cfg.finetune.optimizer = optim(v)?;
+    }
+    if let Some(v) = args.scratch_lr {
+        cfg.scratch.lr = v;
+    }
+    if let Some(v) = args.scratch_epochs {
+        cfg.scratch.epochs = v;
+    }
+    if let Some(v) = &args.scratch_optim {
+        cfg.scratch.optimizer = optim(v)?;
+    }
+    if let Some(v) = args.weight_decay {
+        cfg.finetune.weight_decay = v;
+        cfg.scratch.weight_decay = v;
+    }
+    if let Some(v) = args.pretrain_epochs {
+        cfg.pretrain.epochs = v;
+    }
+    let num_blocks = xfer::train::methods::finetune::Net::new(
+        &arch,
+        source.sample_shape(),
+        num_classes,
+        0,
+        &dev,
+    )?
+    .blocks()
+    .len();
+    let methods = Method::parse_list(&args.method, num_blocks)?;
+
+    println!(
+        "source {} ({} train, {} validation), target {} ({} labelled = {} per class, {} test), model {arch}",
+        source.name(),
+        src_train.len(),
+        src_val.len(),
+        target.name(),
+        support_t.len(),
+        args.shots,
+        test_t.len()
+    );
+
+    let mut report = common::Report::new("finetune", seed);
+    report
+        .arg("shots", args.shots)
+        .arg(
+            "val_fold",
+            args.val_fold.map_or(serde_json::Value::Null, |f| f.into()),
+        )
+        .arg("source", args.source.as_str())
+        .arg("target", args.target.as_str())
+        .arg("model", arch.to_string());
+
+    let pretrained = if methods.iter().any(Method::needs_source) {
+        let t = std::time::Instant::now();
+        let key = format!(
+            "{}|{}|{}|{:?}|{}|{}",
+            args.source, arch, seed, cfg.pretrain, args.source_val, args.common.quick
+        );
+        let cached = args.cache.as_ref().map(|dir| {
+            // FNV-1a of the settings names the file.
+            let h = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            });
+            dir.join(format!("pretrained-{h:016x}.safetensors"))
+        });
+        let p = match &cached {
+            Some(path) if path.exists() => {
+                let p = Pretrained::load(path, &arch, source.sample_shape(), num_classes, &dev)?;
+                println!("loaded the source model from {}", path.display());
+                p
+            }
+            _ => {
+                let p = pretrain(&src_train, Some(&src_val), num_classes, &cfg, seed)?;
+                println!(
+                    "pretrained on the source in {:.1}s: {} steps",
+                    t.elapsed().as_secs_f64(),
+                    p.report.as_ref().map_or(0, |r| r.steps),
+                );
+                if let Some(path) = &cached {
+                    p.save(path)?;
+                }
+                p
+            }
+        };
+        println!(
+            "source validation accuracy {:.4}",
+            p.source_val_acc.unwrap_or(f64::NAN)
+        );
+        Some(p)
+    } else {
+        None
+    };
+
+    let mut outcomes: Vec<MethodOutcome> = Vec::new();
+    for m in &methods {
+        let t = std::time::Instant::now();
+        let o = run_method(
+            m,
+            pretrained.as_ref(),
+            &support_t,
+            &test_t,
+            num_classes,
+            &cfg,
+            seed,
+        )?;
+        println!(
+            "{:>24}: target accuracy {:.4} (train {:.4}){}  [{:.1}s]",
+            o.name,
+            o.target_acc,
+            o.train_acc,
+            o.source_only_acc
+                .map(|a| format!(", source model before training {a:.4}"))
+                .unwrap_or_default(),
+            t.elapsed().as_secs_f64()
+        );
+        if let Some(tr) = o.transfer.as_ref().filter(|_| !o.copied_blocks.is_empty()) {
+            println!(
+                "{:>24}  copied blocks [{}]: {} tensors ({}); re-initialised: {}",
+                "",
+                o.copied_blocks.join(", "),
+                tr.copied.len(),
+                tr.copied.join(", "),
+                tr.not_selected.len()
+            );
+        }
+        let acc_key = if validate { "val_acc" } else { "target_acc" };
+        let mut metrics = vec![(acc_key, o.target_acc), ("train_acc", o.train_acc)];
+        if let Some(a) = o.source_only_acc {
+            metrics.push(("source_only_acc", a));
+        }
+        report.run(&o.name, &metrics);
+        outcomes.push(o);
+    }
+    if let Some(p) = &pretrained {
+        report.arg("source_val_acc", p.source_val_acc.unwrap_or(f64::NAN));
+    }
+
+    plot_runs(&args.common.out, args.shots, &outcomes)?;
+    report.finish(args.common.json, &args.common.out)?;
+    Ok(())
+}
+
+/// Prints each domain's feature range, warns when their largest magnitudes differ by more
+/// than 10× (a missing `scale=` is the usual cause), and returns the factor that maps the
+/// first domain's largest magnitude to 1 (applied to every domain alike).
+fn feature_scale(domains: &[(&str, &TensorDataset)]) -> f32 {
+    let mut mags = Vec::new();
+    for (role, ds) in domains {
+        match ds.feature_range() {
+            Some((lo, hi)) => {
+                println!("{role} {}: features in [{lo}, {hi}]", ds.name());
+                mags.push(lo.abs().max(hi.abs()));
+            }
+            None => println!("{role} {}: no finite feature", ds.name()),
+        }
+    }
+    let (min, max) = mags
+        .iter()
+        .fold((f32::INFINITY, 0f32), |(a, b), &m| (a.min(m), b.max(m)));
+    if min > 0.0 && max / min > 10.0 {
+        eprintln!(
+            "warning: the domains' feature ranges differ by {:.0}× — add `scale=` to a data spec",
+            max / min
+        );
+    }
+    match mags.first() {
+        Some(&m) if m > 0.0 && m.is_finite() => 1.0 / m,
+        _ => 1.0,
+    }
+}
+
+/// Training curves of every run: the loss per step, and the cross-entropy part.
+fn plot_runs(out: &Path, shots: usize, outcomes: &[MethodOutcome]) -> anyhow::Result<()> {
+    for metric in ["loss", "ce"] {
+        let series: Vec<Series> = outcomes
+            .iter()
+            .map(|o| Series::new(o.name.clone(), o.report.history.step_curve(metric)))
+            .collect();
+        let path = out.join(format!("finetune-{shots}shot-{metric}.png"));
+        plot_curves(
+            &path,
+            &format!("fine-tuning on {shots} label(s) per class: {metric}"),
+            "step",
+            metric,
+            &series,
+        )?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}
