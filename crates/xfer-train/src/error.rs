@@ -74,12 +74,6 @@ pub enum TrainError {
     /// A model error.
     #[error(transparent)]
     Model(#[from] xfer_models::ModelError),
-    /// A loss refused its input.
-    #[error(transparent)]
-    Loss(#[from] xfer_losses::LossError),
-    /// Data could not be read, split or batched.
-    #[error(transparent)]
-    Data(#[from] xfer_data::DataError),
     /// An op error.
     #[error(transparent)]
     Ops(#[from] xfer_ops::OpsError),
