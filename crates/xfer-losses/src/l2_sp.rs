@@ -266,12 +266,12 @@ impl L2Sp {
                 Role::New { beta } => {
                     new += 1;
                     check::float(L2SP, name, w)?;
-                    acc.add_scaled(&sum_sq(w)?, beta / 2.0)?;
+                    acc.add_scaled(&xfer_ops::sq_norm(w)?, beta / 2.0)?;
                 }
                 Role::Anchored { alpha } => {
                     anchored += 1;
                     let w0 = self.anchor_for(name, w)?;
-                    acc.add_scaled(&sum_sq(&(w - w0)?)?, alpha / 2.0)?;
+                    acc.add_scaled(&xfer_ops::sq_dist(w, w0)?, alpha / 2.0)?;
                 }
             }
         }
@@ -385,21 +385,11 @@ impl L2Penalty {
             let w = p.as_tensor_ref();
             if self.excludes(name, w.rank()).is_none() {
                 check::float(L2, name, w)?;
-                acc.add_scaled(&sum_sq(w)?, self.beta / 2.0)?;
+                acc.add_scaled(&xfer_ops::sq_norm(w)?, self.beta / 2.0)?;
             }
         }
         acc.finish(params.first().map(|(_, p)| p.as_tensor_ref()))
     }
-}
-
-/// `‖x‖²`, accumulated in f32 for half-precision parameters (an f16 sum of squares overflows
-/// at 65504).
-fn sum_sq(x: &Tensor) -> Result<Tensor> {
-    let x = match x.dtype() {
-        DType::F16 | DType::BF16 => x.to_dtype(DType::F32)?,
-        _ => x.clone(),
-    };
-    Ok(x.sqr()?.sum_all()?)
 }
 
 /// Sums scalar terms in the dtype of the first one (so mixed-precision lists still add up).

@@ -51,7 +51,8 @@ impl<M: Module> ModuleT for M {
     }
 }
 
-/// Fully connected layer `y = x Wᵀ + b`, `W` of shape (out, in) as in PyTorch.
+/// Fully connected layer `y = x Wᵀ + b`, `W` of shape (out, in) as in PyTorch, through
+/// [`xfer_ops::linear()`] (one fused op on the CPU).
 #[derive(Debug, Clone)]
 pub struct Linear {
     /// `weight`, (out, in).
@@ -104,20 +105,8 @@ impl Module for Linear {
                 got: x.dims().to_vec(),
             });
         }
-        let w = self.weight.tensor();
-        let y = if x.rank() == 2 {
-            x.matmul(&w.t()?)?
-        } else {
-            let lead: Vec<usize> = x.dims()[..x.rank() - 1].to_vec();
-            let rows: usize = lead.iter().product();
-            let mut out = lead;
-            out.push(self.out_dim());
-            x.reshape((rows, in_dim))?.matmul(&w.t()?)?.reshape(out)?
-        };
-        match &self.bias {
-            Some(b) => Ok(y.broadcast_add(&b.tensor())?),
-            None => Ok(y),
-        }
+        let b = self.bias.as_ref().map(|b| b.tensor());
+        Ok(xfer_ops::linear(x, &self.weight.tensor(), b.as_ref())?)
     }
 }
 
@@ -383,7 +372,7 @@ pub enum Activation {
 impl Module for Activation {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
-            Activation::Relu => x.relu()?,
+            Activation::Relu => xfer_ops::relu(x)?,
             Activation::Tanh => x.tanh()?,
             Activation::Sigmoid => candle_nn::ops::sigmoid(x)?,
             Activation::Gelu => x.gelu_erf()?,

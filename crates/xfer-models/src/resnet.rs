@@ -88,8 +88,9 @@ pub struct ResNetConfig {
 /// as `torch.nn.MaxPool2d(k, s, p)`: `y[i, j] = max_{a,b<k} x̃[s·i + a, s·j + b]` with `x̃` the
 /// padded input and output size `⌊(H + 2p − k)/s⌋ + 1`. The gradient of each output goes to the
 /// first maximum of its window in row-major order, exactly as PyTorch routes it (ties are not
-/// split). Built from differentiable tensor ops (pad, strided views, `where_cond`), so it runs
-/// and differentiates on every device.
+/// split). On the CPU (f32, f64) this is [`xfer_ops::max_pool2d_padded`], one pooling kernel
+/// over clipped windows; elsewhere it is built from differentiable tensor ops (pad, strided
+/// views, `where_cond`), which run and differentiate on every device.
 pub fn max_pool2d_padded(x: &Tensor, k: usize, s: usize, p: usize) -> Result<Tensor> {
     let (_, _, h, w) = x.dims4().map_err(|_| {
         ModelError::Config(format!(
@@ -103,6 +104,9 @@ pub fn max_pool2d_padded(x: &Tensor, k: usize, s: usize, p: usize) -> Result<Ten
              (PyTorch needs padding ≤ window/2 and the padded input at least one window)",
             x.dims()
         )));
+    }
+    if x.device().is_cpu() && matches!(x.dtype(), DType::F32 | DType::F64) {
+        return Ok(xfer_ops::max_pool2d_padded(x, k, s, p)?);
     }
     // Separable: max over the columns of each row, then over the rows. Taking the first
     // maximum in each pass gives the first maximum of the window in row-major order.
@@ -374,15 +378,15 @@ impl ModuleT for Block {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (y, ds) = match self {
             Block::Basic(b) => {
-                let y = b.bn1.forward_t(&b.conv1.forward(x)?, train)?.relu()?;
+                let y = xfer_ops::relu(&b.bn1.forward_t(&b.conv1.forward(x)?, train)?)?;
                 (
                     b.bn2.forward_t(&b.conv2.forward(&y)?, train)?,
                     &b.downsample,
                 )
             }
             Block::Bottleneck(b) => {
-                let y = b.bn1.forward_t(&b.conv1.forward(x)?, train)?.relu()?;
-                let y = b.bn2.forward_t(&b.conv2.forward(&y)?, train)?.relu()?;
+                let y = xfer_ops::relu(&b.bn1.forward_t(&b.conv1.forward(x)?, train)?)?;
+                let y = xfer_ops::relu(&b.bn2.forward_t(&b.conv2.forward(&y)?, train)?)?;
                 (
                     b.bn3.forward_t(&b.conv3.forward(&y)?, train)?,
                     &b.downsample,
@@ -393,7 +397,7 @@ impl ModuleT for Block {
             Some(d) => d.forward_t(x, train)?,
             None => x.clone(),
         };
-        Ok((y + shortcut)?.relu()?)
+        Ok(xfer_ops::add_relu(&y, &shortcut)?)
     }
 }
 
@@ -612,10 +616,7 @@ impl ResNet {
             }
         }
         let x = x.to_dtype(self.dtype)?;
-        let y = self
-            .bn1
-            .forward_t(&self.conv1.forward(&x)?, train)?
-            .relu()?;
+        let y = xfer_ops::relu(&self.bn1.forward_t(&self.conv1.forward(&x)?, train)?)?;
         let mut y = max_pool2d_padded(&y, 3, 2, 1)?;
         for b in self.layers.iter().flatten() {
             y = b.forward_t(&y, train)?;

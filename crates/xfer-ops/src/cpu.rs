@@ -77,3 +77,100 @@ macro_rules! by_dtype {
     };
 }
 pub(crate) use by_dtype;
+
+/// A row-major view of a matrix inside a slice: element `(r, c)` at `r·rs + c·cs`.
+#[derive(Clone, Copy)]
+pub(crate) struct Mat {
+    rows: usize,
+    cols: usize,
+    rs: usize,
+    cs: usize,
+}
+
+impl Mat {
+    pub(crate) fn row_major(rows: usize, cols: usize) -> Self {
+        Self {
+            rows,
+            cols,
+            rs: cols,
+            cs: 1,
+        }
+    }
+    pub(crate) fn t(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+        }
+    }
+    /// One past the largest offset the view touches.
+    fn extent(&self) -> usize {
+        if self.rows == 0 || self.cols == 0 {
+            0
+        } else {
+            (self.rows - 1) * self.rs + (self.cols - 1) * self.cs + 1
+        }
+    }
+}
+
+/// `dst (+)= lhs · rhs` through the `gemm` crate, after checking every view fits its slice.
+pub(crate) fn gemm_into<T: Elem>(
+    (dst, dm): (&mut [T], Mat),
+    (lhs, lm): (&[T], Mat),
+    (rhs, rm): (&[T], Mat),
+    accumulate: bool,
+    par: gemm::Parallelism,
+) -> candle_core::Result<()> {
+    if lm.cols != rm.rows || dm.rows != lm.rows || dm.cols != rm.cols {
+        bail!(
+            "gemm: inner sizes differ ({}x{} · {}x{} → {}x{})",
+            lm.rows,
+            lm.cols,
+            rm.rows,
+            rm.cols,
+            dm.rows,
+            dm.cols
+        );
+    }
+    if dm.extent() > dst.len() || lm.extent() > lhs.len() || rm.extent() > rhs.len() {
+        bail!("gemm: a matrix view runs past its buffer");
+    }
+    if dm.rows == 0 || dm.cols == 0 {
+        return Ok(());
+    }
+    if lm.cols == 0 {
+        if !accumulate {
+            dst.fill(T::default());
+        }
+        return Ok(());
+    }
+    let one = T::from_f64(1.0);
+    // SAFETY: the three views were checked above to stay inside their slices, `dst` is
+    // borrowed mutably and cannot alias `lhs` or `rhs`, and `T` is f32 or f64, both of which
+    // `gemm` supports.
+    unsafe {
+        gemm::gemm(
+            dm.rows,
+            dm.cols,
+            lm.cols,
+            dst.as_mut_ptr(),
+            dm.cs as isize,
+            dm.rs as isize,
+            accumulate,
+            lhs.as_ptr(),
+            lm.cs as isize,
+            lm.rs as isize,
+            rhs.as_ptr(),
+            rm.cs as isize,
+            rm.rs as isize,
+            one,
+            one,
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+    Ok(())
+}

@@ -2,7 +2,11 @@
 //! is checked against finite differences.
 //!
 //! - [`grad_reverse()`]: the gradient reversal layer of DANN (Ganin & Lempitsky, 2015).
-//! - [`conv2d`], [`max_pool2d`], [`avg_pool2d`], [`adaptive_avg_pool2d`]: convolution and pooling.
+//! - [`conv2d`], [`max_pool2d`], [`max_pool2d_padded`], [`avg_pool2d`],
+//!   [`adaptive_avg_pool2d`]: convolution and pooling.
+//! - [`linear()`], [`relu()`], [`add_relu`], [`sq_norm`], [`sq_dist`]: a fully connected layer,
+//!   activations and penalty terms as single ops whose backward makes only the gradients
+//!   autograd uses (the composed candle versions cost several passes and temporaries each).
 //! - [`softmax`], [`log_softmax`], [`layer_norm`], [`batch_norm_train`]: normalisations whose
 //!   gradients reach every input (candle's fused kernels drop them).
 //!
@@ -18,6 +22,7 @@
 //! - [`grad`]: global norm, clip-by-norm and non-finite checks over named gradients.
 //! - [`device`]: device selection.
 
+pub mod activation;
 pub mod conv;
 mod conv_cpu;
 mod cpu;
@@ -25,19 +30,24 @@ pub mod device;
 pub mod error;
 pub mod grad;
 pub mod grad_reverse;
+pub mod linear;
 pub mod norm;
 mod norm_cpu;
+pub mod penalty;
 pub mod pool;
 mod pool_cpu;
 pub mod rng;
 pub mod snapshot;
 
+pub use activation::{add_relu, relu};
 pub use conv::{Conv2dConfig, conv2d, conv2d_portable};
 pub use device::{DevicePreference, select_device};
 pub use error::{OpsError, Result};
 pub use grad::{clip_grad_norm, first_non_finite, global_grad_norm};
 pub use grad_reverse::grad_reverse;
+pub use linear::{linear, linear_portable};
 pub use norm::{batch_norm_train, layer_norm, log_softmax, softmax};
-pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d};
+pub use penalty::{sq_dist, sq_norm};
+pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, max_pool2d_padded};
 pub use rng::SeededRng;
 pub use snapshot::ParamSnapshot;

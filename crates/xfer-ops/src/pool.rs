@@ -78,6 +78,58 @@ pub fn max_pool2d(x: &Tensor, k: usize, stride: usize) -> crate::Result<Tensor> 
     )
 }
 
+/// Max pooling with a `k × k` window, stride `stride` and implicit `−∞` padding `padding` on
+/// every side, as `torch.nn.MaxPool2d(k, stride, padding)`: `y[i, j]` is the maximum of
+/// `x[s·i − p + a, s·j − p + b]` over the `a, b < k` that fall inside the input, with
+/// `i < ⌊(H + 2p − k)/s⌋ + 1` (likewise `j`). PyTorch's limits apply: `p ≤ k/2` (so every
+/// window holds a real value) and the padded input at least one window.
+///
+/// Backward: the whole `∂L/∂y[i, j]` goes to the first maximum of window `(i, j)` in row-major
+/// order (PyTorch's choice). On the CPU (f32, f64; f16/bf16 through f32) the pooling kernel
+/// with clipped windows; elsewhere `−∞` padding and [`max_pool2d_portable`] (whose backward
+/// splits ties).
+pub fn max_pool2d_padded(
+    x: &Tensor,
+    k: usize,
+    stride: usize,
+    padding: usize,
+) -> crate::Result<Tensor> {
+    let d = check4("max_pool2d", x)?;
+    if k == 0 || stride == 0 || 2 * padding > k || d[2] + 2 * padding < k || d[3] + 2 * padding < k
+    {
+        return Err(crate::OpsError::shape(
+            "max_pool2d",
+            format!(
+                "window {k}, stride {stride}, padding {padding} do not fit input {:?} \
+                 (padding must be at most half the window, the padded input at least one window)",
+                x.dims()
+            ),
+        ));
+    }
+    if padding == 0 {
+        return max_pool2d(x, k, stride);
+    }
+    run(
+        "max_pool2d",
+        x,
+        Kind::Max,
+        Windows::padded(d, k, stride, padding),
+        || {
+            let xp = pad_neg_inf(&pad_neg_inf(x, 3, padding)?, 2, padding)?;
+            max_pool2d_portable(&xp, k, stride)
+        },
+    )
+}
+
+/// `x` with `p` slices of `−∞` added before and after along `dim`.
+fn pad_neg_inf(x: &Tensor, dim: usize, p: usize) -> crate::Result<Tensor> {
+    let mut shape = x.dims().to_vec();
+    shape[dim] = p;
+    let side =
+        Tensor::full(f32::NEG_INFINITY, shape.as_slice(), x.device())?.to_dtype(x.dtype())?;
+    Ok(Tensor::cat(&[&side, x, &side], dim)?)
+}
+
 /// Average pooling with a `k × k` window and stride `stride`:
 /// `y[i, j] = (1/k²) Σ_{p,q<k} x[s·i+p, s·j+q]`. Backward: `∂L/∂y[i, j] / k²` to each
 /// element of window `(i, j)`.

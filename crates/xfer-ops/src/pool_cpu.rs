@@ -39,6 +39,22 @@ impl Windows {
         }
     }
 
+    /// `k × k` windows at stride `s` over the input padded by `p` on every side, clipped to
+    /// the input (the padding is `−∞` for max pooling, so it never wins; PyTorch clips the
+    /// same way). Needs `p ≤ k/2`, which keeps every window non-empty.
+    pub(crate) fn padded(dims: [usize; 4], k: usize, s: usize, p: usize) -> Self {
+        let axis = |size: usize| {
+            (0..(size + 2 * p - k) / s + 1)
+                .map(|i| ((i * s).saturating_sub(p), (i * s + k - p).min(size)))
+                .collect()
+        };
+        Self {
+            dims,
+            rows: axis(dims[2]),
+            cols: axis(dims[3]),
+        }
+    }
+
     /// PyTorch's adaptive windows: `⌊i·H/oh⌋ .. ⌈(i+1)·H/oh⌉`.
     pub(crate) fn adaptive(dims: [usize; 4], oh: usize, ow: usize) -> Self {
         let axis = |size: usize, out: usize| {
