@@ -16,11 +16,10 @@ mod common;
 use std::path::Path;
 
 use clap::Parser;
-use xfer::data::{self, TensorDataset};
+use xfer::data;
 use xfer::prelude::*;
 use xfer::train::methods::finetune::{
-    Arch, FinetuneConfig, Labelled, Method, MethodOutcome, OptimizerKind, Pretrained, pretrain,
-    run_method,
+    Arch, FinetuneConfig, Method, MethodOutcome, OptimizerKind, Pretrained, pretrain, run_method,
 };
 use xfer::train::plot::{Series, plot_curves};
 
@@ -82,6 +81,11 @@ struct Args {
     /// Epochs of pretraining on the source (early stopping on source validation accuracy).
     #[arg(long)]
     pretrain_epochs: Option<usize>,
+    /// Augment the source images during pretraining with random affine maps:
+    /// `DEG,SHIFT,SCALE_LO,SCALE_HI` (rotation in degrees, shift as a fraction of the size,
+    /// scale range), e.g. `10,0.1,0.9,1.1`.
+    #[arg(long)]
+    augment: Option<String>,
     #[command(flatten)]
     common: common::CommonArgs,
 }
@@ -130,13 +134,14 @@ fn main() -> anyhow::Result<()> {
         let (keep, _) = data::stratified_split(&source, 0.8, seed)?;
         source = keep;
     }
-    let scale = feature_scale(&[("source", &source), ("target", &target)]);
+    let scale = common::feature_scale(&[("source", &source), ("target", &target)]);
     let (src_train, src_val) = data::stratified_split(&source, args.source_val, seed)?;
-    let to = |ds: &TensorDataset| -> anyhow::Result<Labelled> {
-        Ok(Labelled::from_dataset(&ds.clone().scale(scale), &dev)?)
-    };
-    let (src_train, src_val, support_t, test_t) =
-        (to(&src_train)?, to(&src_val)?, to(&support)?, to(&test)?);
+    let (src_train, src_val, support_t, test_t) = (
+        src_train.scale(scale),
+        src_val.scale(scale),
+        support.clone().scale(scale),
+        test.clone().scale(scale),
+    );
     let num_classes = target.num_classes().max(source.num_classes());
 
     let arch = match &args.model {
@@ -145,6 +150,21 @@ fn main() -> anyhow::Result<()> {
     };
     let mut cfg = FinetuneConfig::new(arch.clone());
     cfg.quiet = args.common.json;
+    cfg.device = dev.clone();
+    if let Some(a) = &args.augment {
+        let v: Vec<f32> = a
+            .split(',')
+            .map(|x| x.trim().parse::<f32>())
+            .collect::<Result<_, _>>()?;
+        let [degrees, translate, scale_lo, scale_hi] = v[..] else {
+            anyhow::bail!("--augment takes DEG,SHIFT,SCALE_LO,SCALE_HI, e.g. 10,0.1,0.9,1.1");
+        };
+        cfg.pretrain_transform = Some(std::sync::Arc::new(data::transform::RandomAffine {
+            degrees,
+            translate,
+            scale: (scale_lo, scale_hi),
+        }));
+    }
     if args.common.quick {
         cfg.pretrain.epochs = 5;
         cfg.finetune.epochs = 30;
@@ -218,8 +238,8 @@ fn main() -> anyhow::Result<()> {
     let pretrained = if methods.iter().any(Method::needs_source) {
         let t = std::time::Instant::now();
         let key = format!(
-            "{}|{}|{}|{:?}|{}|{}",
-            args.source, arch, seed, cfg.pretrain, args.source_val, args.common.quick
+            "{}|{}|{}|{:?}|{}|{}|{:?}",
+            args.source, arch, seed, cfg.pretrain, args.source_val, args.common.quick, args.augment
         );
         let cached = args.cache.as_ref().map(|dir| {
             // FNV-1a of the settings names the file.
@@ -303,35 +323,6 @@ fn main() -> anyhow::Result<()> {
     plot_runs(&args.common.out, args.shots, &outcomes)?;
     report.finish(args.common.json, &args.common.out)?;
     Ok(())
-}
-
-/// Prints each domain's feature range, warns when their largest magnitudes differ by more
-/// than 10× (a missing `scale=` is the usual cause), and returns the factor that maps the
-/// first domain's largest magnitude to 1 (applied to every domain alike).
-fn feature_scale(domains: &[(&str, &TensorDataset)]) -> f32 {
-    let mut mags = Vec::new();
-    for (role, ds) in domains {
-        match ds.feature_range() {
-            Some((lo, hi)) => {
-                println!("{role} {}: features in [{lo}, {hi}]", ds.name());
-                mags.push(lo.abs().max(hi.abs()));
-            }
-            None => println!("{role} {}: no finite feature", ds.name()),
-        }
-    }
-    let (min, max) = mags
-        .iter()
-        .fold((f32::INFINITY, 0f32), |(a, b), &m| (a.min(m), b.max(m)));
-    if min > 0.0 && max / min > 10.0 {
-        eprintln!(
-            "warning: the domains' feature ranges differ by {:.0}× — add `scale=` to a data spec",
-            max / min
-        );
-    }
-    match mags.first() {
-        Some(&m) if m > 0.0 && m.is_finite() => 1.0 / m,
-        _ => 1.0,
-    }
 }
 
 /// Training curves of every run: the loss per step, and the cross-entropy part.

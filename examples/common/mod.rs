@@ -125,3 +125,33 @@ fn fmt_value(v: &Value) -> String {
         _ => v.to_string(),
     }
 }
+
+/// Prints the feature range of each named data set (issue 8), warns on stderr when their
+/// largest magnitudes differ by more than 10× (a missing `scale=` in a data spec is the usual
+/// cause), and returns the factor that maps the first one's largest magnitude to 1 — to be
+/// applied to every data set alike, so they stay comparable.
+pub fn feature_scale(domains: &[(&str, &xfer::data::TensorDataset)]) -> f32 {
+    let mut mags = Vec::new();
+    for (role, ds) in domains {
+        match ds.feature_range() {
+            Some((lo, hi)) => {
+                println!("{role} {}: features in [{lo}, {hi}]", ds.name());
+                mags.push(lo.abs().max(hi.abs()));
+            }
+            None => println!("{role} {}: no finite feature", ds.name()),
+        }
+    }
+    let (min, max) = mags
+        .iter()
+        .fold((f32::INFINITY, 0f32), |(a, b), &m| (a.min(m), b.max(m)));
+    if min > 0.0 && max / min > 10.0 {
+        eprintln!(
+            "warning: the feature ranges differ by {:.0}x; add `scale=` to a data spec",
+            max / min
+        );
+    }
+    match mags.first() {
+        Some(&m) if m > 0.0 && m.is_finite() => 1.0 / m,
+        _ => 1.0,
+    }
+}

@@ -23,8 +23,10 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use candle_core::{DType, Device, Tensor};
+use xfer_data::{Batch, DataLoader, Dataset, TensorDataset, Transform};
 use xfer_losses::{DistillationLoss, L2Sp, cross_entropy};
 use xfer_models::{
     DigitsCnn, DigitsCnnConfig, Mlp, MlpConfig, ModuleT, ParamGroup, ParamStore, Selection,
@@ -32,13 +34,14 @@ use xfer_models::{
 };
 use xfer_ops::{ParamSnapshot, SeededRng};
 
+use crate::batches::StepBatches;
 use crate::history::Metrics;
 use crate::metrics::accuracy_from_logits;
 use crate::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use crate::schedule::Schedule;
 use crate::trainer::{
     EarlyStopping, EvalCtx, Evaluator, Objective, StepCtx, StepOutput, TrainReport, Trainer,
-    TrainerConfig, derive_seed, epoch_seed,
+    TrainerConfig, derive_seed,
 };
 use crate::{Result, TrainError};
 
@@ -47,142 +50,35 @@ pub const L2SP_ALPHA: f64 = 0.1;
 /// L2-SP's `β` (plain L2 on new layers), the paper's value.
 pub const L2SP_BETA: f64 = 0.01;
 
-// ---------------------------------------------------------------------------------------
-// Data held as tensors, and resumable mini-batches
-// ---------------------------------------------------------------------------------------
-
-/// Labelled examples held as tensors on one device: `x` `(N, ...)` float, `y` `(N)` u32.
-#[derive(Debug, Clone)]
-pub struct Labelled {
-    /// Inputs, batch first.
-    pub x: Tensor,
-    /// Integer class labels.
-    pub y: Tensor,
+/// A data set's features and labels as tensors on `device`.
+pub fn dataset_tensors(ds: &TensorDataset, device: &Device) -> Result<(Tensor, Tensor)> {
+    if ds.is_empty() {
+        return Err(TrainError::Config(format!(
+            "data set {} is empty",
+            ds.name()
+        )));
+    }
+    Ok(ds.to_tensors(device)?)
 }
 
-impl Labelled {
-    /// Checks that `x` and `y` hold the same number of examples (at least one) and that `y`
-    /// is a vector of integers.
-    pub fn new(x: Tensor, y: Tensor) -> Result<Self> {
-        let n = x.dims().first().copied().unwrap_or(0);
-        if y.dims() != [n] || n == 0 {
-            return Err(TrainError::Config(format!(
-                "labelled data: inputs of shape {:?} and labels of shape {:?} must hold the same \
-                 number (≥ 1) of examples, labels as a vector",
-                x.dims(),
-                y.dims()
-            )));
-        }
-        if y.dtype().is_float() {
-            return Err(TrainError::Config(format!(
-                "labelled data: labels must be integers, got {:?}",
-                y.dtype()
-            )));
-        }
-        Ok(Self { x, y })
-    }
-
-    /// A data set's features and labels on `device`.
-    pub fn from_dataset(ds: &xfer_data::TensorDataset, device: &Device) -> Result<Self> {
-        let (x, y) = ds.to_tensors(device)?;
-        Self::new(x, y)
-    }
-
-    /// Number of examples.
-    pub fn len(&self) -> usize {
-        self.x.dims().first().copied().unwrap_or(0)
-    }
-
-    /// Whether there is no example (never true for a value built by [`Labelled::new`]).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The shape of one example.
-    pub fn sample_shape(&self) -> &[usize] {
-        self.x.dims().get(1..).unwrap_or(&[])
-    }
-
-    /// The labels as a `Vec`.
-    pub fn labels(&self) -> Result<Vec<u32>> {
-        Ok(self.y.to_dtype(DType::U32)?.to_vec1::<u32>()?)
-    }
-
-    /// The examples at `indices` (each `< len()`).
-    pub fn select(&self, indices: &[u32]) -> Result<Self> {
-        let n = self.len();
-        if let Some(bad) = indices.iter().find(|&&i| i as usize >= n) {
-            return Err(TrainError::Config(format!(
-                "labelled data: index {bad} out of range for {n} examples"
-            )));
-        }
-        let ids = Tensor::from_slice(indices, indices.len(), self.x.device())?;
-        Ok(Self {
-            x: self.x.index_select(&ids, 0)?,
-            y: self.y.index_select(&ids, 0)?,
-        })
-    }
-}
-
-/// Shuffled mini-batches indexed by the loop's step: data epoch `e = ⌊t / S⌋` (`S` batches
-/// per epoch) is a permutation drawn from `(seed, e)` ([`epoch_seed`]), and step `t` takes its
-/// `(t mod S)`-th slice. The order is a pure function of `(seed, t)`, so a resumed run sees
-/// exactly the batches of an uninterrupted one, whatever the loop's evaluation period. The last
-/// batch of an epoch may be smaller.
-#[derive(Debug, Clone)]
-pub struct EpochBatches {
-    n: usize,
+/// A shuffled, seeded loader of `ds` in batches of `batch_size` on `device`, with an
+/// optional per-sample transform (augmentation): batch `b` of epoch `e` is a pure function
+/// of `(seed, e, b)`, so [`StepBatches`] resumes it exactly.
+pub fn loader<D: Dataset + 'static>(
+    ds: D,
     batch_size: usize,
-    cache: Option<(u64, Vec<u32>)>,
-}
-
-impl EpochBatches {
-    /// Batches of `batch_size` (capped at `n`) over `n` examples.
-    pub fn new(n: usize, batch_size: usize) -> Result<Self> {
-        if n == 0 || batch_size == 0 {
-            return Err(TrainError::Config(format!(
-                "batches: {n} examples in batches of {batch_size}: both must be > 0"
-            )));
-        }
-        Ok(Self {
-            n,
-            batch_size: batch_size.min(n),
-            cache: None,
-        })
+    seed: u64,
+    device: &Device,
+    transform: Option<Arc<dyn Transform>>,
+) -> Result<DataLoader<D>> {
+    let mut b = DataLoader::builder(ds, batch_size)
+        .shuffle(true)
+        .seed(seed)
+        .device(device.clone());
+    if let Some(t) = transform {
+        b = b.transform_arc(t);
     }
-
-    /// Batches per data epoch, `⌈n / batch_size⌉`.
-    pub fn steps_per_epoch(&self) -> usize {
-        self.n.div_ceil(self.batch_size)
-    }
-
-    /// The example indices of the batch of step `ctx.step`.
-    pub fn indices(&mut self, ctx: &StepCtx) -> Vec<u32> {
-        self.indices_at(ctx.seed, ctx.step)
-    }
-
-    /// The example indices of the batch of global step `step` in a run seeded with `seed`.
-    pub fn indices_at(&mut self, seed: u64, step: usize) -> Vec<u32> {
-        let spe = self.steps_per_epoch();
-        let epoch_seed = epoch_seed(seed, step / spe);
-        let n = self.n;
-        let perm = match &self.cache {
-            Some((s, p)) if *s == epoch_seed => p,
-            _ => {
-                let p = SeededRng::new(epoch_seed)
-                    .permutation(n)
-                    .into_iter()
-                    .map(|i| i as u32)
-                    .collect();
-                &self.cache.insert((epoch_seed, p)).1
-            }
-        };
-        let start = (step % spe) * self.batch_size;
-        let end = (start + self.batch_size).min(n);
-        perm.get(start..end)
-            .map(<[u32]>::to_vec)
-            .unwrap_or_default()
-    }
+    Ok(b.build()?)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -327,6 +223,7 @@ pub struct Net {
     blocks: Vec<String>,
     input_shape: Vec<usize>,
     num_classes: usize,
+    device: Device,
 }
 
 impl fmt::Debug for Net {
@@ -410,12 +307,8 @@ impl Net {
             blocks,
             input_shape: input_shape.to_vec(),
             num_classes,
+            device: device.clone(),
         })
-    }
-
-    /// The parameter store (every parameter of this network, and nothing else).
-    pub fn store(&self) -> &ParamStore {
-        &self.store
     }
 
     /// The architecture.
@@ -441,21 +334,30 @@ impl Net {
         &self.input_shape
     }
 
+    /// A deep copy of every parameter and buffer, by name.
+    pub fn weights(&self) -> Result<BTreeMap<String, Tensor>> {
+        self.store
+            .all()
+            .iter()
+            .map(|p| Ok((p.name().to_string(), p.var().as_tensor().copy()?)))
+            .collect()
+    }
+}
+
+/// A classifier whose parameters live in its own [`ParamStore`]: what
+/// [`FinetuneObjective`] trains and [`AccuracyEval`] measures.
+pub trait Classifier {
+    /// The logits `(N, classes)` of `x` `(N, input shape...)`.
+    fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor>;
+    /// The parameter store (every parameter of this network, and nothing else).
+    fn store(&self) -> &ParamStore;
+    /// The device of the parameters.
+    fn device(&self) -> &Device;
     /// Number of classes.
-    pub fn num_classes(&self) -> usize {
-        self.num_classes
-    }
+    fn num_classes(&self) -> usize;
 
-    /// The logits `(N, classes)` of `x` `(N, input_shape...)`.
-    pub fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        Ok(match &self.module {
-            NetModule::Mlp(m) => m.forward_t(&x.flatten_from(1)?, train)?,
-            NetModule::Cnn(m) => m.forward_t(x, train)?,
-        })
-    }
-
-    /// The logits of `x` in evaluation mode, `chunk` examples at a time.
-    pub fn logits_eval(&self, x: &Tensor, chunk: usize) -> Result<Tensor> {
+    /// The logits of `x` in evaluation mode, `chunk` examples at a time, detached.
+    fn logits_eval(&self, x: &Tensor, chunk: usize) -> Result<Tensor> {
         let n = x.dims().first().copied().unwrap_or(0);
         let chunk = chunk.max(1);
         let mut parts = Vec::with_capacity(n.div_ceil(chunk));
@@ -469,18 +371,32 @@ impl Net {
     }
 
     /// Accuracy on `data` in evaluation mode.
-    pub fn accuracy(&self, data: &Labelled) -> Result<f64> {
-        let logits = self.logits_eval(&data.x, 512)?;
-        accuracy_from_logits(&logits, &data.y)
+    fn accuracy(&self, data: &TensorDataset) -> Result<f64> {
+        let (x, y) = dataset_tensors(data, self.device())?;
+        self.accuracy_on(&x, &y)
     }
 
-    /// A deep copy of every parameter and buffer, by name.
-    pub fn weights(&self) -> Result<BTreeMap<String, Tensor>> {
-        self.store
-            .all()
-            .iter()
-            .map(|p| Ok((p.name().to_string(), p.var().as_tensor().copy()?)))
-            .collect()
+    /// Accuracy on inputs `x` with labels `y`, in evaluation mode.
+    fn accuracy_on(&self, x: &Tensor, y: &Tensor) -> Result<f64> {
+        accuracy_from_logits(&self.logits_eval(x, 512)?, y)
+    }
+}
+
+impl Classifier for Net {
+    fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(match &self.module {
+            NetModule::Mlp(m) => m.forward_t(&x.flatten_from(1)?, train)?,
+            NetModule::Cnn(m) => m.forward_t(x, train)?,
+        })
+    }
+    fn store(&self) -> &ParamStore {
+        &self.store
+    }
+    fn device(&self) -> &Device {
+        &self.device
+    }
+    fn num_classes(&self) -> usize {
+        self.num_classes
     }
 }
 
@@ -609,23 +525,22 @@ pub enum Regulariser {
     },
 }
 
-/// The objective of every fine-tuning method: cross-entropy of the network on a shuffled
-/// mini-batch of labelled examples, plus the method's [`Regulariser`].
+/// The objective of every fine-tuning method: cross-entropy of the network on the step's
+/// mini-batch (from a seeded [`DataLoader`], through [`StepBatches`], so a resumed run sees
+/// the same batches), plus the method's [`Regulariser`].
 ///
 /// Metrics logged per step: `ce`, the regulariser's value (`l2_sp` or `distill`) and the
 /// batch accuracy `batch_acc`.
 pub struct FinetuneObjective<'a> {
-    net: &'a Net,
-    data: &'a Labelled,
-    batches: EpochBatches,
+    net: &'a dyn Classifier,
+    batches: StepBatches<'a, DataLoader<TensorDataset>>,
     reg: Regulariser,
 }
 
 impl fmt::Debug for FinetuneObjective<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FinetuneObjective")
-            .field("net", self.net)
-            .field("examples", &self.data.len())
+            .field("classes", &self.net.num_classes())
             .field("batches", &self.batches)
             .field("reg", &self.reg)
             .finish()
@@ -633,15 +548,14 @@ impl fmt::Debug for FinetuneObjective<'_> {
 }
 
 impl<'a> FinetuneObjective<'a> {
-    /// Cross-entropy of `net` on batches of `batch_size` drawn from `data`, plus `reg`.
+    /// Cross-entropy of `net` on the batches of `loader`, plus `reg`.
     pub fn new(
-        net: &'a Net,
-        data: &'a Labelled,
-        batch_size: usize,
+        net: &'a dyn Classifier,
+        loader: &'a DataLoader<TensorDataset>,
         reg: Regulariser,
     ) -> Result<Self> {
         if let Regulariser::Distill { teacher_logits, .. } = &reg {
-            let want = [data.len(), net.num_classes()];
+            let want = [loader.dataset().len(), net.num_classes()];
             if teacher_logits.dims() != want {
                 return Err(TrainError::Config(format!(
                     "distillation: teacher logits of shape {:?}, expected {want:?}",
@@ -651,23 +565,17 @@ impl<'a> FinetuneObjective<'a> {
         }
         Ok(Self {
             net,
-            data,
-            batches: EpochBatches::new(data.len(), batch_size)?,
+            batches: StepBatches::new(loader),
             reg,
         })
     }
 
-    /// Steps per epoch.
-    pub fn steps_per_epoch(&self) -> usize {
-        self.batches.steps_per_epoch()
-    }
-
-    /// The loss on the examples at `indices`, with its parts, in training mode.
-    pub fn loss_on(&self, indices: &[u32]) -> Result<StepOutput> {
-        let batch = self.data.select(indices)?;
+    /// The loss on one batch, with its parts, in training mode.
+    pub fn loss_on(&self, batch: &Batch) -> Result<StepOutput> {
+        let y = batch.labels()?;
         let logits = self.net.logits(&batch.x, true)?;
-        let ce = cross_entropy(&logits, &batch.y)?;
-        let batch_acc = accuracy_from_logits(&logits.detach(), &batch.y)?;
+        let ce = cross_entropy(&logits, y)?;
+        let batch_acc = accuracy_from_logits(&logits.detach(), y)?;
         let ce_value = ce.to_dtype(DType::F64)?.to_scalar::<f64>()?;
         let (loss, extra) = match &self.reg {
             Regulariser::None => (ce, None),
@@ -688,7 +596,8 @@ impl<'a> FinetuneObjective<'a> {
                 teacher_logits,
                 loss,
             } => {
-                let ids = Tensor::from_slice(indices, indices.len(), teacher_logits.device())?;
+                let idx: Vec<u32> = batch.indices.iter().map(|&i| i as u32).collect();
+                let ids = Tensor::from_vec(idx, batch.indices.len(), teacher_logits.device())?;
                 let t = teacher_logits.index_select(&ids, 0)?;
                 let d = loss.forward(&logits, &t)?;
                 let v = d.to_dtype(DType::F64)?.to_scalar::<f64>()?;
@@ -705,33 +614,51 @@ impl<'a> FinetuneObjective<'a> {
 
 impl Objective for FinetuneObjective<'_> {
     fn loss(&mut self, ctx: &StepCtx) -> Result<StepOutput> {
-        let idx = self.batches.indices(ctx);
-        self.loss_on(&idx)
+        let batch = self.batches.next(ctx)?;
+        self.loss_on(&batch)
     }
 }
 
 /// Accuracy of a network on a labelled set, as an [`Evaluator`] returning `name`.
-#[derive(Debug)]
 pub struct AccuracyEval<'a> {
-    net: &'a Net,
-    data: &'a Labelled,
+    net: &'a dyn Classifier,
+    x: Tensor,
+    y: Tensor,
     name: String,
 }
 
 impl<'a> AccuracyEval<'a> {
     /// Reports `net`'s accuracy on `data` under `name`.
-    pub fn new(net: &'a Net, data: &'a Labelled, name: impl Into<String>) -> Self {
-        Self {
+    pub fn new(
+        net: &'a dyn Classifier,
+        data: &TensorDataset,
+        name: impl Into<String>,
+    ) -> Result<Self> {
+        let (x, y) = dataset_tensors(data, net.device())?;
+        Ok(Self {
             net,
-            data,
+            x,
+            y,
             name: name.into(),
-        }
+        })
+    }
+}
+
+impl fmt::Debug for AccuracyEval<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AccuracyEval")
+            .field("name", &self.name)
+            .field("examples", &self.y.elem_count())
+            .finish()
     }
 }
 
 impl Evaluator for AccuracyEval<'_> {
     fn evaluate(&mut self, _ctx: &EvalCtx) -> Result<Metrics> {
-        Ok(vec![(self.name.clone(), self.net.accuracy(self.data)?)])
+        Ok(vec![(
+            self.name.clone(),
+            self.net.accuracy_on(&self.x, &self.y)?,
+        )])
     }
 }
 
@@ -980,7 +907,7 @@ impl fmt::Display for Method {
 // ---------------------------------------------------------------------------------------
 
 /// The settings of a fine-tuning experiment.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct FinetuneConfig {
     /// The network (the same for the source model and every target model).
     pub arch: Arch,
@@ -992,6 +919,10 @@ pub struct FinetuneConfig {
     pub finetune: StageConfig,
     /// Training on the target from scratch (the baseline may need more steps).
     pub scratch: StageConfig,
+    /// A per-sample transform of the source examples during pretraining (augmentation).
+    pub pretrain_transform: Option<Arc<dyn Transform>>,
+    /// Where the networks live.
+    pub device: Device,
     /// Hide progress bars.
     pub quiet: bool,
 }
@@ -1029,6 +960,8 @@ impl FinetuneConfig {
                 weight_decay: 0.0,
                 cosine: false,
             },
+            pretrain_transform: None,
+            device: Device::Cpu,
             quiet: false,
         }
     }
@@ -1135,27 +1068,34 @@ impl Pretrained {
     }
 }
 
-/// Trains the source model on `train` (early stopping on `val` accuracy when given).
+/// Trains the source model on `train` (early stopping on `val` accuracy when given), with
+/// `cfg.pretrain` and `cfg.pretrain_transform`.
 pub fn pretrain(
-    train: &Labelled,
-    val: Option<&Labelled>,
+    train: &TensorDataset,
+    val: Option<&TensorDataset>,
     num_classes: usize,
     cfg: &FinetuneConfig,
     seed: u64,
 ) -> Result<Pretrained> {
-    let dev = train.x.device();
     let net = Net::new(
         &cfg.arch,
         train.sample_shape(),
         num_classes,
         derive_seed(seed, &[0x5052_4554]),
-        dev,
+        &cfg.device,
     )?;
-    let mut obj = FinetuneObjective::new(&net, train, cfg.pretrain.batch_size, Regulariser::None)?;
-    let spe = obj.steps_per_epoch();
+    let data = loader(
+        train.clone(),
+        cfg.pretrain.batch_size,
+        seed,
+        &cfg.device,
+        cfg.pretrain_transform.clone(),
+    )?;
+    let mut obj = FinetuneObjective::new(&net, &data, Regulariser::None)?;
+    let spe = data.batches_per_epoch();
     let report = match val {
         Some(v) => {
-            let mut eval = AccuracyEval::new(&net, v, "val_acc");
+            let mut eval = AccuracyEval::new(&net, v, "val_acc")?;
             let es = EarlyStopping::max("val_acc", cfg.pretrain_patience);
             cfg.pretrain.fit(
                 "pretrain",
@@ -1259,12 +1199,12 @@ impl MethodSetup {
     pub fn new(
         method: &Method,
         pretrained: Option<&Pretrained>,
-        target_train: &Labelled,
+        target_train: &TensorDataset,
         num_classes: usize,
         cfg: &FinetuneConfig,
         seed: u64,
     ) -> Result<Self> {
-        let dev = target_train.x.device();
+        let dev = &cfg.device;
         let name = method.name();
         let init_seed = derive_seed(seed, &[0x5441_5247]);
         let source = || {
@@ -1334,7 +1274,8 @@ impl MethodSetup {
                 // The frozen source model's logits on the target training inputs.
                 let teacher = p.instantiate(init_seed, dev)?;
                 teacher.store().freeze(&Selection::All);
-                let teacher_logits = teacher.logits_eval(&target_train.x, 512)?;
+                let (x, _) = dataset_tensors(target_train, dev)?;
+                let teacher_logits = teacher.logits_eval(&x, 512)?;
                 transfer = Some(copy_all(p)?);
                 Regulariser::Distill {
                     teacher_logits,
@@ -1403,14 +1344,21 @@ impl MethodSetup {
     }
 
     /// Trains the network on `target_train` in the one [`Trainer`].
-    pub fn train(&self, target_train: &Labelled, seed: u64, quiet: bool) -> Result<TrainReport> {
-        let mut obj = FinetuneObjective::new(
-            &self.net,
-            target_train,
+    pub fn train(
+        &self,
+        target_train: &TensorDataset,
+        seed: u64,
+        quiet: bool,
+    ) -> Result<TrainReport> {
+        let data = loader(
+            target_train.clone(),
             self.stage.batch_size,
-            self.regulariser.clone(),
+            seed,
+            self.net.device(),
+            None,
         )?;
-        let spe = obj.steps_per_epoch();
+        let mut obj = FinetuneObjective::new(&self.net, &data, self.regulariser.clone())?;
+        let spe = data.batches_per_epoch();
         self.stage.fit(
             &self.name,
             self.net.store(),
@@ -1429,8 +1377,8 @@ impl MethodSetup {
 pub fn run_method(
     method: &Method,
     pretrained: Option<&Pretrained>,
-    target_train: &Labelled,
-    target_test: &Labelled,
+    target_train: &TensorDataset,
+    target_test: &TensorDataset,
     num_classes: usize,
     cfg: &FinetuneConfig,
     seed: u64,
@@ -1462,9 +1410,9 @@ pub fn run_method(
 mod tests {
     use super::*;
 
-    /// `n` examples of `d` features in `c` classes: class means ±1 along one axis each, plus
-    /// noise; seeded.
-    fn blobs(n: usize, d: usize, c: usize, seed: u64) -> Labelled {
+    /// `n` examples of `d` features in `c` classes: class means 1.5 along every `c`-th axis,
+    /// plus noise; seeded.
+    fn blobs(n: usize, d: usize, c: usize, seed: u64) -> TensorDataset {
         let mut rng = SeededRng::new(seed);
         let mut x = Vec::with_capacity(n * d);
         let mut y = Vec::with_capacity(n);
@@ -1476,9 +1424,23 @@ mod tests {
             }
             y.push(k as u32);
         }
-        let x = Tensor::from_vec(x, (n, d), &Device::Cpu).unwrap();
-        let y = Tensor::from_vec(y, n, &Device::Cpu).unwrap();
-        Labelled::new(x, y).unwrap()
+        TensorDataset::new("blobs", x, vec![d], y)
+            .unwrap()
+            .with_num_classes(c)
+            .unwrap()
+    }
+
+    /// The whole data set as one batch.
+    fn full_batch(ds: &TensorDataset) -> Batch {
+        let (x, y) = ds.to_tensors(&Device::Cpu).unwrap();
+        Batch {
+            x,
+            y: Some(y),
+            domain: None,
+            indices: (0..ds.len()).collect(),
+            epoch: 0,
+            step: 0,
+        }
     }
 
     fn small_cfg() -> FinetuneConfig {
@@ -1501,6 +1463,10 @@ mod tests {
 
     fn values(t: &Tensor) -> Vec<f32> {
         t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    fn param(net: &Net, name: &str) -> Vec<f32> {
+        values(net.store().get(name).unwrap().var().as_tensor())
     }
 
     #[test]
@@ -1528,25 +1494,19 @@ mod tests {
             report.not_selected,
             ["classifier.bias", "classifier.weight"]
         );
-        let head_before = values(&setup.net.store().get("classifier.weight").unwrap().tensor());
+        let head_before = param(&setup.net, "classifier.weight");
         let train = setup.train(&target, 3, true).unwrap();
         assert_eq!(train.steps, 8);
-        for name in report.copied.iter() {
-            let now = values(setup.net.store().get(name).unwrap().var().as_tensor());
-            let src = values(&p.weights[name]);
-            assert_eq!(now, src, "{name} moved although frozen");
+        for name in &report.copied {
+            assert_eq!(
+                param(&setup.net, name),
+                values(&p.weights[name]),
+                "{name} moved although frozen"
+            );
         }
-        let head_after = values(
-            setup
-                .net
-                .store()
-                .get("classifier.weight")
-                .unwrap()
-                .var()
-                .as_tensor(),
-        );
         assert_ne!(
-            head_before, head_after,
+            head_before,
+            param(&setup.net, "classifier.weight"),
             "the re-initialised head did not train"
         );
     }
@@ -1559,27 +1519,15 @@ mod tests {
         let setup = MethodSetup::new(&m, Some(&p), &target, 4, &small_cfg(), 6).unwrap();
         assert_eq!(setup.copied_blocks, ["classifier"]);
         assert_eq!(setup.groups.len(), 1);
-        let first = values(
-            setup
-                .net
-                .store()
-                .get("features.0.weight")
-                .unwrap()
-                .var()
-                .as_tensor(),
+        assert_ne!(
+            param(&setup.net, "features.0.weight"),
+            values(&p.weights["features.0.weight"])
         );
-        assert_ne!(first, values(&p.weights["features.0.weight"]));
-        let head = values(
-            setup
-                .net
-                .store()
-                .get("classifier.weight")
-                .unwrap()
-                .var()
-                .as_tensor(),
+        assert_eq!(
+            param(&setup.net, "classifier.weight"),
+            values(&p.weights["classifier.weight"])
         );
-        assert_eq!(head, values(&p.weights["classifier.weight"]));
-        // Copied with a 0.1 rate, not frozen: it is trainable.
+        // Copied with a 0.1 rate, not frozen: still trainable.
         assert!(
             setup
                 .net
@@ -1597,32 +1545,28 @@ mod tests {
     fn l2sp_objective_is_cross_entropy_plus_the_penalty_on_weights_only() {
         let p = pretrained(7);
         let target = blobs(12, 8, 4, 8);
-        let setup = MethodSetup::new(
-            &Method::L2Sp {
-                alpha: 0.1,
-                beta: 0.01,
-            },
-            Some(&p),
-            &target,
-            4,
-            &small_cfg(),
-            9,
-        )
-        .unwrap();
+        let m = Method::L2Sp {
+            alpha: 0.1,
+            beta: 0.01,
+        };
+        let setup = MethodSetup::new(&m, Some(&p), &target, 4, &small_cfg(), 9).unwrap();
         // Move every parameter away from its anchor by a known amount.
         for param in setup.net.store().all() {
             let t = param.var().as_tensor();
             param.var().set(&(t + 0.25).unwrap()).unwrap();
         }
-        let obj =
-            FinetuneObjective::new(&setup.net, &target, 64, setup.regulariser.clone()).unwrap();
-        let idx: Vec<u32> = (0..12).collect();
-        let out = obj.loss_on(&idx).unwrap();
+        let data = loader(target.clone(), 64, 0, &Device::Cpu, None).unwrap();
+        let obj = FinetuneObjective::new(&setup.net, &data, setup.regulariser.clone()).unwrap();
+        let batch = full_batch(&target);
+        let out = obj.loss_on(&batch).unwrap();
         let total = out.loss.to_scalar::<f32>().unwrap() as f64;
-        let ce = cross_entropy(&setup.net.logits(&target.x, true).unwrap(), &target.y)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap() as f64;
+        let ce = cross_entropy(
+            &setup.net.logits(&batch.x, true).unwrap(),
+            batch.labels().unwrap(),
+        )
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap() as f64;
         // α/2 Σ_weights ‖w − w⁰‖² with every entry 0.25 away; biases are not penalised.
         let weights: usize = setup
             .net
@@ -1646,31 +1590,15 @@ mod tests {
     fn l2sp_anchor_stays_at_the_source_weights_while_training_moves_the_model() {
         let p = pretrained(10);
         let target = blobs(12, 8, 4, 11);
-        let setup = MethodSetup::new(
-            &Method::parse("l2sp").unwrap(),
-            Some(&p),
-            &target,
-            4,
-            &small_cfg(),
-            12,
-        )
-        .unwrap();
+        let m = Method::parse("l2sp").unwrap();
+        let setup = MethodSetup::new(&m, Some(&p), &target, 4, &small_cfg(), 12).unwrap();
         setup.train(&target, 12, true).unwrap();
         let Regulariser::L2Sp(reg) = &setup.regulariser else {
             panic!("not L2-SP")
         };
         let w0 = values(reg.anchor().get("features.0.weight").unwrap());
         assert_eq!(w0, values(&p.weights["features.0.weight"]));
-        let w = values(
-            setup
-                .net
-                .store()
-                .get("features.0.weight")
-                .unwrap()
-                .var()
-                .as_tensor(),
-        );
-        assert_ne!(w, w0);
+        assert_ne!(param(&setup.net, "features.0.weight"), w0);
     }
 
     #[test]
@@ -1682,25 +1610,25 @@ mod tests {
             temperature: 2.0,
         };
         let setup = MethodSetup::new(&m, Some(&p), &target, 4, &small_cfg(), 15).unwrap();
-        let obj =
-            FinetuneObjective::new(&setup.net, &target, 64, setup.regulariser.clone()).unwrap();
-        let idx: Vec<u32> = (0..12).collect();
+        let data = loader(target.clone(), 64, 0, &Device::Cpu, None).unwrap();
+        let obj = FinetuneObjective::new(&setup.net, &data, setup.regulariser.clone()).unwrap();
+        let batch = full_batch(&target);
+        let distill =
+            |out: &StepOutput| out.metrics.iter().find(|(n, _)| n == "distill").unwrap().1;
         // At the start the student is the teacher: the KL term is 0.
-        let out = obj.loss_on(&idx).unwrap();
-        let d0 = out.metrics.iter().find(|(n, _)| n == "distill").unwrap().1;
+        let d0 = distill(&obj.loss_on(&batch).unwrap());
         assert!(d0.abs() < 1e-6, "{d0}");
         // After training the student differs and the term is λ T² KL.
         setup.train(&target, 15, true).unwrap();
-        let out = obj.loss_on(&idx).unwrap();
-        let z = setup.net.logits(&target.x, true).unwrap();
+        let got = distill(&obj.loss_on(&batch).unwrap());
+        let z = setup.net.logits(&batch.x, true).unwrap();
         let teacher = p.instantiate(0, &Device::Cpu).unwrap();
-        let zt = teacher.logits(&target.x, false).unwrap();
+        let zt = teacher.logits(&batch.x, false).unwrap();
         let want = 0.5
             * xfer_losses::kl_distillation(&z, &zt, 2.0)
                 .unwrap()
                 .to_scalar::<f32>()
                 .unwrap() as f64;
-        let got = out.metrics.iter().find(|(n, _)| n == "distill").unwrap().1;
         assert!(want > 1e-6 && (got - want).abs() < 1e-5, "{got} vs {want}");
     }
 
@@ -1708,27 +1636,17 @@ mod tests {
     fn finetune_starts_from_the_source_weights_and_scratch_does_not() {
         let p = pretrained(16);
         let target = blobs(12, 8, 4, 17);
-        let ft =
-            MethodSetup::new(&Method::Finetune, Some(&p), &target, 4, &small_cfg(), 18).unwrap();
-        let sc =
-            MethodSetup::new(&Method::Scratch, Some(&p), &target, 4, &small_cfg(), 18).unwrap();
+        let cfg = small_cfg();
+        let ft = MethodSetup::new(&Method::Finetune, Some(&p), &target, 4, &cfg, 18).unwrap();
+        let sc = MethodSetup::new(&Method::Scratch, Some(&p), &target, 4, &cfg, 18).unwrap();
         for (name, w) in &p.weights {
-            let ftw = values(ft.net.store().get(name).unwrap().var().as_tensor());
-            let scw = values(sc.net.store().get(name).unwrap().var().as_tensor());
-            assert_eq!(ftw, values(w), "{name}");
-            assert_ne!(scw, values(w), "{name}");
+            assert_eq!(param(&ft.net, name), values(w), "{name}");
+            assert_ne!(param(&sc.net, name), values(w), "{name}");
         }
         // A target with other classes gets a new head; L2-SP treats it as a new layer.
         let other = blobs(12, 8, 3, 19);
-        let l2 = MethodSetup::new(
-            &Method::parse("l2sp").unwrap(),
-            Some(&p),
-            &other,
-            3,
-            &small_cfg(),
-            18,
-        )
-        .unwrap();
+        let l2sp = Method::parse("l2sp").unwrap();
+        let l2 = MethodSetup::new(&l2sp, Some(&p), &other, 3, &cfg, 18).unwrap();
         let Regulariser::L2Sp(reg) = &l2.regulariser else {
             panic!("not L2-SP")
         };
@@ -1737,30 +1655,28 @@ mod tests {
             reg.role("classifier.weight", 2),
             xfer_losses::Role::New { beta: 0.01 }
         );
-        let err = MethodSetup::new(
-            &Method::parse("distill").unwrap(),
-            Some(&p),
-            &other,
-            3,
-            &small_cfg(),
-            18,
-        )
-        .unwrap_err();
+        let distill = Method::parse("distill").unwrap();
+        let err = MethodSetup::new(&distill, Some(&p), &other, 3, &cfg, 18).unwrap_err();
         assert!(err.to_string().contains("4 classes"), "{err}");
+        let err = MethodSetup::new(&Method::Finetune, None, &target, 4, &cfg, 18).unwrap_err();
+        assert!(err.to_string().contains("needs a pretrained"), "{err}");
     }
 
     #[test]
-    fn epoch_batches_visit_every_example_once_per_epoch_and_depend_only_on_seed_and_step() {
-        let mut b = EpochBatches::new(10, 4).unwrap();
-        assert_eq!(b.steps_per_epoch(), 3);
-        let mut seen: Vec<u32> = (0..3).flat_map(|t| b.indices_at(5, t)).collect();
-        seen.sort_unstable();
-        assert_eq!(seen, (0..10).collect::<Vec<_>>());
-        assert_eq!(b.indices_at(5, 2).len(), 2);
-        let mut fresh = EpochBatches::new(10, 4).unwrap();
-        assert_eq!(fresh.indices_at(5, 4), b.indices_at(5, 4));
-        assert_ne!(b.indices_at(5, 0), b.indices_at(5, 3), "epochs reshuffle");
-        assert!(EpochBatches::new(0, 4).is_err());
+    fn finetuning_is_reproducible_from_the_seed() {
+        // Initialisation and batches come from the seed only: two runs agree exactly.
+        let p = pretrained(21);
+        let target = blobs(40, 8, 4, 22);
+        let mut cfg = small_cfg();
+        cfg.finetune.batch_size = 16;
+        let m = Method::parse("l2sp").unwrap();
+        let a = MethodSetup::new(&m, Some(&p), &target, 4, &cfg, 23).unwrap();
+        a.train(&target, 23, true).unwrap();
+        let b = MethodSetup::new(&m, Some(&p), &target, 4, &cfg, 23).unwrap();
+        b.train(&target, 23, true).unwrap();
+        for name in p.weights.keys() {
+            assert_eq!(param(&a.net, name), param(&b.net, name), "{name}");
+        }
     }
 
     #[test]
@@ -1807,6 +1723,8 @@ mod tests {
             }
         );
         assert!("cnn:3".parse::<Arch>().is_err());
+        assert_eq!(Arch::for_input(&[1, 8, 8]), Arch::cnn());
+        assert_eq!(Arch::for_input(&[64]), Arch::mlp());
     }
 
     #[test]

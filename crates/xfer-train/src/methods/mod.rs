@@ -5,6 +5,9 @@
 //!   transfer (LECTURE.md §1).
 //! - [`multitask`]: shared trunk with task heads, fixed or uncertainty weights, masked labels;
 //!   progressive networks (LECTURE.md §2).
+//! - [`self_taught`]: an auto-encoder on unlabelled source data, its encoder reused for the
+//!   labelled target task (LECTURE.md §5).
 
 pub mod finetune;
 pub mod multitask;
+pub mod self_taught;

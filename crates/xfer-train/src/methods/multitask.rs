@@ -20,7 +20,10 @@ use xfer_models::{
 };
 use xfer_ops::SeededRng;
 
-use super::finetune::{EpochBatches, StageConfig};
+use xfer_data::{DataLoader, Dataset, UnlabeledDataset};
+
+use super::finetune::{StageConfig, loader};
+use crate::batches::StepBatches;
 use crate::metrics::{argmax_rows, labels_to_vec};
 use crate::trainer::{Objective, StepCtx, StepOutput, TrainReport, derive_seed};
 use crate::{Result, TrainError};
@@ -98,6 +101,11 @@ impl TaskLabels {
         self.known.is_empty()
     }
 
+    /// Whether example `i`'s label is known.
+    pub fn is_known(&self, i: usize) -> bool {
+        self.known.get(i).copied().unwrap_or(false)
+    }
+
     /// Number of known labels.
     pub fn num_known(&self) -> usize {
         self.known.iter().filter(|&&k| k).count()
@@ -125,10 +133,13 @@ impl TaskLabels {
         Ok(self)
     }
 
-    fn select(&self, ids: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// The labels and mask of the examples at `indices`.
+    fn select(&self, indices: &[usize]) -> Result<(Tensor, Tensor)> {
+        let idx: Vec<u32> = indices.iter().map(|&i| i as u32).collect();
+        let ids = Tensor::from_vec(idx, indices.len(), self.y.device())?;
         Ok((
-            self.y.index_select(ids, 0)?,
-            self.mask.index_select(ids, 0)?,
+            self.y.index_select(&ids, 0)?,
+            self.mask.index_select(&ids, 0)?,
         ))
     }
 }
@@ -137,15 +148,20 @@ impl TaskLabels {
 /// Tasks on different data sets live in different sets.
 #[derive(Debug, Clone)]
 pub struct TaskSet {
-    /// Inputs, batch first (flattened to vectors by the model).
+    /// The inputs, for the loaders.
+    pub features: UnlabeledDataset,
+    /// The same inputs as one tensor, batch first (for evaluation).
     pub x: Tensor,
     /// The tasks labelled (partly) on these examples.
     pub tasks: Vec<TaskLabels>,
 }
 
 impl TaskSet {
-    /// Checks that every task labels exactly the examples of `x`.
-    pub fn new(x: Tensor, tasks: Vec<TaskLabels>) -> Result<Self> {
+    /// The examples of `features` with every task's labels (each must label exactly these
+    /// examples), on the tasks' device.
+    pub fn new(features: UnlabeledDataset, tasks: Vec<TaskLabels>) -> Result<Self> {
+        let device = tasks.first().map_or(Device::Cpu, |t| t.y.device().clone());
+        let x = features.to_tensor(&device)?;
         let n = x.dims().first().copied().unwrap_or(0);
         if n == 0 || tasks.is_empty() {
             return Err(TrainError::Config(
@@ -159,7 +175,7 @@ impl TaskSet {
                 t.len()
             )));
         }
-        Ok(Self { x, tasks })
+        Ok(Self { features, x, tasks })
     }
 
     /// Number of examples.
@@ -349,30 +365,20 @@ impl MultitaskModel {
         set.tasks
             .iter()
             .zip(logits)
-            .map(|(t, z)| {
-                let pred = argmax_rows(&z)?;
-                let y = labels_to_vec(&t.y)?;
-                let (mut hit, mut n) = (0usize, 0usize);
-                for ((p, y), k) in pred.iter().zip(&y).zip(&t.known) {
-                    if *k {
-                        n += 1;
-                        hit += usize::from(p == y);
-                    }
-                }
-                Ok((t.name.clone(), (n > 0).then(|| hit as f64 / n as f64)))
-            })
+            .map(|(t, z)| Ok((t.name.clone(), known_accuracy(&z, t)?)))
             .collect()
     }
 }
 
-/// The multitask objective: for every task set a shuffled mini-batch, each task's masked
-/// cross-entropy on it, combined with fixed or uncertainty weights.
+/// The multitask objective: for every task set the step's mini-batch (from its seeded loader,
+/// through [`StepBatches`]), each task's masked cross-entropy on it, combined with fixed or
+/// uncertainty weights.
 ///
 /// Metrics per step: `loss_<task>` and `w_<task>` (the weight in force).
 pub struct MultitaskObjective<'a> {
     model: &'a MultitaskModel,
     sets: &'a [TaskSet],
-    batches: Vec<EpochBatches>,
+    batches: Vec<StepBatches<'a, DataLoader<UnlabeledDataset>>>,
 }
 
 impl fmt::Debug for MultitaskObjective<'_> {
@@ -385,39 +391,56 @@ impl fmt::Debug for MultitaskObjective<'_> {
 }
 
 impl<'a> MultitaskObjective<'a> {
-    /// Batches of `batch_size` from each set.
-    pub fn new(model: &'a MultitaskModel, sets: &'a [TaskSet], batch_size: usize) -> Result<Self> {
-        let batches = sets
-            .iter()
-            .map(|s| EpochBatches::new(s.len(), batch_size))
-            .collect::<Result<_>>()?;
+    /// The objective over `sets`, with `loaders[i]` the loader of `sets[i]`'s features (see
+    /// [`MultitaskObjective::loaders`]).
+    pub fn new(
+        model: &'a MultitaskModel,
+        sets: &'a [TaskSet],
+        loaders: &'a [DataLoader<UnlabeledDataset>],
+    ) -> Result<Self> {
+        if loaders.len() != sets.len() {
+            return Err(TrainError::Config(format!(
+                "multitask: {} loaders for {} task sets",
+                loaders.len(),
+                sets.len()
+            )));
+        }
         Ok(Self {
             model,
             sets,
-            batches,
+            batches: loaders.iter().map(StepBatches::new).collect(),
         })
     }
 
-    /// Steps per epoch: an epoch of the largest set.
-    pub fn steps_per_epoch(&self) -> usize {
-        self.batches
-            .iter()
-            .map(EpochBatches::steps_per_epoch)
-            .max()
-            .unwrap_or(1)
+    /// A seeded loader of each set's features (set `i` seeded from `(seed, i)`).
+    pub fn loaders(
+        sets: &[TaskSet],
+        batch_size: usize,
+        seed: u64,
+    ) -> Result<Vec<DataLoader<UnlabeledDataset>>> {
+        sets.iter()
+            .enumerate()
+            .map(|(i, s)| {
+                loader(
+                    s.features.clone(),
+                    batch_size,
+                    derive_seed(seed, &[i as u64]),
+                    s.x.device(),
+                    None,
+                )
+            })
+            .collect()
     }
 
-    /// The per-task losses (in task order) at global step `step` of a run seeded `seed`.
-    pub fn task_losses(&mut self, seed: u64, step: usize) -> Result<Vec<Tensor>> {
+    /// The per-task losses (in task order) of step `ctx`.
+    pub fn task_losses(&mut self, ctx: &StepCtx) -> Result<Vec<Tensor>> {
         let ce = CrossEntropyLoss::new();
         let mut losses = Vec::new();
-        for (s, (set, batches)) in self.sets.iter().zip(&mut self.batches).enumerate() {
-            let idx = batches.indices_at(derive_seed(seed, &[s as u64]), step);
-            let ids = Tensor::from_slice(&idx, idx.len(), set.x.device())?;
-            let x = set.x.index_select(&ids, 0)?;
-            let logits = self.model.forward_set(set, &x, true)?;
+        for (set, batches) in self.sets.iter().zip(&mut self.batches) {
+            let batch = batches.next(ctx)?;
+            let logits = self.model.forward_set(set, &batch.x, true)?;
             for (t, z) in set.tasks.iter().zip(logits) {
-                let (y, mask) = t.select(&ids)?;
+                let (y, mask) = t.select(&batch.indices)?;
                 losses.push(ce.forward_masked(&z, &y, &mask)?);
             }
         }
@@ -427,7 +450,7 @@ impl<'a> MultitaskObjective<'a> {
 
 impl Objective for MultitaskObjective<'_> {
     fn loss(&mut self, ctx: &StepCtx) -> Result<StepOutput> {
-        let losses = self.task_losses(ctx.seed, ctx.step)?;
+        let losses = self.task_losses(ctx)?;
         let weights = self.model.task_weights()?;
         let total = match &self.model.uncertainty {
             Some(u) => u.forward(&losses)?,
@@ -444,7 +467,8 @@ impl Objective for MultitaskObjective<'_> {
     }
 }
 
-/// Trains `model` on `sets` with `cfg.stage` in the one trainer.
+/// Trains `model` on `sets` with `cfg.stage` in the one trainer (an epoch: one pass over
+/// the largest set).
 pub fn train_multitask(
     model: &MultitaskModel,
     sets: &[TaskSet],
@@ -452,8 +476,13 @@ pub fn train_multitask(
     seed: u64,
     quiet: bool,
 ) -> Result<TrainReport> {
-    let mut obj = MultitaskObjective::new(model, sets, cfg.stage.batch_size)?;
-    let spe = obj.steps_per_epoch();
+    let loaders = MultitaskObjective::loaders(sets, cfg.stage.batch_size, seed)?;
+    let mut obj = MultitaskObjective::new(model, sets, &loaders)?;
+    let spe = loaders
+        .iter()
+        .map(DataLoader::batches_per_epoch)
+        .max()
+        .unwrap_or(1);
     cfg.stage.fit(
         "multitask",
         model.store(),
@@ -471,13 +500,12 @@ pub fn train_multitask(
 // ---------------------------------------------------------------------------------------
 
 /// Trains column `column` of a progressive network on one task (masked cross-entropy on
-/// shuffled mini-batches); earlier columns are frozen and only read through the laterals.
+/// the step's mini-batch); earlier columns are frozen and only read through the laterals.
 pub struct ColumnObjective<'a> {
     net: &'a ProgressiveNet,
     column: usize,
-    x: &'a Tensor,
     task: &'a TaskLabels,
-    batches: EpochBatches,
+    batches: StepBatches<'a, DataLoader<UnlabeledDataset>>,
 }
 
 impl fmt::Debug for ColumnObjective<'_> {
@@ -490,50 +518,58 @@ impl fmt::Debug for ColumnObjective<'_> {
 }
 
 impl<'a> ColumnObjective<'a> {
-    /// Column `column` learns `task` on inputs `x` in batches of `batch_size`.
+    /// Column `column` learns `task` on the batches of `loader` (over the task's examples).
     pub fn new(
         net: &'a ProgressiveNet,
         column: usize,
-        x: &'a Tensor,
+        loader: &'a DataLoader<UnlabeledDataset>,
         task: &'a TaskLabels,
-        batch_size: usize,
     ) -> Result<Self> {
+        if loader.dataset().len() != task.len() {
+            return Err(TrainError::Config(format!(
+                "task {}: {} labels for {} examples",
+                task.name,
+                task.len(),
+                loader.dataset().len()
+            )));
+        }
         Ok(Self {
             net,
             column,
-            x,
             task,
-            batches: EpochBatches::new(task.len(), batch_size)?,
+            batches: StepBatches::new(loader),
         })
-    }
-
-    /// Steps per epoch.
-    pub fn steps_per_epoch(&self) -> usize {
-        self.batches.steps_per_epoch()
     }
 }
 
 impl Objective for ColumnObjective<'_> {
     fn loss(&mut self, ctx: &StepCtx) -> Result<StepOutput> {
-        let idx = self.batches.indices(ctx);
-        let ids = Tensor::from_slice(&idx, idx.len(), self.x.device())?;
-        let x = self.x.index_select(&ids, 0)?.flatten_from(1)?;
-        let (y, mask) = self.task.select(&ids)?;
+        let batch = self.batches.next(ctx)?;
+        let x = batch.x.flatten_from(1)?;
+        let (y, mask) = self.task.select(&batch.indices)?;
         let z = self.net.forward_column(self.column, &x, true)?;
         let loss = CrossEntropyLoss::new().forward_masked(&z, &y, &mask)?;
         Ok(StepOutput::new(loss))
     }
 }
 
-/// Accuracy of column `column` on `task` over the examples whose label is known.
-pub fn column_accuracy(
-    net: &ProgressiveNet,
-    column: usize,
-    x: &Tensor,
-    task: &TaskLabels,
-) -> Result<Option<f64>> {
-    let z = net.forward_column(column, &x.flatten_from(1)?, false)?;
-    let pred = argmax_rows(&z)?;
+/// Accuracy of column `column` on the first task of `set`, over the examples whose label is
+/// known (`None` when none is).
+pub fn column_accuracy(net: &ProgressiveNet, column: usize, set: &TaskSet) -> Result<Option<f64>> {
+    let task = first_task(set)?;
+    let z = net.forward_column(column, &set.x.flatten_from(1)?, false)?;
+    known_accuracy(&z, task)
+}
+
+fn first_task(set: &TaskSet) -> Result<&TaskLabels> {
+    set.tasks
+        .first()
+        .ok_or_else(|| TrainError::Config("task set without a task".into()))
+}
+
+/// Accuracy of `logits` on `task` over its known labels.
+fn known_accuracy(logits: &Tensor, task: &TaskLabels) -> Result<Option<f64>> {
+    let pred = argmax_rows(logits)?;
     let y = labels_to_vec(&task.y)?;
     let (mut hit, mut n) = (0usize, 0usize);
     for ((p, y), k) in pred.iter().zip(&y).zip(&task.known) {
@@ -575,20 +611,20 @@ pub struct ProgressiveOutcome {
     pub reports: (TrainReport, TrainReport),
 }
 
-/// Trains column 0 on `old` (inputs, task) and then, in a new column with lateral connections
-/// from the frozen column 0, the new task `new`; tests each column on its test examples.
-#[allow(clippy::too_many_arguments)]
+/// Trains column 0 on the first task of `old` and then, in a new column with lateral
+/// connections from the frozen column 0, the first task of `new`; tests each column on the
+/// first task of its test set.
 pub fn train_progressive(
-    old: (&Tensor, &TaskLabels),
-    old_test: (&Tensor, &TaskLabels),
-    new: (&Tensor, &TaskLabels),
-    new_test: (&Tensor, &TaskLabels),
+    old: (&TaskSet, &TaskSet),
+    new: (&TaskSet, &TaskSet),
     cfg: &ProgressiveConfig,
     seed: u64,
     quiet: bool,
 ) -> Result<ProgressiveOutcome> {
-    let device = old.0.device();
-    let input_dim: usize = old.0.dims().iter().skip(1).product();
+    let (old_train, old_test) = old;
+    let (new_train, new_test) = new;
+    let device = old_train.x.device();
+    let input_dim = old_train.features.feature_dim();
     let col = |classes: usize| ColumnConfig {
         input_dim,
         hidden: cfg.hidden.clone(),
@@ -596,43 +632,57 @@ pub fn train_progressive(
         activation: Activation::Relu,
         adapter_dim: cfg.adapter_dim,
     };
+    let (old_task, new_task) = (first_task(old_train)?, first_task(new_train)?);
     let store = ParamStore::new();
     let mut rng = SeededRng::new(seed);
     let mut net = ProgressiveNet::new(
         &store.scope(""),
-        &col(old.1.num_classes),
+        &col(old_task.num_classes),
         &mut rng,
         DType::F32,
         device,
     )?;
-    let mut obj0 = ColumnObjective::new(&net, 0, old.0, old.1, cfg.first.batch_size)?;
-    let spe = obj0.steps_per_epoch();
+    let data0 = loader(
+        old_train.features.clone(),
+        cfg.first.batch_size,
+        seed,
+        device,
+        None,
+    )?;
+    let mut obj0 = ColumnObjective::new(&net, 0, &data0, old_task)?;
     let r0 = cfg.first.fit(
         "progressive column 0",
         &store,
         &[],
         &mut obj0,
-        spe,
+        data0.batches_per_epoch(),
         None,
         seed,
         quiet,
     )?;
-    let old_task_acc_before = column_accuracy(&net, 0, old_test.0, old_test.1)?;
-    net.add_column(&col(new.1.num_classes), &mut rng)?;
-    let mut obj1 = ColumnObjective::new(&net, 1, new.0, new.1, cfg.second.batch_size)?;
-    let spe = obj1.steps_per_epoch();
+    let old_task_acc_before = column_accuracy(&net, 0, old_test)?;
+    net.add_column(&col(new_task.num_classes), &mut rng)?;
+    let seed1 = derive_seed(seed, &[1]);
+    let data1 = loader(
+        new_train.features.clone(),
+        cfg.second.batch_size,
+        seed1,
+        device,
+        None,
+    )?;
+    let mut obj1 = ColumnObjective::new(&net, 1, &data1, new_task)?;
     let r1 = cfg.second.fit(
         "progressive column 1",
         &store,
         &[],
         &mut obj1,
-        spe,
+        data1.batches_per_epoch(),
         None,
-        derive_seed(seed, &[1]),
+        seed1,
         quiet,
     )?;
-    let old_task_acc_after = column_accuracy(&net, 0, old_test.0, old_test.1)?;
-    let new_task_acc = column_accuracy(&net, 1, new_test.0, new_test.1)?;
+    let old_task_acc_after = column_accuracy(&net, 0, old_test)?;
+    let new_task_acc = column_accuracy(&net, 1, new_test)?;
     Ok(ProgressiveOutcome {
         net,
         store,
@@ -659,9 +709,22 @@ mod tests {
         }
     }
 
+    fn ctx(step: usize, seed: u64) -> StepCtx {
+        StepCtx {
+            step,
+            total_steps: step + 1,
+            epoch: 0,
+            step_in_epoch: step,
+            steps_per_epoch: step + 1,
+            progress: 0.0,
+            lr: 0.0,
+            seed,
+        }
+    }
+
     /// `n` examples of width `d`; class `i % c`; features = class one-hot (spread over the
     /// width) plus noise.
-    fn data(n: usize, d: usize, c: usize, seed: u64) -> (Tensor, Vec<u32>) {
+    fn data(n: usize, d: usize, c: usize, seed: u64) -> (UnlabeledDataset, Vec<u32>) {
         let mut rng = SeededRng::new(seed);
         let mut x = Vec::new();
         let mut y = Vec::new();
@@ -672,7 +735,7 @@ mod tests {
             }
             y.push(k as u32);
         }
-        (Tensor::from_vec(x, (n, d), &Device::Cpu).unwrap(), y)
+        (UnlabeledDataset::new("toy", x, vec![d]).unwrap(), y)
     }
 
     fn digitish_set(n: usize, seed: u64) -> TaskSet {
@@ -697,6 +760,12 @@ mod tests {
         t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
     }
 
+    fn scalars(ls: &[Tensor]) -> Vec<f64> {
+        ls.iter()
+            .map(|l| l.to_scalar::<f32>().unwrap() as f64)
+            .collect()
+    }
+
     #[test]
     fn uncertainty_weights_are_trainable_parameters_that_move() {
         let sets = [digitish_set(32, 1)];
@@ -715,28 +784,20 @@ mod tests {
         let w = model.task_weights().unwrap();
         assert!((w[0] - (-s[0] as f64).exp()).abs() < 1e-6);
         // The objective is Σ exp(−s_t) L_t + s_t with the learned s_t.
-        let mut obj = MultitaskObjective::new(&model, &sets, 16).unwrap();
-        let losses = obj.task_losses(3, 0).unwrap();
-        let ls: Vec<f64> = losses
-            .iter()
-            .map(|l| l.to_scalar::<f32>().unwrap() as f64)
-            .collect();
+        let loaders = MultitaskObjective::loaders(&sets, 16, 3).unwrap();
+        let mut obj = MultitaskObjective::new(&model, &sets, &loaders).unwrap();
+        let ls = scalars(&obj.task_losses(&ctx(0, 3)).unwrap());
         let want: f64 = ls
             .iter()
             .zip(&s)
             .map(|(l, s)| (-*s as f64).exp() * l + *s as f64)
             .sum();
-        let ctx = StepCtx {
-            step: 0,
-            total_steps: 1,
-            epoch: 0,
-            step_in_epoch: 0,
-            steps_per_epoch: 1,
-            progress: 0.0,
-            lr: 0.0,
-            seed: 3,
-        };
-        let got = obj.loss(&ctx).unwrap().loss.to_scalar::<f32>().unwrap() as f64;
+        let got = obj
+            .loss(&ctx(0, 3))
+            .unwrap()
+            .loss
+            .to_scalar::<f32>()
+            .unwrap() as f64;
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
     }
 
@@ -746,24 +807,10 @@ mod tests {
         let c = cfg(Weighting::Fixed(vec![1.0, 0.25]));
         let model = MultitaskModel::new(&sets, &c, 5, &Device::Cpu).unwrap();
         assert!(!model.store().contains("task_weighting.log_vars"));
-        let mut obj = MultitaskObjective::new(&model, &sets, 16).unwrap();
-        let ls: Vec<f64> = obj
-            .task_losses(6, 0)
-            .unwrap()
-            .iter()
-            .map(|l| l.to_scalar::<f32>().unwrap() as f64)
-            .collect();
-        let ctx = StepCtx {
-            step: 0,
-            total_steps: 1,
-            epoch: 0,
-            step_in_epoch: 0,
-            steps_per_epoch: 2,
-            progress: 0.0,
-            lr: 0.0,
-            seed: 6,
-        };
-        let out = obj.loss(&ctx).unwrap();
+        let loaders = MultitaskObjective::loaders(&sets, 16, 6).unwrap();
+        let mut obj = MultitaskObjective::new(&model, &sets, &loaders).unwrap();
+        let ls = scalars(&obj.task_losses(&ctx(0, 6)).unwrap());
+        let out = obj.loss(&ctx(0, 6)).unwrap();
         let got = out.loss.to_scalar::<f32>().unwrap() as f64;
         assert!((got - (ls[0] + 0.25 * ls[1])).abs() < 1e-5);
         assert!(
@@ -777,46 +824,38 @@ mod tests {
 
     #[test]
     fn masked_labels_count_only_where_known() {
-        let (_, y) = data(40, 8, 4, 7);
+        let (x, y) = data(40, 8, 4, 7);
         let t = TaskLabels::from_classes("main", &y, &[0, 1, 2, 3], &Device::Cpu)
             .unwrap()
             .keep_per_class(2, 8)
             .unwrap();
         assert_eq!(t.num_known(), 8);
-        let kept: Vec<u32> = values(&t.mask)
-            .iter()
-            .zip(&y)
-            .filter(|(m, _)| **m == 1.0)
-            .map(|(_, y)| *y)
-            .collect();
+        let mask = values(&t.mask);
         for c in 0..4 {
-            assert_eq!(kept.iter().filter(|&&k| k == c).count(), 2);
+            let kept = mask
+                .iter()
+                .zip(&y)
+                .filter(|(m, y)| **m == 1.0 && **y == c)
+                .count();
+            assert_eq!(kept, 2, "class {c}");
         }
-        // The task loss on a batch equals plain cross-entropy over the known examples only.
-        let (x, _) = data(40, 8, 4, 7);
-        let set = TaskSet::new(x.clone(), vec![t.clone()]).unwrap();
+        // The task loss on a full batch is plain cross-entropy over the known examples only.
+        let sets = [TaskSet::new(x, vec![t.clone()]).unwrap()];
         let c = cfg(Weighting::Fixed(vec![1.0]));
-        let model = MultitaskModel::new(std::slice::from_ref(&set), &c, 9, &Device::Cpu).unwrap();
-        let sets = [set];
-        let mut obj = MultitaskObjective::new(&model, &sets, 64).unwrap();
-        let l = obj.task_losses(0, 0).unwrap()[0]
-            .to_scalar::<f32>()
-            .unwrap();
-        let known: Vec<u32> = values(&t.mask)
-            .iter()
-            .enumerate()
-            .filter(|(_, m)| **m == 1.0)
-            .map(|(i, _)| i as u32)
-            .collect();
+        let model = MultitaskModel::new(&sets, &c, 9, &Device::Cpu).unwrap();
+        let loaders = MultitaskObjective::loaders(&sets, 64, 0).unwrap();
+        let mut obj = MultitaskObjective::new(&model, &sets, &loaders).unwrap();
+        let l = scalars(&obj.task_losses(&ctx(0, 0)).unwrap())[0];
+        let known: Vec<u32> = (0..40u32).filter(|&i| mask[i as usize] == 1.0).collect();
         let ids = Tensor::new(known.as_slice(), &Device::Cpu).unwrap();
         let z = model
-            .forward_set(&sets[0], &x.index_select(&ids, 0).unwrap(), true)
+            .forward_set(&sets[0], &sets[0].x.index_select(&ids, 0).unwrap(), true)
             .unwrap()
             .remove(0);
         let want = xfer_losses::cross_entropy(&z, &t.y.index_select(&ids, 0).unwrap())
             .unwrap()
             .to_scalar::<f32>()
-            .unwrap();
+            .unwrap() as f64;
         assert!((l - want).abs() < 1e-5, "{l} vs {want}");
         assert!(TaskLabels::new("t", 2, &[Some(2)], &Device::Cpu).is_err());
     }
@@ -825,12 +864,8 @@ mod tests {
     fn tasks_on_data_of_another_width_get_their_own_input_layer() {
         let a = digitish_set(16, 10);
         let (xb, yb) = data(12, 5, 3, 11);
-        let b = TaskSet::new(
-            xb,
-            vec![TaskLabels::from_classes("other", &yb, &[0, 1, 2], &Device::Cpu).unwrap()],
-        )
-        .unwrap();
-        let sets = [a, b];
+        let other = TaskLabels::from_classes("other", &yb, &[0, 1, 2], &Device::Cpu).unwrap();
+        let sets = [a, TaskSet::new(xb, vec![other]).unwrap()];
         let c = cfg(Weighting::Uncertainty);
         let model = MultitaskModel::new(&sets, &c, 12, &Device::Cpu).unwrap();
         assert!(model.store().contains("inputs.other.0.weight"));
@@ -848,23 +883,16 @@ mod tests {
         let dev = Device::Cpu;
         let old = TaskLabels::from_classes("parity", &y, &[0, 1, 0, 1], &dev).unwrap();
         let new = TaskLabels::from_classes("main", &y, &[0, 1, 2, 3], &dev).unwrap();
+        let old_set = TaskSet::new(x.clone(), vec![old.clone()]).unwrap();
+        let new_set = TaskSet::new(x.clone(), vec![new]).unwrap();
         let pc = ProgressiveConfig {
             hidden: vec![10, 6],
             adapter_dim: Some(4),
             first: stage(3),
             second: stage(3),
         };
-        // Column 0 alone, trained: remember its weights and outputs.
-        let out = train_progressive(
-            (&x, &old),
-            (&x, &old),
-            (&x, &new),
-            (&x, &new),
-            &pc,
-            15,
-            true,
-        )
-        .unwrap();
+        let out =
+            train_progressive((&old_set, &old_set), (&new_set, &new_set), &pc, 15, true).unwrap();
         let col0: Vec<_> = out
             .store
             .all()
@@ -874,29 +902,28 @@ mod tests {
         assert!(!col0.is_empty());
         assert!(col0.iter().all(|p| !p.is_trainable()));
         assert_eq!(out.old_task_acc_before, out.old_task_acc_after);
-        // Re-run only column 0's training with the same seed: the same weights as after the
-        // new column was trained.
+        // Train only column 0 again with the same seed: its weights equal those found after
+        // the new column was trained, bit for bit.
         let store = ParamStore::new();
         let mut rng = SeededRng::new(15);
-        let col = |c: usize| ColumnConfig {
+        let col = ColumnConfig {
             input_dim: 8,
             hidden: vec![10, 6],
-            output_dim: c,
+            output_dim: 2,
             activation: Activation::Relu,
             adapter_dim: Some(4),
         };
-        let net =
-            ProgressiveNet::new(&store.scope(""), &col(2), &mut rng, DType::F32, &dev).unwrap();
-        let mut obj = ColumnObjective::new(&net, 0, &x, &old, 16).unwrap();
-        let spe = obj.steps_per_epoch();
+        let net = ProgressiveNet::new(&store.scope(""), &col, &mut rng, DType::F32, &dev).unwrap();
+        let data0 = loader(x, 16, 15, &dev, None).unwrap();
+        let mut obj = ColumnObjective::new(&net, 0, &data0, &old).unwrap();
+        let spe = data0.batches_per_epoch();
         pc.first
             .fit("c0", &store, &[], &mut obj, spe, None, 15, true)
             .unwrap();
         for p in &col0 {
-            let fresh = store.get(p.name()).unwrap();
             assert_eq!(
                 values(p.var().as_tensor()),
-                values(fresh.var().as_tensor()),
+                values(store.get(p.name()).unwrap().var().as_tensor()),
                 "{} changed while the new column trained",
                 p.name()
             );

@@ -1,0 +1,525 @@
+//! Self-taught learning (LECTURE.md §5; Raina, Battle, Lee, Packer & Ng, "Self-taught
+//! Learning: Transfer Learning from Unlabeled Data", ICML 2007): learn a feature extractor on
+//! plentiful *unlabelled* source data, then use it for the labelled target task.
+//!
+//! The feature extractor is the encoder `f` of a (denoising) auto-encoder trained to
+//! minimise the reconstruction error
+//!
+//! `L(x) = (1/D) ‖g(f(x̃)) − x‖²`,  `x̃ = m ⊙ x`, `m_i ~ Bernoulli(1 − p)`
+//!
+//! (masking noise `p`, Vincent et al. 2008; `p = 0` is the plain auto-encoder). The target
+//! classifier is `softmax(W f(x) + b)`: the encoder copied from the auto-encoder (frozen, as
+//! Raina et al. fed the features to a separate classifier, or fine-tuned), the head `W, b`
+//! trained on the labelled target examples. The baseline trains the same network from a
+//! random start.
+//!
+//! The auto-encoder's reconstruction is an objective ([`AutoencoderObjective`]) and the
+//! classifier is trained by [`FinetuneObjective`], both in
+//! the one [`Trainer`](crate::Trainer).
+
+use std::fmt;
+
+use candle_core::{DType, Device, Tensor};
+use xfer_data::{DataLoader, TensorDataset, UnlabeledDataset};
+use xfer_models::{
+    Activation, FeatureExtractor, Linear, Mlp, MlpConfig, Module, ModuleT, ParamStore, Selection,
+    Transfer, TransferReport,
+};
+use xfer_ops::SeededRng;
+
+use super::finetune::{Classifier, FinetuneObjective, Regulariser, StageConfig, loader};
+use crate::batches::StepBatches;
+use crate::trainer::{Objective, StepCtx, StepOutput, TrainReport, derive_seed};
+use crate::{Result, TrainError};
+
+/// The prefix of the encoder's parameters, in the auto-encoder and in the classifier.
+pub const ENCODER: &str = "encoder";
+
+fn encoder_config(input_dim: usize, widths: &[usize]) -> Result<MlpConfig> {
+    if widths.is_empty() {
+        return Err(TrainError::Config(
+            "self-taught: the encoder needs at least one layer width (the code)".into(),
+        ));
+    }
+    Ok(MlpConfig {
+        input_dim,
+        hidden: widths.to_vec(),
+        output_dim: None,
+        activation: Activation::Relu,
+        dropout: 0.0,
+    })
+}
+
+/// An auto-encoder on flattened inputs: encoder `f` (ReLU layers of the given widths, the
+/// last being the code) and a mirrored decoder `g` with a linear output. Names:
+/// `encoder.features.{0,2,..}.*`, `decoder.features.*`, `decoder.classifier.*`.
+pub struct Autoencoder {
+    store: ParamStore,
+    encoder: Mlp,
+    decoder: Mlp,
+    input_shape: Vec<usize>,
+    widths: Vec<usize>,
+}
+
+impl fmt::Debug for Autoencoder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Autoencoder")
+            .field("input_shape", &self.input_shape)
+            .field("widths", &self.widths)
+            .finish()
+    }
+}
+
+impl Autoencoder {
+    /// A seeded auto-encoder for inputs of `input_shape` with encoder widths `widths`.
+    pub fn new(
+        input_shape: &[usize],
+        widths: &[usize],
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let input_dim: usize = input_shape.iter().product();
+        let enc_cfg = encoder_config(input_dim, widths)?;
+        let code = widths.last().copied().unwrap_or(input_dim);
+        // The decoder mirrors the encoder's hidden widths: code → ... → input.
+        let back: Vec<usize> = widths.iter().rev().skip(1).copied().collect();
+        let dec_cfg = MlpConfig {
+            input_dim: code,
+            hidden: back,
+            output_dim: Some(input_dim),
+            activation: Activation::Relu,
+            dropout: 0.0,
+        };
+        let store = ParamStore::new();
+        let mut rng = SeededRng::new(seed);
+        let encoder = Mlp::new(
+            &store.scope(ENCODER),
+            &enc_cfg,
+            &mut rng,
+            DType::F32,
+            device,
+        )?;
+        let decoder = Mlp::new(
+            &store.scope("decoder"),
+            &dec_cfg,
+            &mut rng,
+            DType::F32,
+            device,
+        )?;
+        Ok(Self {
+            store,
+            encoder,
+            decoder,
+            input_shape: input_shape.to_vec(),
+            widths: widths.to_vec(),
+        })
+    }
+
+    /// The parameter store.
+    pub fn store(&self) -> &ParamStore {
+        &self.store
+    }
+
+    /// The encoder widths (the last is the code size).
+    pub fn widths(&self) -> &[usize] {
+        &self.widths
+    }
+
+    /// The shape of one input.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.input_shape
+    }
+
+    /// The code `f(x)` `(N, code)` of `x` `(N, ...)`.
+    pub fn encode(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.encoder.features_t(&x.flatten_from(1)?, train)?)
+    }
+
+    /// The reconstruction `g(f(x))` `(N, D)` of `x` `(N, ...)`, flattened.
+    pub fn reconstruct(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        Ok(self.decoder.forward_t(&self.encode(x, train)?, train)?)
+    }
+
+    /// The mean squared reconstruction error per value on `data` (no noise).
+    pub fn reconstruction_error(&self, data: &UnlabeledDataset, device: &Device) -> Result<f64> {
+        let x = data.to_tensor(device)?.flatten_from(1)?;
+        let r = self.reconstruct(&x, false)?;
+        Ok((r - &x)?
+            .sqr()?
+            .mean_all()?
+            .to_dtype(DType::F64)?
+            .to_scalar::<f64>()?)
+    }
+}
+
+/// The reconstruction objective of a denoising auto-encoder on the step's mini-batch:
+/// `mean((g(f(m ⊙ x)) − x)²)` with a fresh masking-noise draw `m` per step (from
+/// [`StepCtx::rng`], so a resumed run draws the same masks).
+pub struct AutoencoderObjective<'a> {
+    ae: &'a Autoencoder,
+    batches: StepBatches<'a, DataLoader<UnlabeledDataset>>,
+    noise: f64,
+}
+
+impl fmt::Debug for AutoencoderObjective<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AutoencoderObjective")
+            .field("ae", self.ae)
+            .field("noise", &self.noise)
+            .finish()
+    }
+}
+
+impl<'a> AutoencoderObjective<'a> {
+    /// Reconstruction of the batches of `loader`, inputs masked with probability `noise`.
+    pub fn new(
+        ae: &'a Autoencoder,
+        loader: &'a DataLoader<UnlabeledDataset>,
+        noise: f64,
+    ) -> Result<Self> {
+        if !(0.0..1.0).contains(&noise) {
+            return Err(TrainError::Config(format!(
+                "auto-encoder: masking noise {noise} must be in [0, 1)"
+            )));
+        }
+        Ok(Self {
+            ae,
+            batches: StepBatches::new(loader),
+            noise,
+        })
+    }
+
+    /// The loss on inputs `x` with keep-mask `mask` (same shape as `x` flattened, or `None`).
+    pub fn loss_on(&self, x: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let x = x.flatten_from(1)?;
+        let input = match mask {
+            Some(m) => (&x * m)?,
+            None => x.clone(),
+        };
+        let r = self.ae.reconstruct(&input, true)?;
+        Ok((r - &x)?.sqr()?.mean_all()?)
+    }
+}
+
+impl Objective for AutoencoderObjective<'_> {
+    fn loss(&mut self, ctx: &StepCtx) -> Result<StepOutput> {
+        let batch = self.batches.next(ctx)?;
+        let x = batch.x.flatten_from(1)?;
+        let mask = if self.noise > 0.0 {
+            Some(ctx.rng(0x4d41_534b).bernoulli_mask(
+                x.dims(),
+                1.0 - self.noise,
+                x.dtype(),
+                x.device(),
+            )?)
+        } else {
+            None
+        };
+        Ok(StepOutput::new(self.loss_on(&x, mask.as_ref())?))
+    }
+}
+
+/// How the auto-encoder is built and trained.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoencoderConfig {
+    /// Encoder widths; the last is the code size.
+    pub widths: Vec<usize>,
+    /// Masking noise probability (0: plain auto-encoder).
+    pub noise: f64,
+    /// Training.
+    pub stage: StageConfig,
+}
+
+/// Trains an auto-encoder on `unlabelled` (labels never seen), every random choice from
+/// `seed`.
+pub fn train_autoencoder(
+    unlabelled: &UnlabeledDataset,
+    cfg: &AutoencoderConfig,
+    seed: u64,
+    device: &Device,
+    quiet: bool,
+) -> Result<(Autoencoder, TrainReport)> {
+    use xfer_data::Dataset;
+    let ae = Autoencoder::new(
+        unlabelled.sample_shape(),
+        &cfg.widths,
+        derive_seed(seed, &[0x4145]),
+        device,
+    )?;
+    let data = loader(unlabelled.clone(), cfg.stage.batch_size, seed, device, None)?;
+    let mut obj = AutoencoderObjective::new(&ae, &data, cfg.noise)?;
+    let report = cfg.stage.fit(
+        "autoencoder",
+        ae.store(),
+        &[],
+        &mut obj,
+        data.batches_per_epoch(),
+        None,
+        seed,
+        quiet,
+    )?;
+    Ok((ae, report))
+}
+
+/// A classifier `softmax(W f(x) + b)` on an encoder `f` (ReLU layers), with its own store:
+/// `encoder.features.*` (the encoder, named as in the auto-encoder) and `head.*`.
+pub struct EncoderClassifier {
+    store: ParamStore,
+    encoder: Mlp,
+    head: Linear,
+    device: Device,
+    num_classes: usize,
+}
+
+impl fmt::Debug for EncoderClassifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EncoderClassifier")
+            .field("feature_dim", &self.encoder.feature_dim())
+            .field("num_classes", &self.num_classes)
+            .finish()
+    }
+}
+
+impl EncoderClassifier {
+    /// A seeded classifier for inputs of `input_shape` with encoder widths `widths`.
+    pub fn new(
+        input_shape: &[usize],
+        widths: &[usize],
+        num_classes: usize,
+        seed: u64,
+        device: &Device,
+    ) -> Result<Self> {
+        let input_dim: usize = input_shape.iter().product();
+        let cfg = encoder_config(input_dim, widths)?;
+        let store = ParamStore::new();
+        let mut rng = SeededRng::new(seed);
+        let encoder = Mlp::new(&store.scope(ENCODER), &cfg, &mut rng, DType::F32, device)?;
+        let head = Linear::new(
+            &store.scope("head"),
+            encoder.feature_dim(),
+            num_classes,
+            true,
+            &mut rng,
+            DType::F32,
+            device,
+        )?;
+        Ok(Self {
+            store,
+            encoder,
+            head,
+            device: device.clone(),
+            num_classes,
+        })
+    }
+
+    /// A classifier whose encoder is a copy of `ae`'s (the head seeded from `seed`), frozen
+    /// when `freeze` (then only the head trains); returns the transfer report too.
+    pub fn from_autoencoder(
+        ae: &Autoencoder,
+        num_classes: usize,
+        seed: u64,
+        freeze: bool,
+    ) -> Result<(Self, TransferReport)> {
+        let device = ae
+            .store()
+            .all()
+            .first()
+            .map_or(Device::Cpu, |p| p.var().device().clone());
+        let net = Self::new(ae.input_shape(), ae.widths(), num_classes, seed, &device)?;
+        let sel = Selection::parse(ENCODER)?;
+        let report = Transfer::new()
+            .select(sel.clone())
+            .strict(true)
+            .run(ae.store(), net.store())?;
+        if freeze {
+            net.store().freeze(&sel);
+        }
+        Ok((net, report))
+    }
+}
+
+impl Classifier for EncoderClassifier {
+    fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let h = self.encoder.features_t(&x.flatten_from(1)?, train)?;
+        Ok(self.head.forward(&h)?)
+    }
+    fn store(&self) -> &ParamStore {
+        &self.store
+    }
+    fn device(&self) -> &Device {
+        &self.device
+    }
+    fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+}
+
+/// Trains `net` on the labelled `train` examples (cross-entropy) with `stage`.
+pub fn train_classifier(
+    net: &EncoderClassifier,
+    train: &TensorDataset,
+    stage: &StageConfig,
+    seed: u64,
+    quiet: bool,
+) -> Result<TrainReport> {
+    let data = loader(train.clone(), stage.batch_size, seed, net.device(), None)?;
+    let mut obj = FinetuneObjective::new(net, &data, Regulariser::None)?;
+    stage.fit(
+        "classifier",
+        net.store(),
+        &[],
+        &mut obj,
+        data.batches_per_epoch(),
+        None,
+        seed,
+        quiet,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::methods::finetune::OptimizerKind;
+
+    fn stage(epochs: usize) -> StageConfig {
+        StageConfig {
+            epochs,
+            batch_size: 16,
+            lr: 0.01,
+            optimizer: OptimizerKind::Adam,
+            weight_decay: 0.0,
+            cosine: false,
+        }
+    }
+
+    /// `n` examples of width 8 from 4 prototypes plus noise; labels = prototype.
+    fn data(n: usize, seed: u64) -> TensorDataset {
+        let mut rng = SeededRng::new(seed);
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for i in 0..n {
+            let k = i % 4;
+            for j in 0..8 {
+                let on = if j / 2 == k { 1.0 } else { 0.0 };
+                x.push((on + 0.1 * rng.normal01()) as f32);
+            }
+            y.push(k as u32);
+        }
+        TensorDataset::new("protos", x, vec![8], y)
+            .unwrap()
+            .with_num_classes(4)
+            .unwrap()
+    }
+
+    fn values(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    #[test]
+    fn autoencoder_training_lowers_the_reconstruction_error_without_labels() {
+        let ds = data(64, 1).unlabeled();
+        let dev = Device::Cpu;
+        let cfg = AutoencoderConfig {
+            widths: vec![16, 4],
+            noise: 0.1,
+            stage: stage(50),
+        };
+        let seed = derive_seed(2, &[0x4145]);
+        let untrained = Autoencoder::new(&[8], &[16, 4], seed, &dev).unwrap();
+        let before = untrained.reconstruction_error(&ds, &dev).unwrap();
+        let (ae, report) = train_autoencoder(&ds, &cfg, 2, &dev, true).unwrap();
+        let after = ae.reconstruction_error(&ds, &dev).unwrap();
+        assert_eq!(report.steps, 200);
+        // Predicting the mean image gives about 0.19; the prototypes are learned.
+        assert!(after < 0.25 * before && after < 0.05, "{before} -> {after}");
+        assert!(ae.store().contains("decoder.classifier.weight"));
+        let code = ae.encode(&ds.to_tensor(&dev).unwrap(), false).unwrap();
+        assert_eq!(code.dims(), [64, 4]);
+    }
+
+    #[test]
+    fn masking_noise_is_drawn_from_the_step_so_the_loss_repeats() {
+        let ds = data(16, 3).unlabeled();
+        let dev = Device::Cpu;
+        let ae = Autoencoder::new(&[8], &[4], 4, &dev).unwrap();
+        let l = loader(ds, 16, 5, &dev, None).unwrap();
+        let ctx = |step| StepCtx {
+            step,
+            total_steps: 10,
+            epoch: 0,
+            step_in_epoch: step,
+            steps_per_epoch: 10,
+            progress: 0.0,
+            lr: 0.0,
+            seed: 6,
+        };
+        let mut a = AutoencoderObjective::new(&ae, &l, 0.5).unwrap();
+        let mut b = AutoencoderObjective::new(&ae, &l, 0.5).unwrap();
+        let la = a.loss(&ctx(3)).unwrap().loss.to_scalar::<f32>().unwrap();
+        let lb = b.loss(&ctx(3)).unwrap().loss.to_scalar::<f32>().unwrap();
+        assert_eq!(la, lb);
+        let clean = AutoencoderObjective::new(&ae, &l, 0.0).unwrap();
+        let x = l.dataset().to_tensor(&dev).unwrap();
+        assert_ne!(
+            la,
+            clean.loss_on(&x, None).unwrap().to_scalar::<f32>().unwrap()
+        );
+        assert!(AutoencoderObjective::new(&ae, &l, 1.0).is_err());
+    }
+
+    #[test]
+    fn classifier_reuses_the_autoencoder_encoder_and_a_frozen_encoder_stays_put() {
+        let dev = Device::Cpu;
+        let train = data(24, 7);
+        let cfg = AutoencoderConfig {
+            widths: vec![6, 3],
+            noise: 0.0,
+            stage: stage(3),
+        };
+        let (ae, _) = train_autoencoder(&data(40, 8).unlabeled(), &cfg, 9, &dev, true).unwrap();
+        let (net, report) = EncoderClassifier::from_autoencoder(&ae, 4, 10, true).unwrap();
+        assert_eq!(
+            report.copied,
+            [
+                "encoder.features.0.bias",
+                "encoder.features.0.weight",
+                "encoder.features.2.bias",
+                "encoder.features.2.weight"
+            ]
+        );
+        let head0 = values(net.store().get("head.weight").unwrap().var().as_tensor());
+        train_classifier(&net, &train, &stage(5), 11, true).unwrap();
+        for name in &report.copied {
+            assert_eq!(
+                values(net.store().get(name).unwrap().var().as_tensor()),
+                values(ae.store().get(name).unwrap().var().as_tensor()),
+                "{name} moved although frozen"
+            );
+        }
+        assert_ne!(
+            head0,
+            values(net.store().get("head.weight").unwrap().var().as_tensor())
+        );
+        // Not frozen: the encoder is fine-tuned.
+        let (tuned, _) = EncoderClassifier::from_autoencoder(&ae, 4, 10, false).unwrap();
+        train_classifier(&tuned, &train, &stage(30), 11, true).unwrap();
+        assert_ne!(
+            values(
+                tuned
+                    .store()
+                    .get("encoder.features.0.weight")
+                    .unwrap()
+                    .var()
+                    .as_tensor()
+            ),
+            values(
+                ae.store()
+                    .get("encoder.features.0.weight")
+                    .unwrap()
+                    .var()
+                    .as_tensor()
+            )
+        );
+        assert!(tuned.accuracy(&train).unwrap() > 0.5);
+    }
+}

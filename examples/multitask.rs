@@ -1,0 +1,405 @@
+//! Multitask learning (LECTURE.md §2): a main task with few labels learns beside related tasks
+//! that share its trunk; fixed or uncertainty weights; and a progressive network column.
+//!
+//! ```text
+//! cargo run --release --example multitask
+//! cargo run --release --example multitask -- --tasks digit,parity,loops,seg_g --labels 5 --json
+//! cargo run --release --example multitask -- --tasks digit,synth=synth-digits
+//! ```
+//!
+//! Tasks (comma-separated, the first is the *main* task): `digit` (the data's classes),
+//! `parity` (class mod 2), any class attribute of the data (`loops`, `seg_a` ... `seg_g` for
+//! digits), or `NAME=SPEC`, a task with its own data set (a data spec, see docs/data.md) and
+//! its labels. The main task keeps `--labels` labelled examples per class of the training
+//! part of `--data`; its other labels are masked. Every other task is fully labelled.
+//!
+//! Runs: `single_task` (the main task alone), `fixed` (equal fixed weights), `uncertainty`
+//! (learned weights), `progressive` (column 0 learns the second task, column 1 the main task
+//! with lateral connections to the frozen column 0). `target_acc` is the main task's test
+//! accuracy.
+
+mod common;
+
+use clap::Parser;
+use xfer::data::{self, TensorDataset, UnlabeledDataset};
+use xfer::prelude::*;
+use xfer::train::methods::finetune::{OptimizerKind, StageConfig};
+use xfer::train::methods::multitask::{
+    MultitaskConfig, MultitaskModel, ProgressiveConfig, TaskLabels, TaskSet, Weighting,
+    train_multitask, train_progressive,
+};
+use xfer::train::plot::{Series, plot_curves};
+
+#[derive(Debug, Parser)]
+#[command(
+    about = "Multitask learning: shared trunk, task heads, fixed or uncertainty weights, progressive columns"
+)]
+struct Args {
+    /// The data the built-in tasks label (a data spec).
+    #[arg(long, default_value = "optdigits")]
+    data: String,
+    /// Tasks, the first being the main task: `digit`, `parity`, a class attribute name, or
+    /// `NAME=SPEC`.
+    #[arg(long, default_value = "digit,parity,loops")]
+    tasks: String,
+    /// Labelled examples per class kept for the main task (0: all).
+    #[arg(long, default_value_t = 10)]
+    labels: usize,
+    /// Runs: any of `single-task`, `fixed`, `uncertainty`, `progressive`, comma-separated.
+    #[arg(long, default_value = "single-task,fixed,uncertainty,progressive")]
+    methods: String,
+    /// Fixed task weights (comma-separated, one per task; default all 1).
+    #[arg(long)]
+    weights: Option<String>,
+    /// Fraction of every data set held out for testing.
+    #[arg(long, default_value_t = 0.3)]
+    test_fraction: f64,
+    /// Give every task its own input layer.
+    #[arg(long)]
+    input_layers: bool,
+    /// Training epochs (passes over the largest task set).
+    #[arg(long, default_value_t = 30)]
+    epochs: usize,
+    #[command(flatten)]
+    common: common::CommonArgs,
+}
+
+/// One task before it is split: its data and how its labels come from the data's classes.
+struct TaskSpec {
+    name: String,
+    /// `None`: the task's labels are on the shared `--data`; `Some`: its own data set.
+    own: Option<TensorDataset>,
+    /// Class id → task label.
+    map: Vec<u32>,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    args.common.init()?;
+    let seed = args.common.seed;
+    let dev = Device::Cpu;
+
+    let base = data::load(&args.data, seed)?;
+    let specs = parse_tasks(&args.tasks, &base, seed)?;
+    let Some(main_task) = specs.first() else {
+        anyhow::bail!("--tasks is empty");
+    };
+    let mut domains: Vec<(&str, &TensorDataset)> = vec![("data", &base)];
+    for s in &specs {
+        if let Some(ds) = &s.own {
+            domains.push((s.name.as_str(), ds));
+        }
+    }
+    let scale = common::feature_scale(&domains);
+
+    // Split every data set into a training and a test part (stratified, seeded).
+    let (base_train, base_test) =
+        data::stratified_split(&base.clone().scale(scale), args.test_fraction, seed)?;
+    let labels_of = |ds: &TensorDataset, spec: &TaskSpec| -> anyhow::Result<TaskLabels> {
+        Ok(TaskLabels::from_classes(
+            &spec.name,
+            ds.labels(),
+            &spec.map,
+            &dev,
+        )?)
+    };
+    let features = |ds: &TensorDataset| -> anyhow::Result<UnlabeledDataset> {
+        Ok(UnlabeledDataset::new(
+            ds.name(),
+            ds.features().to_vec(),
+            ds.sample_shape().to_vec(),
+        )?)
+    };
+    let main_labels = |ds: &TensorDataset| -> anyhow::Result<TaskLabels> {
+        let t = labels_of(ds, main_task)?;
+        Ok(if args.labels > 0 {
+            t.keep_per_class(args.labels, seed)?
+        } else {
+            t
+        })
+    };
+    // Training sets: the shared data with every built-in task (the main task masked), then
+    // one set per task with its own data. Test sets alike, fully labelled.
+    let mut train_sets = Vec::new();
+    let mut test_sets = Vec::new();
+    let mut shared_train = vec![main_labels(&base_train)?];
+    let mut shared_test = vec![labels_of(&base_test, main_task)?];
+    for s in specs.iter().skip(1).filter(|s| s.own.is_none()) {
+        shared_train.push(labels_of(&base_train, s)?);
+        shared_test.push(labels_of(&base_test, s)?);
+    }
+    train_sets.push(TaskSet::new(features(&base_train)?, shared_train)?);
+    test_sets.push(TaskSet::new(features(&base_test)?, shared_test)?);
+    for s in specs.iter().skip(1) {
+        if let Some(ds) = &s.own {
+            let (tr, te) =
+                data::stratified_split(&ds.clone().scale(scale), args.test_fraction, seed)?;
+            train_sets.push(TaskSet::new(features(&tr)?, vec![labels_of(&tr, s)?])?);
+            test_sets.push(TaskSet::new(features(&te)?, vec![labels_of(&te, s)?])?);
+        }
+    }
+    let main_known = train_sets[0].tasks[0].num_known();
+    println!(
+        "data {}: {} train / {} test; main task {} with {} labels ({} per class), tasks {}",
+        base.name(),
+        base_train.len(),
+        base_test.len(),
+        main_task.name,
+        main_known,
+        if args.labels > 0 {
+            args.labels.to_string()
+        } else {
+            "all".into()
+        },
+        specs
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+
+    let epochs = if args.common.quick { 5 } else { args.epochs };
+    let stage = StageConfig {
+        epochs,
+        batch_size: 64,
+        lr: 1e-3,
+        optimizer: OptimizerKind::Adam,
+        weight_decay: 0.0,
+        cosine: false,
+    };
+    let n_tasks = specs.len();
+    let fixed = match &args.weights {
+        Some(w) => w
+            .split(',')
+            .map(|x| x.trim().parse::<f64>())
+            .collect::<Result<Vec<_>, _>>()?,
+        None => vec![1.0; n_tasks],
+    };
+    let cfg = |weighting: Weighting| MultitaskConfig {
+        trunk: vec![128, 64],
+        head_hidden: vec![],
+        input_layers: args.input_layers,
+        weighting,
+        stage: stage.clone(),
+    };
+
+    let mut report = common::Report::new("multitask", seed);
+    report
+        .arg("data", args.data.as_str())
+        .arg("tasks", args.tasks.as_str())
+        .arg("labels", args.labels);
+    let mut curves: Vec<Series> = Vec::new();
+    let steps_multi = {
+        let n = train_sets.iter().map(TaskSet::len).max().unwrap_or(1);
+        epochs * n.div_ceil(64)
+    };
+    for method in args.methods.split(',').map(str::trim) {
+        let t = std::time::Instant::now();
+        match method {
+            "single-task" | "single_task" => {
+                // The main task alone, on its labelled examples, for as many steps as the
+                // multitask runs take.
+                let known: Vec<usize> = base_train
+                    .labels()
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| train_sets[0].tasks[0].is_known(*i))
+                    .map(|(i, _)| i)
+                    .collect();
+                let sub = base_train.subset(&known)?;
+                let set = TaskSet::new(features(&sub)?, vec![labels_of(&sub, main_task)?])?;
+                let mut c = cfg(Weighting::Fixed(vec![1.0]));
+                c.input_layers = false;
+                c.stage.epochs = steps_multi.div_ceil(sub.len().div_ceil(64)).max(1);
+                let sets = [set];
+                let model = MultitaskModel::new(&sets, &c, seed, &dev)?;
+                let r = train_multitask(&model, &sets, &c, seed, args.common.json)?;
+                let test = TaskSet::new(
+                    test_sets[0].features.clone(),
+                    vec![test_sets[0].tasks[0].clone()],
+                )?;
+                let acc = model.accuracy(&test)?[0].1.unwrap_or(f64::NAN);
+                println!(
+                    "{:>14}: {} accuracy {acc:.4}  [{:.1}s]",
+                    "single_task",
+                    main_task.name,
+                    t.elapsed().as_secs_f64()
+                );
+                report.run("single_task", &[("target_acc", acc)]);
+                curves.push(Series::new("single_task", r.history.step_curve("loss")));
+            }
+            "fixed" | "uncertainty" => {
+                let weighting = if method == "fixed" {
+                    Weighting::Fixed(fixed.clone())
+                } else {
+                    Weighting::Uncertainty
+                };
+                let c = cfg(weighting);
+                let model = MultitaskModel::new(&train_sets, &c, seed, &dev)?;
+                let r = train_multitask(&model, &train_sets, &c, seed, args.common.json)?;
+                let mut metrics: Vec<(String, f64)> = Vec::new();
+                for set in &test_sets {
+                    for (task, acc) in model.accuracy(set)? {
+                        metrics.push((format!("acc_{task}"), acc.unwrap_or(f64::NAN)));
+                    }
+                }
+                let target = metrics.first().map_or(f64::NAN, |m| m.1);
+                for (task, w) in model.tasks().iter().zip(model.task_weights()?) {
+                    metrics.push((format!("w_{task}"), w));
+                }
+                println!(
+                    "{method:>14}: {} accuracy {target:.4}; {}  [{:.1}s]",
+                    main_task.name,
+                    metrics
+                        .iter()
+                        .skip(1)
+                        .map(|(k, v)| format!("{k} {v:.3}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    t.elapsed().as_secs_f64()
+                );
+                let mut m: Vec<(&str, f64)> = vec![("target_acc", target)];
+                m.extend(metrics.iter().map(|(k, v)| (k.as_str(), *v)));
+                report.run(method, &m);
+                curves.push(Series::new(method, r.history.step_curve("loss")));
+            }
+            "progressive" => {
+                anyhow::ensure!(
+                    specs.len() >= 2,
+                    "the progressive run needs a second task (column 0 learns it)"
+                );
+                // Column 0: the second task (all its labels); column 1: the main task.
+                let (old_train, old_test) = match specs.get(1).and_then(|s| s.own.as_ref()) {
+                    Some(_) => (train_sets[1].clone(), test_sets[1].clone()),
+                    None => (
+                        TaskSet::new(
+                            train_sets[0].features.clone(),
+                            vec![train_sets[0].tasks[1].clone()],
+                        )?,
+                        TaskSet::new(
+                            test_sets[0].features.clone(),
+                            vec![test_sets[0].tasks[1].clone()],
+                        )?,
+                    ),
+                };
+                anyhow::ensure!(
+                    old_train.feature_dim() == train_sets[0].feature_dim(),
+                    "progressive columns share the input: the second task's data must have the main task's width"
+                );
+                let new_train = TaskSet::new(
+                    train_sets[0].features.clone(),
+                    vec![train_sets[0].tasks[0].clone()],
+                )?;
+                let new_test = TaskSet::new(
+                    test_sets[0].features.clone(),
+                    vec![test_sets[0].tasks[0].clone()],
+                )?;
+                let pc = ProgressiveConfig {
+                    hidden: vec![128, 64],
+                    adapter_dim: Some(32),
+                    first: stage.clone(),
+                    second: stage.clone(),
+                };
+                let out = train_progressive(
+                    (&old_train, &old_test),
+                    (&new_train, &new_test),
+                    &pc,
+                    seed,
+                    args.common.json,
+                )?;
+                let acc = out.new_task_acc.unwrap_or(f64::NAN);
+                let before = out.old_task_acc_before.unwrap_or(f64::NAN);
+                let after = out.old_task_acc_after.unwrap_or(f64::NAN);
+                println!(
+                    "{:>14}: {} accuracy {acc:.4}; old task {} accuracy {before:.4} before, {after:.4} after the new column  [{:.1}s]",
+                    "progressive",
+                    main_task.name,
+                    old_train.tasks[0].name,
+                    t.elapsed().as_secs_f64()
+                );
+                report.run(
+                    "progressive",
+                    &[
+                        ("target_acc", acc),
+                        ("old_task_acc_before", before),
+                        ("old_task_acc_after", after),
+                    ],
+                );
+                curves.push(Series::new(
+                    "progressive (column 1)",
+                    out.reports.1.history.step_curve("loss"),
+                ));
+            }
+            other => anyhow::bail!(
+                "unknown run {other:?}: expected single-task, fixed, uncertainty or progressive"
+            ),
+        }
+    }
+    let path = args.common.out.join("multitask-loss.png");
+    plot_curves(&path, "multitask: training loss", "step", "loss", &curves)?;
+    println!("wrote {}", path.display());
+    report.finish(args.common.json, &args.common.out)?;
+    Ok(())
+}
+
+/// Parses `--tasks` against the shared data `base`.
+fn parse_tasks(list: &str, base: &TensorDataset, seed: u64) -> anyhow::Result<Vec<TaskSpec>> {
+    let classes = base.num_classes();
+    let mut out: Vec<TaskSpec> = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let spec = if let Some((name, spec)) = item.split_once('=') {
+            let ds = data::load(spec, seed)?;
+            let map = (0..ds.num_classes() as u32).collect();
+            TaskSpec {
+                name: name.to_string(),
+                own: Some(ds),
+                map,
+            }
+        } else if item == "digit" || item == "class" {
+            TaskSpec {
+                name: item.to_string(),
+                own: None,
+                map: (0..classes as u32).collect(),
+            }
+        } else if item == "parity" {
+            TaskSpec {
+                name: item.to_string(),
+                own: None,
+                map: (0..classes as u32).map(|c| c % 2).collect(),
+            }
+        } else {
+            let attrs = base.attributes().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "task {item:?}: {} has no class attributes; use digit, parity or NAME=SPEC",
+                    base.name()
+                )
+            })?;
+            let j = attrs.names().iter().position(|n| n == item).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "task {item:?}: not a built-in task (digit, parity) nor an attribute of {} ({})",
+                    base.name(),
+                    attrs.names().join(", ")
+                )
+            })?;
+            let map = (0..classes)
+                .map(|c| {
+                    attrs
+                        .row(c)
+                        .and_then(|r| r.get(j))
+                        .map(|v| v.round().max(0.0) as u32)
+                        .ok_or_else(|| anyhow::anyhow!("attribute {item} missing for class {c}"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            TaskSpec {
+                name: item.to_string(),
+                own: None,
+                map,
+            }
+        };
+        if out.iter().any(|t| t.name == spec.name) {
+            anyhow::bail!("task {} given twice", spec.name);
+        }
+        out.push(spec);
+    }
+    Ok(out)
+}
