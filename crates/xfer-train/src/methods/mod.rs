@@ -5,9 +5,13 @@
 //!   transfer (LECTURE.md §1).
 //! - [`multitask`]: shared trunk with task heads, fixed or uncertainty weights, masked labels;
 //!   progressive networks (LECTURE.md §2).
+//! - [`dann`]: domain-adversarial training and its source-only baseline (LECTURE.md §3).
+//! - [`zero_shot`]: attribute embedding with the lecture's hinge, DAP and ConSE (LECTURE.md §4).
 //! - [`self_taught`]: an auto-encoder on unlabelled source data, its encoder reused for the
 //!   labelled target task (LECTURE.md §5).
 
+pub mod dann;
 pub mod finetune;
 pub mod multitask;
 pub mod self_taught;
+pub mod zero_shot;
