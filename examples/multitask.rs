@@ -282,10 +282,17 @@ fn main() -> anyhow::Result<()> {
                         )?,
                     ),
                 };
-                anyhow::ensure!(
-                    old_train.feature_dim() == train_sets[0].feature_dim(),
-                    "progressive columns share the input: the second task's data must have the main task's width"
-                );
+                if old_train.feature_dim() != train_sets[0].feature_dim() {
+                    println!(
+                        "{:>14}: skipped: columns share the input, and {} has {} features per example, {} has {}",
+                        "progressive",
+                        old_train.tasks[0].name,
+                        old_train.feature_dim(),
+                        main_task.name,
+                        train_sets[0].feature_dim()
+                    );
+                    continue;
+                }
                 let new_train = TaskSet::new(
                     train_sets[0].features.clone(),
                     vec![train_sets[0].tasks[0].clone()],
