@@ -1680,6 +1680,47 @@ mod tests {
     }
 
     #[test]
+    fn an_interrupted_l2sp_run_resumed_from_its_checkpoint_ends_with_identical_weights() {
+        use crate::checkpoint::checkpoint_file_name;
+        use crate::trainer::CheckpointConfig;
+        let p = pretrained(24);
+        let target = blobs(40, 8, 4, 25);
+        let m = Method::parse("l2sp").unwrap();
+        let cfg = small_cfg();
+        let dir = std::env::temp_dir().join(format!("xfer-ft-resume-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let run = |resume: bool| -> Net {
+            let setup = MethodSetup::new(&m, Some(&p), &target, 4, &cfg, 26).unwrap();
+            let data = loader(target.clone(), 16, 26, &Device::Cpu, None).unwrap();
+            let mut obj =
+                FinetuneObjective::new(&setup.net, &data, setup.regulariser.clone()).unwrap();
+            let ck = CheckpointConfig {
+                keep_last: 0,
+                ..CheckpointConfig::new(&dir, 3)
+            };
+            let tc = TrainerConfig::steps(9, 3, Schedule::constant(0.05))
+                .with_seed(26)
+                .with_quiet(true)
+                .with_checkpoint(ck);
+            let opt = Sgd::new(setup.net.store().trainable(), SgdConfig::momentum(0.9)).unwrap();
+            let mut trainer = Trainer::new(tc, setup.net.store(), opt).unwrap();
+            if resume {
+                trainer.resume(&dir.join(checkpoint_file_name(3))).unwrap();
+            }
+            trainer.fit(&mut obj).unwrap();
+            setup.net
+        };
+        // Uninterrupted, writing checkpoints at steps 3 and 6; then a fresh model that
+        // resumes from the step-3 checkpoint (what an interrupted run leaves) and finishes.
+        let whole = run(false);
+        let resumed = run(true);
+        for name in p.weights.keys() {
+            assert_eq!(param(&whole, name), param(&resumed, name), "{name}");
+        }
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn methods_parse_with_names_and_all_expands_layer_transfer_both_ends() {
         let v =
             Method::parse_list("scratch, l2sp:0.2,0.05 ,distill:1,4,layer-transfer:2", 4).unwrap();
