@@ -1,41 +1,502 @@
-//! The tour of xfer on embedded data. It grows with the library: for now it shows the
-//! primitives every method stands on.
-
-use xfer::prelude::*;
+//! The tour of xfer on embedded data: every method of the lecture against its baseline, on
+//! the same data and seed, in a few minutes on a laptop CPU.
+//!
+//! ```text
+//! cargo run --release --example quickstart            # the tour (about 1.5 minutes)
+//! cargo run --release --example quickstart -- --json  # last line: one JSON object
+//! cargo run --release --example quickstart -- --quick # a smoke test (seconds)
+//! ```
+//!
+//! | method (LECTURE.md) | data | baseline | result |
+//! |---|---|---|---|
+//! | fine-tuning: L2-SP, full fine-tuning (§1) | synthetic digits → optdigits, 1 label per class | from scratch | target accuracy |
+//! | multitask, uncertainty weights (§2) | optdigits: digit (10 labels per class) + parity + loops | digit task alone | digit accuracy |
+//! | progressive column (§2) | parity column, then a digit column | digit task alone | digit accuracy, parity unchanged |
+//! | DANN (§3) | two moons rotated by 35° | source only | target accuracy |
+//! | zero-shot: hinge, DAP, ConSE (§4) | 24 coloured shapes, 6 never seen | chance | unseen-class accuracy |
+//! | self-taught (§5) | unlabelled synthetic digits → optdigits, 5 labels per class | from scratch | target accuracy |
+//!
+//! Pictures (training curves, the PCA of DANN's features by domain and class) go to `--out`
+//! (default `target/xfer-report/`), with `quickstart.json`.
 
 mod common;
 
-fn main() -> anyhow::Result<()> {
-    let dev = Device::Cpu;
-    let mut rng = SeededRng::new(0);
-    let x = Var::from_tensor(&rng.normal(&[4, 3], 0.0, 1.0, DType::F32, &dev)?)?;
-    // Gradient reversal: identity forward, gradient times -lambda backward.
-    let y = grad_reverse(x.as_tensor(), 0.5)?;
-    let g = y.sum_all()?.backward()?;
-    let gx = g
-        .get(x.as_tensor())
-        .map(|t| t.flatten_all()?.to_vec1::<f32>())
-        .transpose()?;
-    println!(
-        "grad_reverse(λ = 0.5): d(sum)/dx = {:?}",
-        gx.unwrap_or_default()
-    );
+use std::path::Path;
+use std::time::Instant;
 
-    // A frozen snapshot does not move when the live variable is updated in place.
-    let store = ParamStore::new();
-    let w = store.add(
-        "fc.weight",
-        rng.normal(&[2, 2], 0.0, 1.0, DType::F32, &dev)?,
-    )?;
-    let snap = ParamSnapshot::capture([(w.name(), w.var().as_tensor())])?;
-    w.var().set(&Tensor::zeros((2, 2), DType::F32, &dev)?)?;
-    let anchor = snap
-        .get("fc.weight")
-        .map(|t| t.sum_all()?.to_scalar::<f32>())
-        .transpose()?;
+use clap::Parser;
+use xfer::data::{self, TensorDataset, UnlabeledDataset, embedded};
+use xfer::prelude::*;
+use xfer::train::methods::dann::{
+    self, Architecture, DannConfig, DannMethod, DiscriminatorConfig, Selection as DannSelection,
+};
+use xfer::train::methods::finetune::{
+    Arch, Classifier, FinetuneConfig, Method, OptimizerKind, StageConfig, pretrain, run_method,
+};
+use xfer::train::methods::multitask::{
+    MultitaskConfig, MultitaskModel, ProgressiveConfig, TaskLabels, TaskSet, Weighting,
+    train_multitask, train_progressive,
+};
+use xfer::train::methods::self_taught::{
+    AutoencoderConfig, EncoderClassifier, train_autoencoder, train_classifier,
+};
+use xfer::train::methods::zero_shot::{self, ZeroShotConfig, ZeroShotData, ZslMethod};
+use xfer::train::plot::{Series, plot_curves, plot_features_pca};
+
+#[derive(Debug, Parser)]
+#[command(about = "The tour of xfer: every method against its baseline, on embedded data")]
+struct Args {
+    /// Run only these parts (comma-separated): finetune, multitask, dann, zero-shot,
+    /// self-taught.
+    #[arg(long, default_value = "finetune,multitask,dann,zero-shot,self-taught")]
+    only: String,
+    /// Steps of each zero-shot method.
+    #[arg(long)]
+    zsl_steps: Option<usize>,
+    #[command(flatten)]
+    common: common::CommonArgs,
+}
+
+/// One line of the final table.
+struct Row {
+    method: String,
+    baseline: String,
+    result: String,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    args.common.init()?;
+    let seed = args.common.seed;
+    let quick = args.common.quick;
+    let out = args.common.out.clone();
+    let dev = Device::Cpu;
+    let quiet = args.common.json;
+    let start = Instant::now();
+    let mut report = common::Report::new("quickstart", seed);
+    report.arg("quick", quick);
+    let mut rows: Vec<Row> = Vec::new();
+    let parts: Vec<&str> = args.only.split(',').map(str::trim).collect();
+    let known = ["finetune", "multitask", "dann", "zero-shot", "self-taught"];
+    if let Some(p) = parts.iter().find(|p| !known.contains(p)) {
+        anyhow::bail!("--only {p}: expected some of {}", known.join(", "));
+    }
+    let want = |p: &str| parts.contains(&p);
+    // The digits (0..16 scaled to [0, 1]) and the Adam stage shared by several parts.
+    let synth = embedded::synth_digits(if quick { 60 } else { 500 }, seed)?.scale(1.0 / 16.0);
+    let real = embedded::optdigits()?.scale(1.0 / 16.0);
+    let epochs = if quick { 10 } else { 30 };
+    let stage = StageConfig {
+        epochs,
+        batch_size: 64,
+        lr: 1e-3,
+        optimizer: OptimizerKind::Adam,
+        weight_decay: 0.0,
+        cosine: false,
+    };
+
+    if want("finetune") {
+        // 1. Fine-tuning: synthetic digits → optdigits with one label per class.
+        let t = Instant::now();
+        println!("== fine-tuning (LECTURE.md §1): synthetic digits → optdigits, 1 label per class");
+        let (src_train, src_val) = data::stratified_split(&synth, 0.1, seed)?;
+        let (support, test) = data::few_shot(&real, 1, seed)?;
+        let mut cfg = FinetuneConfig::new(Arch::cnn());
+        cfg.quiet = quiet;
+        if quick {
+            cfg.pretrain.epochs = 3;
+            cfg.finetune.epochs = 20;
+            cfg.scratch.epochs = 50;
+        }
+        let source = pretrain(&src_train, Some(&src_val), 10, &cfg, seed)?;
+        let mut ft_curves = Vec::new();
+        let mut acc = std::collections::BTreeMap::new();
+        for m in ["scratch", "finetune", "l2sp"] {
+            let o = run_method(
+                &Method::parse(m)?,
+                Some(&source),
+                &support,
+                &test,
+                10,
+                &cfg,
+                seed,
+            )?;
+            report.run(m, &[("target_acc", o.target_acc)]);
+            ft_curves.push(Series::new(m, o.report.history.step_curve("loss")));
+            acc.insert(m, o.target_acc);
+        }
+        let scratch = acc["scratch"];
+        for m in ["l2sp", "finetune"] {
+            rows.push(Row {
+                method: format!("{m} (1 label/class)"),
+                baseline: format!("scratch {scratch:.3}"),
+                result: format!("{:.3}", acc[m]),
+            });
+        }
+        println!(
+            "   scratch {scratch:.3}, finetune {:.3}, l2sp {:.3}  [{:.0}s]",
+            acc["finetune"],
+            acc["l2sp"],
+            t.elapsed().as_secs_f64()
+        );
+        curves(
+            &out,
+            "quickstart-finetune.png",
+            "fine-tuning on 10 labelled digits",
+            &ft_curves,
+        )?;
+    }
+    if want("multitask") {
+        // 2. Multitask: digit (10 labels per class) beside parity and loops; progressive column.
+        let t = Instant::now();
+        println!("== multitask (§2): optdigits, digit with 10 labels/class + parity + loops");
+        let (mt_train, mt_test) = data::stratified_split(&real, 0.3, seed)?;
+        let labels = |ds: &TensorDataset, name: &str, map: &[u32]| {
+            TaskLabels::from_classes(name, ds.labels(), map, &dev)
+        };
+        let digit_map: Vec<u32> = (0..10).collect();
+        let parity_map: Vec<u32> = (0..10).map(|c| c % 2).collect();
+        let loops_map = [1, 0, 0, 0, 0, 0, 1, 0, 2, 1];
+        let feats = |ds: &TensorDataset| -> anyhow::Result<UnlabeledDataset> {
+            Ok(UnlabeledDataset::new(
+                ds.name(),
+                ds.features().to_vec(),
+                ds.sample_shape().to_vec(),
+            )?)
+        };
+        let digit_train = labels(&mt_train, "digit", &digit_map)?.keep_per_class(10, seed)?;
+        let train_set = TaskSet::new(
+            feats(&mt_train)?,
+            vec![
+                digit_train.clone(),
+                labels(&mt_train, "parity", &parity_map)?,
+                labels(&mt_train, "loops", &loops_map)?,
+            ],
+        )?;
+        let test_set = TaskSet::new(
+            feats(&mt_test)?,
+            vec![
+                labels(&mt_test, "digit", &digit_map)?,
+                labels(&mt_test, "parity", &parity_map)?,
+                labels(&mt_test, "loops", &loops_map)?,
+            ],
+        )?;
+        let mt_cfg = |weighting| MultitaskConfig {
+            trunk: vec![128, 64],
+            head_hidden: vec![],
+            input_layers: false,
+            weighting,
+            stage: stage.clone(),
+        };
+        // The digit task alone, on its labelled digits, for as many steps.
+        let steps = epochs * mt_train.len().div_ceil(64);
+        let known: Vec<usize> = (0..mt_train.len())
+            .filter(|&i| digit_train.is_known(i))
+            .collect();
+        let alone = mt_train.subset(&known)?;
+        let single_sets = [TaskSet::new(
+            feats(&alone)?,
+            vec![labels(&alone, "digit", &digit_map)?],
+        )?];
+        let mut single_cfg = mt_cfg(Weighting::Fixed(vec![1.0]));
+        single_cfg.stage.epochs = steps.div_ceil(alone.len().div_ceil(64));
+        let single = MultitaskModel::new(&single_sets, &single_cfg, seed, &dev)?;
+        let r_single = train_multitask(&single, &single_sets, &single_cfg, seed, quiet)?;
+        let digit_test = TaskSet::new(
+            feats(&mt_test)?,
+            vec![labels(&mt_test, "digit", &digit_map)?],
+        )?;
+        let single_acc = single.accuracy(&digit_test)?[0].1.unwrap_or(f64::NAN);
+        let sets = [train_set.clone()];
+        let ucfg = mt_cfg(Weighting::Uncertainty);
+        let multi = MultitaskModel::new(&sets, &ucfg, seed, &dev)?;
+        let r_multi = train_multitask(&multi, &sets, &ucfg, seed, quiet)?;
+        let multi_acc = multi.accuracy(&test_set)?[0].1.unwrap_or(f64::NAN);
+        report.run("single_task", &[("target_acc", single_acc)]);
+        let mut m: Vec<(&str, f64)> = vec![("target_acc", multi_acc)];
+        let w = multi.task_weights()?;
+        m.extend(
+            ["w_digit", "w_parity", "w_loops"]
+                .into_iter()
+                .zip(w.iter().copied()),
+        );
+        report.run("multitask_uncertainty", &m);
+        rows.push(Row {
+            method: "multitask, uncertainty weights".into(),
+            baseline: format!("single task {single_acc:.3}"),
+            result: format!("{multi_acc:.3}"),
+        });
+        // Progressive: column 0 learns parity, column 1 the digits through laterals.
+        let parity_only =
+            |set: &TaskSet| TaskSet::new(set.features.clone(), vec![set.tasks[1].clone()]);
+        let digit_only =
+            |set: &TaskSet| TaskSet::new(set.features.clone(), vec![set.tasks[0].clone()]);
+        let pc = ProgressiveConfig {
+            hidden: vec![128, 64],
+            adapter_dim: Some(32),
+            first: stage.clone(),
+            second: stage.clone(),
+        };
+        let prog = train_progressive(
+            (&parity_only(&train_set)?, &parity_only(&test_set)?),
+            (&digit_only(&train_set)?, &digit_only(&test_set)?),
+            &pc,
+            seed,
+            quiet,
+        )?;
+        let prog_acc = prog.new_task_acc.unwrap_or(f64::NAN);
+        let (before, after) = (
+            prog.old_task_acc_before.unwrap_or(f64::NAN),
+            prog.old_task_acc_after.unwrap_or(f64::NAN),
+        );
+        report.run(
+            "progressive",
+            &[
+                ("target_acc", prog_acc),
+                ("old_task_acc_before", before),
+                ("old_task_acc_after", after),
+            ],
+        );
+        rows.push(Row {
+            method: "progressive column".into(),
+            baseline: format!("single task {single_acc:.3}"),
+            result: format!("{prog_acc:.3} (parity {before:.3} → {after:.3})"),
+        });
+        println!(
+            "   single task {single_acc:.3}, multitask {multi_acc:.3} (weights {:.2?}), progressive {prog_acc:.3} (old parity column {before:.3} → {after:.3})  [{:.0}s]",
+            w,
+            t.elapsed().as_secs_f64()
+        );
+        curves(
+            &out,
+            "quickstart-multitask.png",
+            "multitask vs single task: training loss",
+            &[
+                Series::new("single task", r_single.history.step_curve("loss")),
+                Series::new(
+                    "multitask (uncertainty)",
+                    r_multi.history.step_curve("loss"),
+                ),
+                Series::new(
+                    "progressive column 1",
+                    prog.reports.1.history.step_curve("loss"),
+                ),
+            ],
+        )?;
+    }
+    if want("dann") {
+        // 3. Domain-adversarial training: two moons rotated by 35°.
+        let t = Instant::now();
+        println!("== domain-adversarial training (§3): two moons → rotated by 35°");
+        let noise = embedded::moons::MOONS_NOISE;
+        let n = embedded::moons::MOONS_PER_DOMAIN;
+        let moon_seed = xfer::train::derive_seed(seed, &[0x4d4f4f4e]);
+        let source = embedded::moons(n, noise, 0.0, moon_seed)?;
+        let target = embedded::moons(n, noise, 35.0, moon_seed)?;
+        let test_seed = xfer::train::derive_seed(seed, &[0x4d4f4f4e, 1]);
+        let source_test = embedded::moons(1000, noise, 0.0, test_seed)?;
+        let target_test = embedded::moons(1000, noise, 35.0, test_seed)?;
+        let dcfg = DannConfig {
+            steps: if quick { 300 } else { 3000 },
+            batch_size: 64,
+            lr: 0.05,
+            weight_decay: 1e-3,
+            discriminator: DiscriminatorConfig {
+                hidden: 64,
+                depth: 2,
+                batch_norm: true,
+                dropout: 0.0,
+            },
+            eval_every: 100,
+            selection: DannSelection::MinTargetEntropy,
+            quiet,
+            ..DannConfig::paper(Architecture::mlp(&[32, 32]))
+        };
+        let mut dann_acc = std::collections::BTreeMap::new();
+        let mut panels_models = Vec::new();
+        for method in [DannMethod::SourceOnly, DannMethod::Dann] {
+            let (model, r) = dann::run(
+                method,
+                &dcfg,
+                &source,
+                &target.unlabeled(),
+                &source_test,
+                &target_test,
+                seed,
+                &dev,
+            )?;
+            let name = method.name();
+            report.run(name, &r.metrics());
+            dann_acc.insert(name, (r.target_acc, r.domain_acc));
+            panels_models.push((name, model));
+        }
+        let (so, _) = dann_acc["source_only"];
+        let (da, dom_acc) = dann_acc["dann"];
+        rows.push(Row {
+            method: "DANN (moons 35°)".into(),
+            baseline: format!("source only {so:.3}"),
+            result: format!("{da:.3} (domain acc {dom_acc:.2})"),
+        });
+        println!(
+            "   source only {so:.3}, DANN {da:.3} (domain classifier accuracy {dom_acc:.3}; 0.5 = domains indistinguishable)  [{:.0}s]",
+            t.elapsed().as_secs_f64()
+        );
+        for (name, model) in &panels_models {
+            let (xs, ys) = source_test.to_tensors(&dev)?;
+            let (xt, yt) = target_test.to_tensors(&dev)?;
+            let f = Tensor::cat(&[model.features(&xs)?, model.features(&xt)?], 0)?;
+            let domains: Vec<usize> = (0..xs.dim(0)?)
+                .map(|_| 0)
+                .chain((0..xt.dim(0)?).map(|_| 1))
+                .collect();
+            let classes: Vec<usize> = ys
+                .to_vec1::<u32>()?
+                .into_iter()
+                .chain(yt.to_vec1::<u32>()?)
+                .map(|c| c as usize)
+                .collect();
+            let path = out.join(format!("quickstart-dann-pca-{name}.png"));
+            plot_features_pca(
+                &path,
+                &format!("{name}: features of source and target (PCA)"),
+                &f,
+                &domains,
+                &classes,
+                &["source", "target"],
+            )?;
+            println!("   wrote {}", path.display());
+        }
+    }
+    if want("zero-shot") {
+        // 4. Zero-shot learning: 24 shapes described by attributes, 6 classes never seen.
+        let t = Instant::now();
+        println!("== zero-shot learning (§4): shapes, 6 of 24 classes unseen");
+        let shapes = embedded::shapes(if quick { 20 } else { 80 }, seed)?;
+        let attributes = shapes
+            .attributes()
+            .ok_or_else(|| anyhow::anyhow!("shapes without attributes"))?
+            .clone();
+        let zdata = ZeroShotData::split(&shapes, &attributes, &[1, 6, 10, 13, 20, 23], 0.2, seed)?;
+        let zcfg = ZeroShotConfig {
+            steps: args.zsl_steps.unwrap_or(if quick { 100 } else { 500 }),
+            quiet,
+            ..ZeroShotConfig::new(Architecture::cnn())
+        };
+        let mut zline = Vec::new();
+        for method in ZslMethod::all() {
+            let (_, r) = zero_shot::run(method, &zcfg, &zdata, seed, &dev)?;
+            report.run(method.name(), &r.metrics());
+            rows.push(Row {
+                method: format!("zero-shot {} (shapes)", method.name()),
+                baseline: format!("chance {:.3}", r.chance),
+                result: format!("{:.3} unseen (H {:.3})", r.unseen_acc, r.h),
+            });
+            zline.push(format!(
+                "{} {:.3} (H {:.3})",
+                method.name(),
+                r.unseen_acc,
+                r.h
+            ));
+        }
+        println!(
+            "   unseen-class accuracy: {}; chance {:.3}  [{:.0}s]",
+            zline.join(", "),
+            1.0 / 6.0,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    if want("self-taught") {
+        // 5. Self-taught learning: an auto-encoder on unlabelled synthetic digits.
+        let t = Instant::now();
+        println!(
+            "== self-taught learning (§5): unlabelled synthetic digits → optdigits, 5 labels per class"
+        );
+        let unlabelled = synth.unlabeled();
+        let (support5, test5) = data::few_shot(&real, 5, seed)?;
+        let widths = [256, 64];
+        let ae_cfg = AutoencoderConfig {
+            widths: widths.to_vec(),
+            noise: 0.2,
+            stage: StageConfig {
+                epochs: if quick { 3 } else { 30 },
+                ..stage.clone()
+            },
+        };
+        let clf = StageConfig {
+            epochs: if quick { 100 } else { 300 },
+            ..stage.clone()
+        };
+        let (ae, r_ae) = train_autoencoder(&unlabelled, &ae_cfg, seed, &dev, quiet)?;
+        let scratch_net = EncoderClassifier::new(support5.sample_shape(), &widths, 10, seed, &dev)?;
+        let r_sc = train_classifier(&scratch_net, &support5, &clf, seed, quiet)?;
+        let st_scratch = scratch_net.accuracy(&test5)?;
+        let (st_net, _) = EncoderClassifier::from_autoencoder(&ae, 10, seed, false)?;
+        let r_st = train_classifier(&st_net, &support5, &clf, seed, quiet)?;
+        let st_acc = st_net.accuracy(&test5)?;
+        report.run("self_taught_scratch", &[("target_acc", st_scratch)]);
+        report.run("self_taught", &[("target_acc", st_acc)]);
+        rows.push(Row {
+            method: "self-taught (5 labels/class)".into(),
+            baseline: format!("scratch {st_scratch:.3}"),
+            result: format!("{st_acc:.3}"),
+        });
+        println!(
+            "   scratch {st_scratch:.3}, self-taught {st_acc:.3}  [{:.0}s]",
+            t.elapsed().as_secs_f64()
+        );
+        curves(
+            &out,
+            "quickstart-self-taught.png",
+            "self-taught learning: training loss",
+            &[
+                Series::new(
+                    "auto-encoder (reconstruction)",
+                    r_ae.history.step_curve("loss"),
+                ),
+                Series::new("classifier from scratch", r_sc.history.step_curve("loss")),
+                Series::new("classifier on the encoder", r_st.history.step_curve("loss")),
+            ],
+        )?;
+    }
+    // The table.
+    let w0 = rows
+        .iter()
+        .map(|r| r.method.chars().count())
+        .max()
+        .unwrap_or(6)
+        .max(6);
+    let w1 = rows
+        .iter()
+        .map(|r| r.baseline.chars().count())
+        .max()
+        .unwrap_or(8)
+        .max(8);
+    println!();
+    println!("{:<w0$} | {:<w1$} | result", "method", "baseline");
     println!(
-        "snapshot of fc.weight still sums to {:?} after the live weight was zeroed",
-        anchor
+        "{}-|-{}-|-{}",
+        "-".repeat(w0),
+        "-".repeat(w1),
+        "-".repeat(24)
     );
+    for r in &rows {
+        println!("{:<w0$} | {:<w1$} | {}", r.method, r.baseline, r.result);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!(
+        "\n{} comparisons in {secs:.0}s; pictures and quickstart.json in {}",
+        rows.len(),
+        out.display()
+    );
+    report.arg("seconds", secs);
+    report.finish(args.common.json, &out)?;
+    Ok(())
+}
+
+/// Writes training curves and says where.
+fn curves(out: &Path, file: &str, title: &str, series: &[Series]) -> anyhow::Result<()> {
+    let path = out.join(file);
+    plot_curves(&path, title, "step", "loss", series)?;
+    println!("   wrote {}", path.display());
     Ok(())
 }
