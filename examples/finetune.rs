@@ -142,7 +142,9 @@ fn main() -> anyhow::Result<()> {
         support.clone().scale(scale),
         test.clone().scale(scale),
     );
-    let num_classes = target.num_classes().max(source.num_classes());
+    // The source model has the source's classes; the target models the target's (a new head
+    // when they differ).
+    let (source_classes, num_classes) = (source.num_classes(), target.num_classes());
 
     let arch = match &args.model {
         Some(m) => m.parse::<Arch>()?,
@@ -205,7 +207,7 @@ fn main() -> anyhow::Result<()> {
     let num_blocks = xfer::train::methods::finetune::Net::new(
         &arch,
         source.sample_shape(),
-        num_classes,
+        source_classes,
         0,
         &dev,
     )?
@@ -250,12 +252,12 @@ fn main() -> anyhow::Result<()> {
         });
         let p = match &cached {
             Some(path) if path.exists() => {
-                let p = Pretrained::load(path, &arch, source.sample_shape(), num_classes, &dev)?;
+                let p = Pretrained::load(path, &arch, source.sample_shape(), source_classes, &dev)?;
                 println!("loaded the source model from {}", path.display());
                 p
             }
             _ => {
-                let p = pretrain(&src_train, Some(&src_val), num_classes, &cfg, seed)?;
+                let p = pretrain(&src_train, Some(&src_val), source_classes, &cfg, seed)?;
                 println!(
                     "pretrained on the source in {:.1}s: {} steps",
                     t.elapsed().as_secs_f64(),
@@ -278,6 +280,13 @@ fn main() -> anyhow::Result<()> {
 
     let mut outcomes: Vec<MethodOutcome> = Vec::new();
     for m in &methods {
+        if matches!(m, Method::Distill { .. }) && source_classes != num_classes {
+            println!(
+                "{:>24}: skipped: it compares class distributions, and the source has {source_classes} classes, the target {num_classes}",
+                m.name()
+            );
+            continue;
+        }
         let t = std::time::Instant::now();
         let o = run_method(
             m,
