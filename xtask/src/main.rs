@@ -41,7 +41,7 @@ const USAGE: &str = "usage: cargo xtask <task>
   ci                         fmt, clippy, tests, docs, examples (what CI runs)
   test [ARGS...]             cargo test --workspace [ARGS...]
   demo [ARGS...]             cargo run --release --example quickstart -- [ARGS...]
-  bench [WORKLOAD...] [--threads N] [--steps N] [--vs-torch PYTHON]
+  bench [WORKLOAD...] [--threads N] [--steps N] [--repeat N] [--vs-torch PYTHON]
                              the training workloads of shared/bench/WORKLOADS.md
   build --cpu|--cuda|--metal [--release] [--cuda-wheels DIR] [--fetch]
                              build the workspace with that backend";

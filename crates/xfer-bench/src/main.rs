@@ -48,8 +48,9 @@ fn main() -> Result<()> {
         "finetune-resnet18" => (finetune_resnet18(dev)?, None),
         "zsl-hinge" => (zsl_hinge(dev)?, None),
         "embed-minilm" => embed_minilm(dev)?,
+        "matmul-peak" => (matmul_peak(dev)?, None),
         other => bail!(
-            "unknown workload {other:?} (dann-lenet, l2sp-mlp, finetune-resnet18, zsl-hinge, embed-minilm)"
+            "unknown workload {other:?} (dann-lenet, l2sp-mlp, finetune-resnet18, zsl-hinge, embed-minilm, matmul-peak)"
         ),
     };
     for _ in 0..3 {
@@ -79,8 +80,73 @@ fn main() -> Result<()> {
             items as f64 * 1000.0 / median
         ));
     }
+    if let Some(flop) = flop_per_step(&workload) {
+        // Achieved rate at the median step and at the fastest step (the machine is shared).
+        line.push_str(&format!(
+            " gflop_per_step={:.2} gflops={:.1} gflops_best={:.1}",
+            flop / 1e9,
+            flop / 1e6 / median,
+            flop / 1e6 / times[0]
+        ));
+    }
     println!("{line}");
     Ok(())
+}
+
+/// Side of the square matrices of `matmul-peak`.
+const PEAK_N: usize = 1024;
+
+/// Floating-point operations of one step where they are counted: convolutions and matrix
+/// products, forward and backward (2 per multiply-add).
+fn flop_per_step(workload: &str) -> Option<f64> {
+    match workload {
+        "matmul-peak" => Some(2.0 * (PEAK_N as f64).powi(3)),
+        "finetune-resnet18" => Some(resnet18_flop(16, 64, 64, 10)),
+        _ => None,
+    }
+}
+
+/// Convolution and matmul FLOPs of one ResNet-18 training step on an `n × 3 × h × w` batch:
+/// forward `2·N·O·OH·OW·C·K²` per convolution; backward the same again for the weight
+/// gradient and again for the input gradient, except for `conv1`, whose input is the data
+/// batch (no gradient); the head `fc` likewise (its input is an activation). Pooling, batch
+/// norm and element-wise work are not counted.
+fn resnet18_flop(n: usize, h: usize, w: usize, classes: usize) -> f64 {
+    let out = |s: usize, k: usize, stride: usize, pad: usize| (s + 2 * pad - k) / stride + 1;
+    let mut total = 0.0;
+    let mut conv = |c: usize, o: usize, k: usize, oh: usize, ow: usize, input_grad: bool| {
+        let f = 2.0 * (n * o * oh * ow * c * k * k) as f64;
+        total += f * if input_grad { 3.0 } else { 2.0 };
+    };
+    let (mut hh, mut ww) = (out(h, 7, 2, 3), out(w, 7, 2, 3));
+    conv(3, 64, 7, hh, ww, false);
+    (hh, ww) = (out(hh, 3, 2, 1), out(ww, 3, 2, 1));
+    let mut cin = 64;
+    for (i, c) in [64usize, 128, 256, 512].into_iter().enumerate() {
+        for b in 0..2 {
+            let stride = if i > 0 && b == 0 { 2 } else { 1 };
+            let (oh, ow) = (out(hh, 3, stride, 1), out(ww, 3, stride, 1));
+            conv(cin, c, 3, oh, ow, true);
+            conv(c, c, 3, oh, ow, true);
+            if stride != 1 || cin != c {
+                conv(cin, c, 1, oh, ow, true);
+            }
+            (hh, ww, cin) = (oh, ow, c);
+        }
+    }
+    total + 3.0 * 2.0 * (n * 512 * classes) as f64
+}
+
+/// The machine's matrix-product rate: `C = A·B` for two `1024 × 1024` f32 matrices through
+/// candle's `matmul` (the `gemm` crate, on the threads set by `RAYON_NUM_THREADS`).
+fn matmul_peak(dev: &Device) -> Result<Step> {
+    let mut rng = SeededRng::new(0);
+    let a = rng.normal(&[PEAK_N, PEAK_N], 0.0, 1.0, DType::F32, dev)?;
+    let b = rng.normal(&[PEAK_N, PEAK_N], 0.0, 1.0, DType::F32, dev)?;
+    Ok(Box::new(move || {
+        a.matmul(&b)?;
+        Ok(())
+    }))
 }
 
 /// Peak resident set size of this process in MB (`VmHWM`), 0 where unknown.
