@@ -433,6 +433,27 @@ impl ZeroShotModel {
         }
     }
 
+    /// Where each input lands in the method's semantic space, in evaluation mode: `f(x)` for
+    /// the hinge, the predicted attribute probabilities `σ(z)` for DAP, the ConSE mixture
+    /// `s(x)` for ConSE (for pictures of the space).
+    pub fn semantic(&self, x: &Tensor) -> Result<Tensor> {
+        match self.method {
+            ZslMethod::Hinge => chunked(x, |b| self.embed(b, false)),
+            ZslMethod::Dap => chunked(x, |b| {
+                Ok(candle_nn::ops::sigmoid(&self.net.forward(b, false)?)?)
+            }),
+            ZslMethod::Conse => {
+                let seen_desc = self
+                    .descriptions
+                    .index_select(&ids_tensor(&self.seen, x.device())?, 0)?;
+                chunked(x, |b| {
+                    let p = xfer_ops::softmax(&self.net.forward(b, false)?)?;
+                    conse_embedding(&p, &seen_desc, self.top_t)
+                })
+            }
+        }
+    }
+
     /// `f(x)` of the hinge model (normalised if configured).
     fn embed(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let fx = self.net.forward(x, train)?;

@@ -1,0 +1,369 @@
+//! Zero-shot learning (LECTURE.md §4): recognise classes never seen in training from their
+//! attribute vectors. Runs the lecture's attribute embedding with its hinge (`hinge`),
+//! attribute prediction (`dap`) and ConSE (`conse`) on the same split, and reports the
+//! per-class accuracy on the unseen classes (`unseen_acc`) and generalised ZSL (`seen_acc`,
+//! `gzsl_unseen_acc`, `h`).
+//!
+//! ```text
+//! cargo run --release --example zero_shot -- --dataset shapes
+//! cargo run --release --example zero_shot -- --dataset digits --unseen 7,8,9 --json
+//! cargo run --release --example zero_shot -- --data csv:x.csv --attributes attrs.csv --unseen cat,owl
+//! ```
+//!
+//! The attributes file has one row per class: its name, then the attribute values (a header
+//! row with the attribute names is optional).
+
+mod common;
+
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use common::{CommonArgs, Report};
+use xfer::data::{ClassAttributes, TensorDataset, embedded, spec};
+use xfer::prelude::*;
+use xfer::train::methods::dann::Architecture;
+use xfer::train::methods::zero_shot::{
+    self, ZeroShotConfig, ZeroShotData, ZeroShotModel, ZslMethod,
+};
+use xfer::train::plot::{EmbeddingPanel, plot_embedding, plot_history};
+
+#[derive(Debug, Parser)]
+#[command(about = "Zero-shot learning: hinge attribute embedding, DAP and ConSE")]
+struct Args {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Built-in data set with attributes: shapes | digits.
+    #[arg(long, conflicts_with = "data")]
+    dataset: Option<String>,
+    /// Your own data (a data spec, e.g. csv:PATH or folder:DIR); needs --attributes.
+    #[arg(long, requires = "attributes")]
+    data: Option<String>,
+    /// Class attributes CSV for --data: one row per class, its name first.
+    #[arg(long, requires = "data")]
+    attributes: Option<String>,
+    /// Unseen classes, by id or name (default: shapes 1,6,10,13,20,23; digits 7,8,9).
+    #[arg(long, value_delimiter = ',')]
+    unseen: Option<Vec<String>>,
+    /// Methods to run.
+    #[arg(long, value_delimiter = ',', default_value = "hinge,dap,conse")]
+    methods: Vec<String>,
+    /// Network: mlp | cnn | lenet (default: chosen from the data).
+    #[arg(long)]
+    model: Option<String>,
+    /// Hidden widths of the mlp (empty for a linear model on the inputs).
+    #[arg(long, value_delimiter = ',', num_args = 0..)]
+    hidden: Option<Vec<usize>>,
+    /// Optimiser steps.
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Learning rate.
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Hinge margin k.
+    #[arg(long)]
+    margin: Option<f64>,
+    /// Width of the embedding space of f and g.
+    #[arg(long)]
+    embed_dim: Option<usize>,
+    /// ConSE's T.
+    #[arg(long)]
+    top_t: Option<usize>,
+    /// Weight decay.
+    #[arg(long)]
+    weight_decay: Option<f64>,
+    /// L2-normalise f(x) and g(y) (cosine scores).
+    #[arg(long)]
+    normalize: Option<bool>,
+    /// Samples per class of the shapes data set.
+    #[arg(long)]
+    per_class: Option<usize>,
+}
+
+/// Sub-seeds for the data (distinct from the training seeds).
+fn data_seed(seed: u64, k: u64) -> u64 {
+    xfer::train::derive_seed(seed, &[0x5A53_4454, k])
+}
+
+/// Reads a class-attributes CSV: `name,v1,v2,...` per class, an optional header row whose
+/// value cells are not numbers. Rows are matched to the data set's class names.
+fn read_attributes(path: &str, ds: &TensorDataset) -> anyhow::Result<ClassAttributes> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("--attributes {path}"))?;
+    let mut names: Option<Vec<String>> = None;
+    let mut rows: Vec<(String, Vec<f32>)> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        let Some((name, values)) = cells.split_first() else {
+            continue;
+        };
+        let parsed: Result<Vec<f32>, _> = values.iter().map(|v| v.parse::<f32>()).collect();
+        match parsed {
+            Ok(v) if v.iter().all(|x| x.is_finite()) => rows.push((name.to_string(), v)),
+            _ if rows.is_empty() && names.is_none() => {
+                names = Some(values.iter().map(|s| s.to_string()).collect());
+            }
+            _ => bail!(
+                "{path}:{}: expected a class name then numbers, got `{line}`",
+                i + 1
+            ),
+        }
+    }
+    let width = rows.first().map(|r| r.1.len()).unwrap_or(0);
+    if width == 0 {
+        bail!("{path}: no attribute rows (expected `class,value,value,...`)");
+    }
+    if let Some((name, v)) = rows.iter().find(|r| r.1.len() != width) {
+        bail!(
+            "{path}: class `{name}` has {} values, the first row has {width}",
+            v.len()
+        );
+    }
+    let names = names.unwrap_or_else(|| (0..width).map(|j| format!("attribute_{j}")).collect());
+    if names.len() != width {
+        bail!(
+            "{path}: the header names {} attributes but the rows have {width}",
+            names.len()
+        );
+    }
+    let class_names: Vec<String> = if ds.class_names().is_empty() {
+        (0..ds.num_classes()).map(|c| c.to_string()).collect()
+    } else {
+        ds.class_names().to_vec()
+    };
+    let mut values = Vec::with_capacity(class_names.len() * width);
+    for c in &class_names {
+        let row = rows
+            .iter()
+            .find(|r| &r.0 == c)
+            .with_context(|| format!("{path}: no attribute row for class `{c}` of the data"))?;
+        values.extend_from_slice(&row.1);
+    }
+    Ok(ClassAttributes::new(names, values, class_names.len())?)
+}
+
+/// Class ids from ids or names.
+fn class_ids(ds: &TensorDataset, given: &[String]) -> anyhow::Result<Vec<u32>> {
+    given
+        .iter()
+        .map(|g| match g.parse::<u32>() {
+            Ok(c) if (c as usize) < ds.num_classes() => Ok(c),
+            Ok(c) => bail!(
+                "--unseen {c}: `{}` has classes 0..{}",
+                ds.name(),
+                ds.num_classes()
+            ),
+            Err(_) => Ok(xfer::data::split::classes_by_name(ds, &[g.as_str()])?[0]),
+        })
+        .collect()
+}
+
+struct Problem {
+    name: String,
+    data: ZeroShotData,
+    cfg: ZeroShotConfig,
+}
+
+fn build(args: &Args) -> anyhow::Result<Problem> {
+    let seed = args.common.seed;
+    let quick = args.common.quick;
+    let (name, ds, attributes, default_unseen, mut cfg) = match (&args.dataset, &args.data) {
+        (_, Some(data)) => {
+            let ds =
+                spec::load(data, data_seed(seed, 0)).with_context(|| format!("--data {data}"))?;
+            let k = common::feature_scale(&[("data", &ds)]);
+            let ds = ds.scale(k);
+            let path = args.attributes.as_deref().unwrap_or_default();
+            let attributes = read_attributes(path, &ds)?;
+            let arch = Architecture::auto(ds.sample_shape(), &[128, 128])?;
+            (
+                data.clone(),
+                ds,
+                attributes,
+                None,
+                ZeroShotConfig::new(arch),
+            )
+        }
+        (Some(d), None) if d == "shapes" => {
+            let per_class = args.per_class.unwrap_or(if quick { 20 } else { 80 });
+            let ds = embedded::shapes(per_class, data_seed(seed, 0))?;
+            let attributes = ds
+                .attributes()
+                .context("shapes without attributes")?
+                .clone();
+            let cfg = ZeroShotConfig {
+                steps: 1500,
+                embed_dim: 32,
+                ..ZeroShotConfig::new(Architecture::cnn())
+            };
+            let unseen = ["1", "6", "10", "13", "20", "23"]
+                .map(String::from)
+                .to_vec();
+            ("shapes".to_string(), ds, attributes, Some(unseen), cfg)
+        }
+        (Some(d), None) if d == "digits" => {
+            let ds = embedded::optdigits()?.scale(1.0 / 16.0);
+            let attributes = ds
+                .attributes()
+                .context("optdigits without attributes")?
+                .clone();
+            let cfg = ZeroShotConfig {
+                steps: 1500,
+                embed_dim: 32,
+                ..ZeroShotConfig::new(Architecture::cnn())
+            };
+            let unseen = ["7", "8", "9"].map(String::from).to_vec();
+            ("digits".to_string(), ds, attributes, Some(unseen), cfg)
+        }
+        (Some(d), None) => bail!("--dataset {d}: expected shapes or digits"),
+        (None, None) => bail!("give --dataset shapes|digits, or --data SPEC --attributes CSV"),
+    };
+    let unseen = match (&args.unseen, default_unseen) {
+        (Some(u), _) => class_ids(&ds, u)?,
+        (None, Some(u)) => class_ids(&ds, &u)?,
+        (None, None) => bail!("--unseen c1,c2,...: which classes to hold out"),
+    };
+    let data = ZeroShotData::split(&ds, &attributes, &unseen, 0.2, data_seed(seed, 1))?;
+    if let Some(m) = &args.model {
+        cfg.arch = match m.as_str() {
+            "mlp" => Architecture::mlp(args.hidden.as_deref().unwrap_or(&[128, 128])),
+            "cnn" => Architecture::cnn(),
+            "lenet" => Architecture::lenet(),
+            _ => bail!("--model {m}: expected mlp, cnn or lenet"),
+        };
+    }
+    if quick {
+        cfg.steps = 200;
+        cfg.eval_every = 50;
+    }
+    if let Some(v) = args.steps {
+        cfg.steps = v;
+        cfg.eval_every = cfg.eval_every.min(v.max(1));
+    }
+    if let Some(v) = args.lr {
+        cfg.lr = v;
+    }
+    if let Some(v) = args.margin {
+        cfg.margin = v;
+    }
+    if let Some(v) = args.embed_dim {
+        cfg.embed_dim = v;
+    }
+    if let Some(v) = args.top_t {
+        cfg.top_t = v;
+    }
+    if let Some(v) = args.weight_decay {
+        cfg.weight_decay = v;
+    }
+    if let Some(v) = args.normalize {
+        cfg.normalize = v;
+    }
+    Ok(Problem { name, data, cfg })
+}
+
+fn parse_method(m: &str) -> anyhow::Result<ZslMethod> {
+    Ok(match m {
+        "hinge" => ZslMethod::Hinge,
+        "dap" => ZslMethod::Dap,
+        "conse" => ZslMethod::Conse,
+        _ => bail!("--methods {m}: expected hinge, dap or conse"),
+    })
+}
+
+/// PCA of each method's semantic space on the test samples: seen (●) and unseen (▲).
+fn picture(out: &Path, p: &Problem, models: &[ZeroShotModel]) -> anyhow::Result<()> {
+    let seen = &p.data.seen_test;
+    let unseen = &p.data.unseen_test;
+    let dev = Device::Cpu;
+    let x = Tensor::cat(&[&seen.to_tensors(&dev)?.0, &unseen.to_tensors(&dev)?.0], 0)?;
+    let domains: Vec<usize> = std::iter::repeat_n(0, seen.len())
+        .chain(std::iter::repeat_n(1, unseen.len()))
+        .collect();
+    let classes: Vec<usize> = seen
+        .labels()
+        .iter()
+        .chain(unseen.labels())
+        .map(|&c| c as usize)
+        .collect();
+    let panels = models
+        .iter()
+        .map(|m| {
+            Ok(EmbeddingPanel::pca(
+                format!("{}: semantic space", m.method.name()),
+                &m.semantic(&x)?,
+                &domains,
+                &classes,
+            )?)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    plot_embedding(
+        &out.join("zero_shot-semantic-pca.png"),
+        &format!("{}: test samples in each method's space", p.name),
+        &panels,
+        &["seen class", "unseen class"],
+    )?;
+    let runs: Vec<(&str, &xfer::train::History)> = models
+        .iter()
+        .map(|m| (m.method.name(), &m.report.history))
+        .collect();
+    for metric in ["loss", "seen_val_acc"] {
+        plot_history(
+            &out.join(format!("zero_shot-{metric}.png")),
+            &format!("{} — {metric}", p.name),
+            &runs,
+            metric,
+        )?;
+    }
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    args.common.init()?;
+    let seed = args.common.seed;
+    let problem = build(&args)?;
+    let methods = args
+        .methods
+        .iter()
+        .map(|m| parse_method(m))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let d = &problem.data;
+    let names = |ids: &[u32]| {
+        ids.iter()
+            .map(|&c| d.class_name(c))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    println!(
+        "{}: {} seen classes ({} train / {} test samples), {} unseen classes ({} samples): {}",
+        problem.name,
+        d.seen.len(),
+        d.train.len(),
+        d.seen_test.len(),
+        d.unseen.len(),
+        d.unseen_test.len(),
+        names(&d.unseen)
+    );
+    let mut report = Report::new("zero_shot", seed);
+    report.arg("dataset", problem.name.as_str());
+    report.arg("unseen", d.unseen.clone());
+    report.arg("model", problem.cfg.arch.name());
+    report.arg("steps", problem.cfg.steps);
+    report.arg("quick", args.common.quick);
+    let dev = Device::Cpu;
+    let mut models = Vec::new();
+    for method in methods {
+        let t0 = std::time::Instant::now();
+        let (model, r) = zero_shot::run(method, &problem.cfg, d, seed, &dev)?;
+        let mut metrics = r.metrics();
+        metrics.push(("seconds", t0.elapsed().as_secs_f64()));
+        report.run(method.name(), &metrics);
+        models.push(model);
+    }
+    picture(&args.common.out, &problem, &models)?;
+    report.finish(args.common.json, &args.common.out)?;
+    Ok(())
+}
