@@ -1,8 +1,13 @@
 //! `cargo xtask build --cpu | --cuda | --metal [--release] [--cuda-wheels DIR] [--fetch]`.
 //!
 //! A missing toolchain is reported in one line (what is missing, how to provide it), with a
-//! non-zero exit and no build-script backtrace. CUDA builds go to `target/cuda/` so they do
-//! not invalidate the CPU build.
+//! non-zero exit and no build-script backtrace. CUDA builds go to `<target>/cuda/` so they do
+//! not invalidate the CPU build (`<target>` is `CARGO_TARGET_DIR` or `target/`).
+//!
+//! With a wheel toolkit the build runs in two cargo calls: the libraries first (nothing links,
+//! so the missing driver library does not matter), then the link folder (see
+//! [`cuda::prepare_link_dir`]), then the requested build with `-L <link folder>`. Both calls
+//! see the same environment, so the second reuses everything the first compiled.
 
 use std::path::PathBuf;
 
@@ -52,11 +57,19 @@ pub struct CudaEnv {
 }
 
 /// Locates the toolkit and the compute capability, or fails with one line.
-pub fn cuda_env(find: &cuda::FindOptions, cap_default: Option<&str>) -> Result<CudaEnv, String> {
+///
+/// The capability: `CUDA_COMPUTE_CAP`, else (when `detect`) the first GPU's from
+/// `nvidia-smi`, else `cap_default`.
+pub fn cuda_env(
+    find: &cuda::FindOptions,
+    cap_default: Option<&str>,
+    detect: bool,
+) -> Result<CudaEnv, String> {
     let toolkit = cuda::find(find)?;
     let cap = std::env::var("CUDA_COMPUTE_CAP")
         .ok()
-        .or_else(detect_compute_cap)
+        .filter(|c| !c.trim().is_empty())
+        .or_else(|| if detect { detect_compute_cap() } else { None })
         .or(cap_default.map(str::to_string))
         .ok_or_else(|| {
             format!(
@@ -76,51 +89,88 @@ pub fn cuda_env(find: &cuda::FindOptions, cap_default: Option<&str>) -> Result<C
         ("PATH".to_string(), path),
     ];
     if toolkit.from_wheels {
-        let link = crate::workspace_root()
-            .join("target")
-            .join("cuda-toolkit")
-            .join("link");
+        let link = cuda::link_dir();
         std::fs::create_dir_all(&link).map_err(|e| format!("{}: {e}", link.display()))?;
-        vars.push(("RUSTFLAGS".to_string(), format!("-L {}", link.display())));
+        // Keep the user's flags; the link folder goes last.
+        let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+        if !flags.trim().is_empty() {
+            flags.push(' ');
+        }
+        flags.push_str(&format!("-L {}", link.display()));
+        vars.push(("RUSTFLAGS".to_string(), flags));
     }
     Ok(CudaEnv { vars, toolkit })
 }
 
-/// Runs a cargo command for CUDA: libraries first (no linking), then the link stub for a
-/// wheel toolkit, then `args`.
-pub fn cargo_cuda(env: &CudaEnv, release: bool, args: &[&str]) -> Result<(), String> {
-    let vars: Vec<(&str, &str)> = env
-        .vars
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let target_dir = crate::workspace_root().join("target").join("cuda");
-    let td = target_dir.display().to_string();
-    if env.toolkit.from_wheels {
-        let mut libs = vec![
-            "build",
-            "--workspace",
-            "--lib",
-            "--features",
-            "cuda",
-            "--target-dir",
-            td.as_str(),
-        ];
-        if release {
-            libs.push("--release");
-        }
-        crate::cargo(&libs, &vars)?;
-        let deps = target_dir
-            .join(if release { "release" } else { "debug" })
-            .join("deps");
-        cuda::prepare_link_dir(&env.toolkit, &deps)?;
+impl CudaEnv {
+    /// The variables as `(&str, &str)` pairs for [`crate::cargo`].
+    pub fn pairs(&self) -> Vec<(&str, &str)> {
+        self.vars
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect()
     }
+
+    /// The compute capability the build targets.
+    pub fn compute_cap(&self) -> &str {
+        self.vars
+            .iter()
+            .find(|(k, _)| k == "CUDA_COMPUTE_CAP")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("?")
+    }
+}
+
+/// `<target>/cuda`: where CUDA builds go.
+pub fn cuda_target_dir() -> PathBuf {
+    cuda::target_root().join("cuda")
+}
+
+/// For a wheel toolkit: builds the workspace's libraries with `cuda` (release or not) so that
+/// cudarc is compiled, then writes the link folder. A system toolkit needs neither.
+pub fn prepare_link(env: &CudaEnv, release: bool) -> Result<(), String> {
+    if !env.toolkit.from_wheels {
+        return Ok(());
+    }
+    let target_dir = cuda_target_dir();
+    let td = target_dir.display().to_string();
+    let mut libs = vec![
+        "build",
+        "-p",
+        "xfer",
+        "--lib",
+        "--features",
+        "cuda",
+        "--target-dir",
+        td.as_str(),
+    ];
+    if release {
+        libs.push("--release");
+    }
+    crate::cargo(&libs, &env.pairs())?;
+    let deps = target_dir
+        .join(if release { "release" } else { "debug" })
+        .join("deps");
+    let link = cuda::prepare_link_dir(&env.toolkit, &deps)?;
+    eprintln!(
+        "xtask: link folder {} (toolkit link names and the libcuda.so stub)",
+        link.display()
+    );
+    Ok(())
+}
+
+/// Runs a cargo command for CUDA: libraries first and the link folder (wheel toolkit), then
+/// `args` with `--features cuda` (the facade forwards it to every crate) into
+/// [`cuda_target_dir`].
+pub fn cargo_cuda(env: &CudaEnv, release: bool, args: &[&str]) -> Result<(), String> {
+    prepare_link(env, release)?;
+    let td = cuda_target_dir().display().to_string();
     let mut full: Vec<&str> = args.to_vec();
     full.extend(["--features", "cuda", "--target-dir", td.as_str()]);
     if release {
         full.push("--release");
     }
-    crate::cargo(&full, &vars)
+    crate::cargo(&full, &env.pairs())
 }
 
 /// Builds the workspace for the chosen backend.
@@ -135,7 +185,7 @@ pub fn build(rest: &[String]) -> Result<(), String> {
             crate::cargo(&args, &[])
         }
         "--cuda" => {
-            let env = cuda_env(&a.find, None)?;
+            let env = cuda_env(&a.find, None, true)?;
             eprintln!(
                 "xtask: CUDA toolkit at {} ({})",
                 env.toolkit.root.display(),
@@ -145,7 +195,17 @@ pub fn build(rest: &[String]) -> Result<(), String> {
                     "system"
                 }
             );
-            cargo_cuda(&env, a.release, &args)
+            let started = std::time::Instant::now();
+            // The examples too: they link against the CUDA libraries (and the driver stub).
+            args.extend(["--lib", "--bins", "--examples"]);
+            cargo_cuda(&env, a.release, &args)?;
+            eprintln!(
+                "xtask build --cuda: done in {:.0} s (CUDA_COMPUTE_CAP={}, into {})",
+                started.elapsed().as_secs_f64(),
+                env.compute_cap(),
+                cuda_target_dir().display()
+            );
+            Ok(())
         }
         "--metal" => {
             if !cfg!(target_os = "macos") {

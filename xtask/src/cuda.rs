@@ -49,8 +49,19 @@ fn has_nvcc(root: &Path) -> bool {
     root.join("bin").join("nvcc").is_file()
 }
 
-fn toolkit_dir() -> PathBuf {
-    crate::workspace_root().join("target").join("cuda-toolkit")
+/// The cargo target folder ([`crate::target_dir`]), absolute.
+pub fn target_root() -> PathBuf {
+    let d = crate::target_dir();
+    if d.is_absolute() {
+        d
+    } else {
+        crate::workspace_root().join(d)
+    }
+}
+
+/// Where wheels are fetched to and unpacked, and where the link folder lives.
+pub fn toolkit_dir() -> PathBuf {
+    target_root().join("cuda-toolkit")
 }
 
 /// A system toolkit: `CUDA_HOME`, `CUDA_PATH`, usual places, `nvcc` on `PATH`.
@@ -91,6 +102,12 @@ pub fn find(opts: &FindOptions) -> Result<Toolkit, String> {
             return Err(format!("--cuda-wheels {}: not a folder", dir.display()));
         }
         if let Some(root) = wheel_root(dir) {
+            return finish_wheels(root);
+        }
+        // Unpacked before from the same wheels: reuse (unpacking is 1.2 GB of writes).
+        if let Some(root) = wheel_root(&unpacked)
+            && std::fs::read_to_string(unpacked.join(WHEELS_MARKER)).ok() == Some(wheel_list(dir)?)
+        {
             return finish_wheels(root);
         }
         unpack_wheels(dir, &unpacked)?;
@@ -207,7 +224,10 @@ fn fetch_wheels(dest: &Path) -> Result<(), String> {
     run(&mut cmd, "pip download of the CUDA wheels")
 }
 
-fn unpack_wheels(wheels: &Path, dest: &Path) -> Result<(), String> {
+/// The file in the unpacked folder naming the wheels it came from.
+const WHEELS_MARKER: &str = "xtask-wheels.txt";
+
+fn wheel_files(wheels: &Path) -> Result<Vec<PathBuf>, String> {
     let mut list: Vec<PathBuf> = std::fs::read_dir(wheels)
         .map_err(|e| format!("{}: {e}", wheels.display()))?
         .flatten()
@@ -218,20 +238,58 @@ fn unpack_wheels(wheels: &Path, dest: &Path) -> Result<(), String> {
         return Err(format!("{}: no .whl files", wheels.display()));
     }
     list.sort();
-    std::fs::create_dir_all(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
-    for whl in list {
-        let mut cmd = Command::new("python3");
-        cmd.args(["-m", "zipfile", "-e"]).arg(&whl).arg(dest);
-        run(&mut cmd, &format!("unpacking {}", whl.display()))?;
-    }
-    Ok(())
+    Ok(list)
 }
 
+/// The wheels' file names and sizes, one a line (what [`WHEELS_MARKER`] holds).
+fn wheel_list(wheels: &Path) -> Result<String, String> {
+    Ok(wheel_files(wheels)?
+        .iter()
+        .map(|p| {
+            let size = std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+            let name = p
+                .file_name()
+                .map(|n| n.to_string_lossy())
+                .unwrap_or_default();
+            format!("{name} {size}\n")
+        })
+        .collect())
+}
+
+fn unpack_wheels(wheels: &Path, dest: &Path) -> Result<(), String> {
+    let list = wheel_files(wheels)?;
+    std::fs::create_dir_all(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+    let _ = std::fs::remove_file(dest.join(WHEELS_MARKER));
+    eprintln!(
+        "xtask: unpacking {} wheels from {} into {}",
+        list.len(),
+        wheels.display(),
+        dest.display()
+    );
+    for whl in &list {
+        let mut cmd = Command::new("python3");
+        cmd.args(["-m", "zipfile", "-e"]).arg(whl).arg(dest);
+        run(&mut cmd, &format!("unpacking {}", whl.display()))?;
+    }
+    let marker = dest.join(WHEELS_MARKER);
+    std::fs::write(&marker, wheel_list(wheels)?).map_err(|e| format!("{}: {e}", marker.display()))
+}
+
+/// The folder of link names and the driver stub (passed to the linker with `-L`).
+pub fn link_dir() -> PathBuf {
+    toolkit_dir().join("link")
+}
+
+/// `CUDA_ERROR_STUB_LIBRARY`: what every function of the stub returns, so a program that
+/// finds the stub instead of the driver at run time fails with a CUDA error, not a crash.
+pub const CUDA_ERROR_STUB_LIBRARY: i32 = 34;
+
 /// Builds the link folder for a wheel toolkit: unversioned symlinks to the toolkit's
-/// libraries and a stub `libcuda.so` exporting every `cu*` symbol the built cudarc needs.
-/// `deps_dir` is `target/<profile>/deps` of a build that compiled cudarc.
+/// libraries and a stub `libcuda.so` (soname `libcuda.so.1`) exporting every driver symbol
+/// (`cu` + upper case) the built cudarc needs, each returning [`CUDA_ERROR_STUB_LIBRARY`].
+/// `deps_dir` is `<target>/<profile>/deps` of a build that compiled cudarc.
 pub fn prepare_link_dir(tk: &Toolkit, deps_dir: &Path) -> Result<PathBuf, String> {
-    let link = toolkit_dir().join("link");
+    let link = link_dir();
     std::fs::create_dir_all(&link).map_err(|e| format!("{}: {e}", link.display()))?;
     let lib = tk.root.join("lib");
     for name in [
@@ -261,11 +319,13 @@ pub fn prepare_link_dir(tk: &Toolkit, deps_dir: &Path) -> Result<PathBuf, String
         .map_err(|e| format!("{}: {e}", deps_dir.display()))?
         .flatten()
         .map(|e| e.path())
-        .find(|p| {
+        .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
                 .is_some_and(|n| n.starts_with("libcudarc-") && n.ends_with(".rlib"))
         })
+        // The newest, should older builds with other features have left theirs.
+        .max_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
         .ok_or_else(|| {
             format!(
                 "{}: no libcudarc-*.rlib (build the libraries first)",
@@ -305,10 +365,16 @@ pub fn prepare_link_dir(tk: &Toolkit, deps_dir: &Path) -> Result<PathBuf, String
         ));
     }
     let stub_c = link.join("stub.c");
-    let body: String = syms
-        .iter()
-        .map(|s| format!("void {s}(void){{}}\n"))
-        .collect();
+    let mut body = format!(
+        "/* libcuda.so link stub generated by `cargo xtask`: the {} driver functions cudarc\n   \
+         links, each returning CUDA_ERROR_STUB_LIBRARY. The real library comes with the driver. */\n",
+        syms.len()
+    );
+    for s in &syms {
+        body.push_str(&format!(
+            "int {s}(void) {{ return {CUDA_ERROR_STUB_LIBRARY}; }}\n"
+        ));
+    }
     std::fs::write(&stub_c, body).map_err(|e| format!("{}: {e}", stub_c.display()))?;
     run(
         Command::new("gcc")

@@ -5,12 +5,14 @@
 //! - `demo`: runs the quickstart example in release mode.
 //! - `bench`: the training workloads against the PyTorch reference.
 //! - `build --cpu | --cuda | --metal`: builds the workspace with that backend.
+//! - `gpu-bundle`: the CUDA test and benchmark binaries with `run.sh`, to run on a GPU machine.
 
 use std::process::{Command, ExitCode};
 
 mod bench;
 mod build;
 mod cuda;
+mod gpu_bundle;
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,6 +24,7 @@ fn main() -> ExitCode {
         "demo" => demo(rest),
         "build" => build::build(rest),
         "bench" => bench::bench(rest),
+        "gpu-bundle" => gpu_bundle::gpu_bundle(rest),
         "help" | "-h" | "--help" => {
             println!("{}", USAGE);
             Ok(())
@@ -44,7 +47,9 @@ const USAGE: &str = "usage: cargo xtask <task>
   bench [WORKLOAD...] [--threads N] [--steps N] [--repeat N] [--vs-torch PYTHON]
                              the training workloads of shared/bench/WORKLOADS.md
   build --cpu|--cuda|--metal [--release] [--cuda-wheels DIR] [--fetch]
-                             build the workspace with that backend";
+                             build the workspace with that backend
+  gpu-bundle [--cuda-wheels DIR] [--fetch] [--out DIR]
+                             CUDA parity tests + benchmark + run.sh in target/gpu-bundle/";
 
 /// Runs `cargo` with `args` (and extra environment), failing with the command line.
 pub(crate) fn cargo(args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
