@@ -4,10 +4,9 @@
 //! non-zero exit and no build-script backtrace. CUDA builds go to `<target>/cuda/` so they do
 //! not invalidate the CPU build (`<target>` is `CARGO_TARGET_DIR` or `target/`).
 //!
-//! With a wheel toolkit the build runs in two cargo calls: the libraries first (nothing links,
-//! so the missing driver library does not matter), then the link folder (see
-//! [`cuda::prepare_link_dir`]), then the requested build with `-L <link folder>`. Both calls
-//! see the same environment, so the second reuses everything the first compiled.
+//! With a wheel toolkit the link folder comes first (link names for the toolkit's libraries
+//! and a `libcuda.so` stub, see [`cuda::prepare_link_dir`]), then one cargo call with
+//! `-L <link folder>`.
 
 use std::path::PathBuf;
 
@@ -126,32 +125,13 @@ pub fn cuda_target_dir() -> PathBuf {
     cuda::target_root().join("cuda")
 }
 
-/// For a wheel toolkit: builds the workspace's libraries with `cuda` (release or not) so that
-/// cudarc is compiled, then writes the link folder. A system toolkit needs neither.
-pub fn prepare_link(env: &CudaEnv, release: bool) -> Result<(), String> {
+/// For a wheel toolkit: writes the link folder (link names and the driver stub). A system
+/// toolkit needs none.
+pub fn prepare_link(env: &CudaEnv) -> Result<(), String> {
     if !env.toolkit.from_wheels {
         return Ok(());
     }
-    let target_dir = cuda_target_dir();
-    let td = target_dir.display().to_string();
-    let mut libs = vec![
-        "build",
-        "-p",
-        "xfer",
-        "--lib",
-        "--features",
-        "cuda",
-        "--target-dir",
-        td.as_str(),
-    ];
-    if release {
-        libs.push("--release");
-    }
-    crate::cargo(&libs, &env.pairs())?;
-    let deps = target_dir
-        .join(if release { "release" } else { "debug" })
-        .join("deps");
-    let link = cuda::prepare_link_dir(&env.toolkit, &deps)?;
+    let link = cuda::prepare_link_dir(&env.toolkit)?;
     eprintln!(
         "xtask: link folder {} (toolkit link names and the libcuda.so stub)",
         link.display()
@@ -159,11 +139,10 @@ pub fn prepare_link(env: &CudaEnv, release: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs a cargo command for CUDA: libraries first and the link folder (wheel toolkit), then
-/// `args` with `--features cuda` (the facade forwards it to every crate) into
-/// [`cuda_target_dir`].
+/// Runs a cargo command for CUDA: the link folder (wheel toolkit), then `args` with
+/// `--features cuda` (the facade forwards it to every crate) into [`cuda_target_dir`].
 pub fn cargo_cuda(env: &CudaEnv, release: bool, args: &[&str]) -> Result<(), String> {
-    prepare_link(env, release)?;
+    prepare_link(env)?;
     let td = cuda_target_dir().display().to_string();
     let mut full: Vec<&str> = args.to_vec();
     full.extend(["--features", "cuda", "--target-dir", td.as_str()]);

@@ -45,49 +45,44 @@ pub fn gpu_bundle(rest: &[String]) -> Result<(), String> {
         },
         env.compute_cap()
     );
-    prepare_link(&env, true)?;
+    prepare_link(&env)?;
     let td = cuda_target_dir().display().to_string();
     let vars = env.pairs();
-
-    let mut test_args = vec![
-        "test",
+    // One cargo call for everything, so the dependencies are compiled once, with one feature
+    // set (`cargo build --test NAME` builds a test target's libtest executable).
+    let mut build_args = vec![
+        "build",
         "--release",
-        "--no-run",
         "--message-format=json-render-diagnostics",
         "--target-dir",
         td.as_str(),
     ];
     let mut features = Vec::new();
     for (pkg, _, _) in TESTS {
-        test_args.extend(["-p", pkg]);
+        build_args.extend(["-p", pkg]);
         features.push(format!("{pkg}/cuda"));
     }
+    features.push("xfer-bench/cuda".to_string());
     let features = features.join(",");
-    test_args.extend(["--test", TEST_TARGET, "--features", features.as_str()]);
-    let test_json = cargo_json(&test_args, &vars)?;
-
-    let bench_args = [
-        "build",
-        "--release",
-        "--message-format=json-render-diagnostics",
+    build_args.extend([
         "-p",
         "xfer-bench",
+        "--test",
+        TEST_TARGET,
         "--bin",
         "xfer-bench",
         "--features",
-        "cuda",
-        "--target-dir",
-        td.as_str(),
-    ];
-    let bench_json = cargo_json(&bench_args, &vars)?;
+        features.as_str(),
+    ]);
+    let json = cargo_json(&build_args, &vars)?;
 
     let mut files: Vec<(PathBuf, &str)> = Vec::new();
     for (pkg, test, name) in TESTS {
-        let exe = executable(&test_json, pkg, test, "test")
+        let exe = executable(&json, pkg, test, "test")
             .ok_or_else(|| format!("cargo built no test executable {pkg}/{test}"))?;
         files.push((exe, name));
     }
-    let bench = executable(&bench_json, "xfer-bench", "xfer-bench", "bin")
+    let bench = executable(&json, "xfer-bench", "xfer-bench", "bin")
         .ok_or("cargo built no xfer-bench executable")?;
     files.push((bench, "xfer-bench"));
 

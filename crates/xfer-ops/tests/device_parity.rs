@@ -6,8 +6,10 @@
 //! `y_k` with fixed random weights `R_k` (a plain sum would hide errors of shift-invariant ops),
 //! and compares every output and the gradient of `L` for every input. On the CPU this compares
 //! the CPU with itself (the harness still runs); on CUDA the non-CPU paths run: the storage's
-//! affine for `grad_reverse`, `conv2d_portable`, the composed softmax / log-softmax /
-//! layer norm, the `index_select` pooling and candle's reductions for batch norm.
+//! affine for `grad_reverse`, `conv2d_portable`, `linear_portable`, candle's `relu`, the
+//! composed softmax / log-softmax / layer norm / batch norm / squared norms and the
+//! `index_select` pooling. A further test runs those portable paths on the CPU against the CPU
+//! kernels, so the formulas CUDA uses are checked on every machine.
 //!
 //! Tolerance, per tensor: `max_i |dev_i − cpu_i| ≤ tol · max_i |cpu_i|` with `tol = 1e-4` for
 //! f32 and `1e-10` for f64 (the kernels sum in different orders; a wrong formula is off by
@@ -16,8 +18,9 @@
 use candle_core::{DType, Device, Tensor, Var};
 use xfer_ops::device::device_from_env;
 use xfer_ops::{
-    Conv2dConfig, SeededRng, adaptive_avg_pool2d, avg_pool2d, batch_norm_train, conv2d,
-    grad_reverse, layer_norm, log_softmax, max_pool2d, softmax,
+    Conv2dConfig, SeededRng, adaptive_avg_pool2d, add_relu, avg_pool2d, batch_norm_train, conv2d,
+    grad_reverse, layer_norm, linear, log_softmax, max_pool2d, max_pool2d_padded, relu, softmax,
+    sq_dist, sq_norm,
 };
 
 /// The device under test: `XFER_DEVICE`, the CPU by default.
@@ -103,11 +106,11 @@ where
 }
 
 /// Runs `f` on the CPU and on the device under test and compares outputs and gradients.
-fn parity<F>(what: &str, inputs: &[Tensor], f: F)
+fn parity<F>(what: &str, inputs: Vec<Tensor>, f: F)
 where
     F: Fn(&[Tensor]) -> xfer_ops::Result<Vec<Tensor>>,
 {
-    compare(what, inputs, &f, &f, &device());
+    compare(what, &inputs, &f, &f, &device());
 }
 
 /// Runs `reference` on the CPU and `under_test` on `dev`, compares outputs and gradients
@@ -171,25 +174,28 @@ fn grad_reverse_is_identity_forward_and_negated_scaled_gradient_on_device() {
     for dtype in DTYPES {
         let mut rng = SeededRng::new(1);
         let x = randn(&mut rng, &[3, 5, 4], dtype);
-        parity("grad_reverse(0.7)", &[x.clone()], |xs| {
+        parity("grad_reverse(0.7)", vec![x.clone()], |xs| {
             Ok(vec![grad_reverse(&xs[0], 0.7)?])
         });
         // A strided (transposed) view: the storage's affine must follow the layout.
         parity(
             "grad_reverse(1.5) of a transposed view",
-            &[x.clone()],
+            vec![x.clone()],
             |xs| Ok(vec![grad_reverse(&xs[0].transpose(1, 2)?, 1.5)?]),
         );
         // λ = 0 stops the gradient on every device (no gradient at all, not zeros).
-        parity("grad_reverse(0)", &[x], |xs| {
+        parity("grad_reverse(0)", vec![x], |xs| {
             Ok(vec![grad_reverse(&xs[0], 0.0)?])
         });
     }
 }
 
+/// What, input shape, weight shape, whether with a bias, the configuration.
+type ConvCase = (&'static str, [usize; 4], [usize; 4], bool, Conv2dConfig);
+
 #[test]
 fn conv2d_forward_and_backward_match_the_cpu_on_device() {
-    let cases: [(&str, [usize; 4], [usize; 4], bool, Conv2dConfig); 5] = [
+    let cases: [ConvCase; 5] = [
         (
             "conv2d 3x3 stride 2 pad 1, 11x10 input, bias",
             [2, 4, 11, 10],
@@ -249,7 +255,7 @@ fn conv2d_forward_and_backward_match_the_cpu_on_device() {
             if with_bias {
                 inputs.push(randn(&mut rng, &[ws[0]], dtype));
             }
-            parity(what, &inputs, |t| {
+            parity(what, inputs, |t| {
                 Ok(vec![conv2d(&t[0], &t[1], t.get(2), cfg)?])
             });
         }
@@ -261,16 +267,16 @@ fn softmax_and_log_softmax_match_the_cpu_on_device() {
     for dtype in DTYPES {
         let mut rng = SeededRng::new(3);
         let x = randn(&mut rng, &[2, 3, 9], dtype);
-        parity("softmax", &[x.clone()], |t| Ok(vec![softmax(&t[0])?]));
-        parity("log_softmax", &[x.clone()], |t| {
+        parity("softmax", vec![x.clone()], |t| Ok(vec![softmax(&t[0])?]));
+        parity("log_softmax", vec![x.clone()], |t| {
             Ok(vec![log_softmax(&t[0])?])
         });
         // Large logits: both paths subtract the row maximum.
         let big = (x * 40.0).unwrap();
-        parity("softmax of large logits", &[big.clone()], |t| {
+        parity("softmax of large logits", vec![big.clone()], |t| {
             Ok(vec![softmax(&t[0])?])
         });
-        parity("log_softmax of large logits", &[big], |t| {
+        parity("log_softmax of large logits", vec![big], |t| {
             Ok(vec![log_softmax(&t[0])?])
         });
     }
@@ -280,12 +286,12 @@ fn softmax_and_log_softmax_match_the_cpu_on_device() {
 fn layer_norm_matches_the_cpu_on_device() {
     for dtype in DTYPES {
         let mut rng = SeededRng::new(4);
-        let inputs = [
+        let inputs = vec![
             randn(&mut rng, &[4, 6, 10], dtype),
             randn(&mut rng, &[10], dtype),
             randn(&mut rng, &[10], dtype),
         ];
-        parity("layer_norm", &inputs, |t| {
+        parity("layer_norm", inputs, |t| {
             Ok(vec![layer_norm(&t[0], &t[1], &t[2], 1e-5)?])
         });
     }
@@ -297,23 +303,26 @@ fn pooling_matches_the_cpu_on_device() {
         let mut rng = SeededRng::new(5);
         // Odd sizes: the windows do not tile the input (candle's own backward is wrong there).
         let x = randn(&mut rng, &[2, 3, 7, 9], dtype);
-        parity("max_pool2d k2 s2", &[x.clone()], |t| {
+        parity("max_pool2d k2 s2", vec![x.clone()], |t| {
             Ok(vec![max_pool2d(&t[0], 2, 2)?])
         });
-        parity("max_pool2d k3 s2 (overlapping)", &[x.clone()], |t| {
+        parity("max_pool2d k3 s2 (overlapping)", vec![x.clone()], |t| {
             Ok(vec![max_pool2d(&t[0], 3, 2)?])
         });
-        parity("avg_pool2d k2 s2", &[x.clone()], |t| {
+        parity("avg_pool2d k2 s2", vec![x.clone()], |t| {
             Ok(vec![avg_pool2d(&t[0], 2, 2)?])
         });
-        parity("avg_pool2d k3 s1", &[x.clone()], |t| {
+        parity("avg_pool2d k3 s1", vec![x.clone()], |t| {
             Ok(vec![avg_pool2d(&t[0], 3, 1)?])
         });
-        parity("adaptive_avg_pool2d to 3x2", &[x.clone()], |t| {
+        parity("adaptive_avg_pool2d to 3x2", vec![x.clone()], |t| {
             Ok(vec![adaptive_avg_pool2d(&t[0], 3, 2)?])
         });
-        parity("adaptive_avg_pool2d to 1x1", &[x], |t| {
+        parity("adaptive_avg_pool2d to 1x1", vec![x.clone()], |t| {
             Ok(vec![adaptive_avg_pool2d(&t[0], 1, 1)?])
+        });
+        parity("max_pool2d_padded k3 s2 p1 (ResNet stem)", vec![x], |t| {
+            Ok(vec![max_pool2d_padded(&t[0], 3, 2, 1)?])
         });
     }
 }
@@ -327,17 +336,46 @@ fn batch_norm_train_matches_the_cpu_on_device() {
             ("batch_norm_train (N, C)", vec![8, 5]),
         ] {
             let c = shape[1];
-            let inputs = [
+            let inputs = vec![
                 randn(&mut rng, &shape, dtype),
                 randn(&mut rng, &[c], dtype),
                 randn(&mut rng, &[c], dtype),
             ];
             // Outputs: y, the batch mean and the unbiased variance (both detached).
-            parity(what, &inputs, |t| {
+            parity(what, inputs, |t| {
                 let (y, mu, var) = batch_norm_train(&t[0], &t[1], &t[2], 1e-5)?;
                 Ok(vec![y, mu, var])
             });
         }
+    }
+}
+
+#[test]
+fn linear_relu_and_squared_norms_match_the_cpu_on_device() {
+    for dtype in DTYPES {
+        let mut rng = SeededRng::new(7);
+        let x = randn(&mut rng, &[6, 10], dtype);
+        let x3 = randn(&mut rng, &[2, 3, 10], dtype);
+        let w = randn(&mut rng, &[7, 10], dtype);
+        let b = randn(&mut rng, &[7], dtype);
+        parity("linear with bias", vec![x.clone(), w.clone(), b], |t| {
+            Ok(vec![linear(&t[0], &t[1], Some(&t[2]))?])
+        });
+        parity(
+            "linear without bias, (2, 3, in) input",
+            vec![x3, w.clone()],
+            |t| Ok(vec![linear(&t[0], &t[1], None)?]),
+        );
+        parity("relu", vec![x.clone()], |t| Ok(vec![relu(&t[0])?]));
+        let y = randn(&mut rng, &[6, 10], dtype);
+        parity("add_relu", vec![x.clone(), y], |t| {
+            Ok(vec![add_relu(&t[0], &t[1])?])
+        });
+        parity("sq_norm", vec![w.clone()], |t| Ok(vec![sq_norm(&t[0])?]));
+        let anchor = randn(&mut rng, &[7, 10], dtype);
+        parity("sq_dist", vec![w, anchor], |t| {
+            Ok(vec![sq_dist(&t[0], &t[1])?])
+        });
     }
 }
 
@@ -347,11 +385,16 @@ fn the_device_under_test_is_the_one_xfer_device_names() {
     match std::env::var("XFER_DEVICE") {
         Ok(s) if s.trim().to_ascii_lowercase().starts_with("cuda") => assert!(dev.is_cuda()),
         Ok(s) if s.trim().to_ascii_lowercase().starts_with("metal") => assert!(dev.is_metal()),
-        Ok(s) if !s.trim().is_empty() && s.trim().to_ascii_lowercase() != "cpu" => {}
+        Ok(s) if !s.trim().is_empty() && !s.trim().eq_ignore_ascii_case("cpu") => {}
         _ => assert!(dev.is_cpu()),
     }
     println!("device under test: {:?}", dev.location());
 }
+
+/// An op as a plain function of its inputs.
+type Op = fn(&[Tensor]) -> xfer_ops::Result<Vec<Tensor>>;
+/// What, input shapes, the CPU kernel, the portable path.
+type Case = (&'static str, Vec<Vec<usize>>, Op, Op);
 
 /// The paths a non-CPU device takes (`conv2d_portable`, the composed softmax / log-softmax /
 /// layer norm, the `index_select` pooling), run on the CPU, against the CPU kernels: the
@@ -359,10 +402,12 @@ fn the_device_under_test_is_the_one_xfer_device_names() {
 #[test]
 fn portable_paths_run_on_the_cpu_match_the_cpu_kernels() {
     use xfer_ops::conv::conv2d_portable;
-    use xfer_ops::norm::{layer_norm_portable, log_softmax_portable, softmax_portable};
+    use xfer_ops::linear::linear_portable;
+    use xfer_ops::norm::{
+        batch_norm_train_portable, layer_norm_portable, log_softmax_portable, softmax_portable,
+    };
     use xfer_ops::pool::{adaptive_avg_pool2d_portable, avg_pool2d_portable, max_pool2d_portable};
-    type Op = fn(&[Tensor]) -> xfer_ops::Result<Vec<Tensor>>;
-    let cases: [(&str, Vec<Vec<usize>>, Op, Op); 7] = [
+    let cases: [Case; 13] = [
         (
             "conv2d vs conv2d_portable (stride 2, pad 1, dilation 2, groups 2)",
             vec![vec![2, 4, 11, 10], vec![6, 2, 3, 3], vec![6]],
@@ -374,6 +419,57 @@ fn portable_paths_run_on_the_cpu_match_the_cpu_kernels() {
                     Some(&t[2]),
                     cfg_for_cases(),
                 )?])
+            },
+        ),
+        (
+            "linear vs linear_portable",
+            vec![vec![2, 3, 10], vec![7, 10], vec![7]],
+            |t| Ok(vec![linear(&t[0], &t[1], Some(&t[2]))?]),
+            |t| Ok(vec![linear_portable(&t[0], &t[1], Some(&t[2]))?]),
+        ),
+        (
+            "relu vs candle's relu",
+            vec![vec![6, 10]],
+            |t| Ok(vec![relu(&t[0])?]),
+            |t| Ok(vec![t[0].relu()?]),
+        ),
+        (
+            "add_relu vs (a + b).relu()",
+            vec![vec![6, 10], vec![6, 10]],
+            |t| Ok(vec![add_relu(&t[0], &t[1])?]),
+            |t| Ok(vec![(&t[0] + &t[1])?.relu()?]),
+        ),
+        (
+            "sq_dist vs (x - a).sqr().sum_all()",
+            vec![vec![7, 10], vec![7, 10]],
+            |t| Ok(vec![sq_dist(&t[0], &t[1])?]),
+            |t| Ok(vec![(&t[0] - &t[1])?.sqr()?.sum_all()?]),
+        ),
+        (
+            "batch_norm_train vs batch_norm_train_portable",
+            vec![vec![3, 4, 5, 6], vec![4], vec![4]],
+            |t| {
+                let (y, mu, var) = batch_norm_train(&t[0], &t[1], &t[2], 1e-5)?;
+                Ok(vec![y, mu, var])
+            },
+            |t| {
+                let (y, mu, var) = batch_norm_train_portable(&t[0], &t[1], &t[2], 1e-5)?;
+                Ok(vec![y, mu, var])
+            },
+        ),
+        (
+            "max_pool2d_padded vs -inf padding + max_pool2d_portable (k3 s2 p1)",
+            vec![vec![2, 3, 7, 9]],
+            |t| Ok(vec![max_pool2d_padded(&t[0], 3, 2, 1)?]),
+            |t| {
+                let pad = |x: &Tensor, dim: usize| -> xfer_ops::Result<Tensor> {
+                    let mut shape = x.dims().to_vec();
+                    shape[dim] = 1;
+                    let side = Tensor::full(f64::NEG_INFINITY, shape.as_slice(), x.device())?
+                        .to_dtype(x.dtype())?;
+                    Ok(Tensor::cat(&[&side, x, &side], dim)?)
+                };
+                Ok(vec![max_pool2d_portable(&pad(&pad(&t[0], 3)?, 2)?, 3, 2)?])
             },
         ),
         (
