@@ -305,11 +305,11 @@ fn mcc_by_hand(z: &[Vec<f64>], temp: f64, weights: Option<&[f64]>) -> f64 {
         }
     }
     let mut off = 0.0;
-    for j in 0..c {
-        let row: f64 = conf[j].iter().sum();
-        for k in 0..c {
+    for (j, row) in conf.iter().enumerate() {
+        let total: f64 = row.iter().sum();
+        for (k, v) in row.iter().enumerate() {
             if k != j {
-                off += conf[j][k] / row;
+                off += v / total;
             }
         }
     }
@@ -409,7 +409,7 @@ fn pseudo_label_gradient_reaches_only_the_student() {
     let student = t(&[0.3, -0.2, 0.1, 0.5, 0.9, -0.4, 0.0, 0.0, 0.7], &[3, 3]);
     check_grad(
         &|x| pseudo_label_loss(&teacher, &x[0], 0.7, true).unwrap().loss,
-        &[student.clone()],
+        std::slice::from_ref(&student),
         1e-6,
     );
     let tv = Var::from_tensor(&teacher).unwrap();
