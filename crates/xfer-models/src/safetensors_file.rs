@@ -143,8 +143,11 @@ fn from_candle(dtype: DType) -> Option<Dtype> {
 impl SafetensorsFile {
     /// Reads and validates `path`. Refuses pickles and zip archives (PyTorch checkpoints),
     /// truncated files and malformed headers with an error naming the file.
+    ///
+    /// Also removes what interrupted saves of `path` left behind ([`remove_stale_temps`]).
     pub fn open(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
+        remove_stale_temps(path);
         let bytes = std::fs::read(path).map_err(|e| ModelError::File {
             path: path.to_path_buf(),
             msg: format!("cannot read: {e}"),
@@ -213,8 +216,10 @@ impl SafetensorsFile {
     }
 
     /// Reads only the header's `__metadata__` string map (cheap for large files).
+    /// Like [`SafetensorsFile::open`], it removes leftovers of interrupted saves of `path`.
     pub fn read_metadata(path: impl AsRef<Path>) -> Result<BTreeMap<String, String>> {
         let path = path.as_ref();
+        remove_stale_temps(path);
         let io = |e: std::io::Error| ModelError::File {
             path: path.to_path_buf(),
             msg: format!("cannot read: {e}"),
@@ -434,11 +439,128 @@ pub fn serialize<'a>(
         .map_err(|e| ModelError::Config(format!("cannot serialise tensors to safetensors: {e}")))
 }
 
-/// Writes `bytes` to `path` atomically: a temporary file in the same directory is written,
-/// flushed and synced, then renamed over `path` (and the directory synced). On any error the
-/// temporary file is removed and a previous file at `path` is left as it was.
+/// The one temporary file a save of `path` writes: `.NAME.tmp` next to it.
+///
+/// The name is a function of the target alone, so at most one temporary file per target ever
+/// exists, and the next save (or load) of the target finds and removes a leftover of an
+/// interrupted save.
+pub fn temp_path(path: &Path) -> Result<PathBuf> {
+    let file_name = path.file_name().ok_or_else(|| ModelError::File {
+        path: path.to_path_buf(),
+        msg: "not a file path".into(),
+    })?;
+    Ok(dir_of(path).join(format!(".{}.tmp", file_name.to_string_lossy())))
+}
+
+fn dir_of(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Whether `name` is a temporary file of a save of the target `target`: today's
+/// `.TARGET.tmp`, or `.TARGET.tmp-PID-NANOS` of earlier versions (which named each save's
+/// temporary file uniquely and could leave one behind per interrupted save).
+fn is_temp_of(name: &str, target: &str) -> bool {
+    let Some(rest) = name
+        .strip_prefix('.')
+        .and_then(|n| n.strip_prefix(target))
+        .and_then(|n| n.strip_prefix(".tmp"))
+    else {
+        return false;
+    };
+    rest.is_empty()
+        || rest
+            .strip_prefix('-')
+            .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_digit() || c == '-'))
+}
+
+/// Removes what interrupted saves of `path` left behind (see [`temp_path`]); returns how many
+/// files were removed. A temporary file that a live save holds locked is left alone, so a
+/// load in one process never breaks a save in another. Best effort: a file that cannot be
+/// removed (read-only directory) is logged and skipped.
+pub fn remove_stale_temps(path: &Path) -> usize {
+    let Some(target) = path.file_name().and_then(|n| n.to_str()) else {
+        return 0;
+    };
+    let dir = dir_of(path);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if !name.to_str().is_some_and(|n| is_temp_of(n, target)) {
+            continue;
+        }
+        let tmp = entry.path();
+        let Ok(f) = std::fs::OpenOptions::new().write(true).open(&tmp) else {
+            continue;
+        };
+        // A save in progress holds the lock; a killed one released it with its process.
+        if f.try_lock().is_err() {
+            continue;
+        }
+        match std::fs::remove_file(&tmp) {
+            Ok(()) => {
+                removed += 1;
+                tracing::info!(path = %tmp.display(), "removed the temporary file of an interrupted save");
+            }
+            Err(e) => {
+                tracing::warn!(path = %tmp.display(), error = %e, "cannot remove the temporary file of an interrupted save");
+            }
+        }
+        drop(f);
+    }
+    removed
+}
+
+/// Writes `bytes` to `path` atomically: the one temporary file of the target ([`temp_path`],
+/// `.NAME.tmp` in the same directory) is created or truncated under an exclusive lock,
+/// written, flushed and synced, then renamed over `path`, and the directory synced. A crash
+/// at any point leaves the previous file at `path` (or none) and at most that one temporary
+/// file, which the next save or load of `path` removes ([`remove_stale_temps`]). On an error
+/// the temporary file is removed. Concurrent saves of the same target (from threads or
+/// processes) take turns on the lock.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// Opens the target's temporary file and locks it exclusively. The lock is taken on the
+/// file that the temporary name refers to *after* locking, so a save that waited for another
+/// one (which then renamed that file over the target) never writes into the target.
+fn open_locked_temp(tmp: &Path) -> std::io::Result<std::fs::File> {
+    loop {
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(tmp)?;
+        f.lock()?;
+        if same_file(&f, tmp)? {
+            f.set_len(0)?;
+            return Ok(f);
+        }
+    }
+}
+
+/// Whether the open file `f` is still the file named `path` (a removed or renamed file is not).
+#[cfg(unix)]
+fn same_file(f: &std::fs::File, path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    let ours = f.metadata()?;
+    match std::fs::metadata(path) {
+        Ok(now) => Ok(now.dev() == ours.dev() && now.ino() == ours.ino()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Without inode numbers: the name still exists (renaming an open file is refused on Windows).
+#[cfg(not(unix))]
+fn same_file(_f: &std::fs::File, path: &Path) -> std::io::Result<bool> {
+    Ok(path.exists())
 }
 
 /// [`write_atomic`] with a writer callback (lets tests inject a failure mid-write).
@@ -450,40 +572,24 @@ pub(crate) fn write_atomic_with(
         path: p.to_path_buf(),
         msg: format!("{what}: {e}"),
     };
-    let file_name = path.file_name().ok_or_else(|| ModelError::File {
-        path: path.to_path_buf(),
-        msg: "not a file path".into(),
-    })?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{nanos}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)
-        .map_err(|e| err(&tmp, "cannot create temporary file", e))?;
-    let written = write(&mut f)
+    let tmp = temp_path(path)?;
+    let dir = dir_of(path);
+    remove_stale_temps(path);
+    let mut f = open_locked_temp(&tmp).map_err(|e| err(&tmp, "cannot create temporary file", e))?;
+    let result = write(&mut f)
         .and_then(|()| f.flush())
-        .and_then(|()| f.sync_all());
-    drop(f);
-    let result = written
+        .and_then(|()| f.sync_all())
         .map_err(|e| err(&tmp, "cannot write", e))
+        // Renamed while still locked: nobody can take the temporary name's file before it
+        // has become the target.
         .and_then(|()| std::fs::rename(&tmp, path).map_err(|e| err(path, "cannot replace", e)));
     if let Err(e) = result {
         // Best effort: the temporary file must not linger; its removal error would hide `e`.
         let _ = std::fs::remove_file(&tmp);
+        drop(f);
         return Err(e);
     }
+    drop(f);
     // Make the rename durable; not every platform can open a directory, so best effort.
     if let Ok(d) = std::fs::File::open(&dir) {
         let _ = d.sync_all();
@@ -497,8 +603,18 @@ mod tests {
 
     fn tmpdir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("xfer-st-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
         std::fs::create_dir_all(&d).unwrap();
         d
+    }
+
+    fn names_in(d: &Path) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
     }
 
     #[test]
@@ -513,8 +629,92 @@ mod tests {
         let e = r.unwrap_err().to_string();
         assert!(e.contains("simulated crash"), "{e}");
         assert_eq!(std::fs::read(&p).unwrap(), b"old contents");
-        let left: Vec<_> = std::fs::read_dir(&d).unwrap().collect();
-        assert_eq!(left.len(), 1, "a temporary file was left behind");
+        assert_eq!(
+            names_in(&d),
+            vec!["model.safetensors"],
+            "a temporary file was left behind"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn temp_names_are_recognised_per_target() {
+        let t = "step-000000003.safetensors";
+        assert!(is_temp_of(".step-000000003.safetensors.tmp", t));
+        assert!(is_temp_of(
+            ".step-000000003.safetensors.tmp-4242-123456789",
+            t
+        ));
+        assert!(!is_temp_of(".step-000000003.safetensors.tmp-", t));
+        assert!(!is_temp_of(".step-000000003.safetensors.tmpx", t));
+        assert!(!is_temp_of(".step-000000030.safetensors.tmp", t));
+        assert!(!is_temp_of("step-000000003.safetensors", t));
+        assert!(!is_temp_of(".step-000000003.safetensors.tmp-12-ab", t));
+        assert_eq!(
+            temp_path(Path::new("a/b.safetensors")).unwrap(),
+            Path::new("a/.b.safetensors.tmp")
+        );
+    }
+
+    #[test]
+    fn a_save_removes_the_leftovers_of_interrupted_saves_of_its_target_only() {
+        let d = tmpdir("leftovers");
+        let p = d.join("model.safetensors");
+        // what killed saves leave: the current name, and the unique names of older versions
+        std::fs::write(d.join(".model.safetensors.tmp"), b"torn").unwrap();
+        std::fs::write(d.join(".model.safetensors.tmp-17-123456"), b"torn").unwrap();
+        std::fs::write(d.join(".model.safetensors.tmp-99-7"), b"torn").unwrap();
+        std::fs::write(d.join(".other.safetensors.tmp"), b"not ours").unwrap();
+        write_atomic(&p, b"new").unwrap();
+        assert_eq!(
+            names_in(&d),
+            vec![".other.safetensors.tmp", "model.safetensors"]
+        );
+        assert_eq!(std::fs::read(&p).unwrap(), b"new");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_load_removes_leftovers_but_not_the_temporary_file_of_a_live_save() {
+        let d = tmpdir("loadclean");
+        let p = d.join("w.safetensors");
+        let t = Tensor::new(&[1.0f32, 2.0], &Device::Cpu).unwrap();
+        let bytes = serialize([("a", &t)], &BTreeMap::new()).unwrap();
+        write_atomic(&p, &bytes).unwrap();
+        let tmp = temp_path(&p).unwrap();
+        std::fs::write(&tmp, b"torn").unwrap();
+        std::fs::write(d.join(".w.safetensors.tmp-1-2"), b"torn").unwrap();
+        // a save in progress (another process) holds its temporary file locked
+        let live = std::fs::OpenOptions::new().write(true).open(&tmp).unwrap();
+        live.lock().unwrap();
+        let f = SafetensorsFile::open(&p).unwrap();
+        assert_eq!(f.len(), 1);
+        assert_eq!(names_in(&d), vec![".w.safetensors.tmp", "w.safetensors"]);
+        drop(live);
+        SafetensorsFile::read_metadata(&p).unwrap();
+        assert_eq!(names_in(&d), vec!["w.safetensors"]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn concurrent_saves_of_one_target_take_turns() {
+        let d = tmpdir("concurrent");
+        let p = d.join("c.bin");
+        let a = vec![b'a'; 1 << 16];
+        let b = vec![b'b'; 1 << 17];
+        let (a, b, p) = (&a, &b, &p);
+        std::thread::scope(|s| {
+            for data in [a, b] {
+                s.spawn(move || {
+                    for _ in 0..20 {
+                        write_atomic(p, data).unwrap();
+                        let now = std::fs::read(p).unwrap();
+                        assert!(now == *a || now == *b, "a torn file of {} bytes", now.len());
+                    }
+                });
+            }
+        });
+        assert_eq!(names_in(&d), vec!["c.bin"]);
         std::fs::remove_dir_all(&d).unwrap();
     }
 
