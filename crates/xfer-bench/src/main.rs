@@ -11,8 +11,8 @@ use anyhow::{Context, Result, bail};
 use xfer::candle::{DType, Device, Tensor};
 use xfer::losses::{DomainAdversarialLoss, L2Sp, ZeroShotHinge, cross_entropy};
 use xfer::models::{
-    DannLeNet, DomainDiscriminator, DomainDiscriminatorConfig, FeatureExtractor, LeNetConfig,
-    Linear, Mlp, MlpConfig, Module, ModuleT, Param, ParamStore, ResNet, SentenceEncoder,
+    Backbone, DannLeNet, DomainDiscriminator, DomainDiscriminatorConfig, LeNetConfig, Linear, Mlp,
+    MlpConfig, Module, ModuleT, Param, ParamStore, ResNet, SentenceEncoder,
 };
 use xfer::ops::{ParamSnapshot, SeededRng};
 use xfer::train::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};

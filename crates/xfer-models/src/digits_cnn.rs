@@ -9,7 +9,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use xfer_ops::{Conv2dConfig, SeededRng};
 
-use crate::layers::{Activation, FeatureExtractor, ModuleT};
+use crate::layers::{Activation, ModuleT};
 use crate::params::Scope;
 use crate::sequential::{Sequential, SequentialBuilder, check_dropout, check_widths, mlp_stack};
 use crate::{ModelError, Result};
@@ -48,6 +48,7 @@ impl Default for DigitsCnnConfig {
 /// The small digits CNN.
 #[derive(Debug)]
 pub struct DigitsCnn {
+    scope: Scope,
     cfg: DigitsCnnConfig,
     feature_dim: usize,
     features: Sequential,
@@ -105,6 +106,7 @@ impl DigitsCnn {
             dev,
         )?;
         Ok(Self {
+            scope: scope.clone(),
             cfg: cfg.clone(),
             feature_dim,
             features,
@@ -123,9 +125,21 @@ impl DigitsCnn {
     }
 }
 
-impl FeatureExtractor for DigitsCnn {
+impl DigitsCnn {
+    /// The scope the network was built under.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// Removes the classifier layers from the network and hands them over (the parameters
+    /// stay in the store; the network's own head becomes the identity).
+    pub fn take_classifier(&mut self) -> Sequential {
+        std::mem::take(&mut self.classifier)
+    }
+
     /// (N, 1, 8, 8) → (N, 4·c2).
-    fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// The flattened convolutional features (the input of the classifier).
+    pub fn conv_features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let s = self.cfg.input_size;
         let ok =
             matches!(x.dims(), [_, c, h, w] if *c == self.cfg.in_channels && *h == s && *w == s);
@@ -138,13 +152,14 @@ impl FeatureExtractor for DigitsCnn {
         }
         Ok(self.features.forward_t(x, train)?.flatten_from(1)?)
     }
-    fn feature_dim(&self) -> usize {
+    /// Width of [`Self::conv_features`].
+    pub fn conv_feature_dim(&self) -> usize {
         self.feature_dim
     }
 }
 
 impl ModuleT for DigitsCnn {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.head_forward(&self.features_t(x, train)?, train)
+        self.head_forward(&self.conv_features(x, train)?, train)
     }
 }

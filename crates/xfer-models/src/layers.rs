@@ -25,26 +25,6 @@ pub trait ModuleT {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor>;
 }
 
-/// A network that can stop at its features (the input of its head): what domain-adversarial
-/// training feeds to both the label predictor and the domain discriminator, and what a new
-/// head is trained on in layer transfer.
-pub trait FeatureExtractor {
-    /// The features of `x` (batch first); `train` selects training behaviour.
-    fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor>;
-    /// Width of one feature vector.
-    fn feature_dim(&self) -> usize;
-}
-
-impl FeatureExtractor for crate::resnet::ResNet {
-    /// The globally pooled features (N, 512) or (N, 2048).
-    fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.features(x, train)
-    }
-    fn feature_dim(&self) -> usize {
-        crate::resnet::ResNet::feature_dim(self)
-    }
-}
-
 impl<M: Module> ModuleT for M {
     fn forward_t(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
         self.forward(x)

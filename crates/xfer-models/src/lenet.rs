@@ -12,7 +12,7 @@ use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use xfer_ops::{Conv2dConfig, SeededRng};
 
-use crate::layers::{Activation, FeatureExtractor, ModuleT};
+use crate::layers::{Activation, ModuleT};
 use crate::params::Scope;
 use crate::sequential::{Sequential, SequentialBuilder, check_widths, mlp_stack};
 use crate::{ModelError, Result};
@@ -65,6 +65,7 @@ impl LeNetConfig {
 /// The DANN paper's LeNet: features and label predictor.
 #[derive(Debug)]
 pub struct DannLeNet {
+    scope: Scope,
     cfg: LeNetConfig,
     feature_dim: usize,
     features: Sequential,
@@ -101,6 +102,7 @@ impl DannLeNet {
             dev,
         )?;
         Ok(Self {
+            scope: scope.clone(),
             cfg: cfg.clone(),
             feature_dim,
             features,
@@ -119,9 +121,21 @@ impl DannLeNet {
     }
 }
 
-impl FeatureExtractor for DannLeNet {
+impl DannLeNet {
+    /// The scope the network was built under.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// Removes the classifier layers from the network and hands them over (the parameters
+    /// stay in the store; the network's own head becomes the identity).
+    pub fn take_classifier(&mut self) -> Sequential {
+        std::mem::take(&mut self.classifier)
+    }
+
     /// (N, C, H, W) → (N, 768) for 28×28 input.
-    fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// The flattened convolutional features (the input of the classifier).
+    pub fn conv_features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (_, c, h, w) = x.dims4().map_err(|_| ModelError::ShapeMismatch {
             name: "input of lenet".into(),
             expected: vec![
@@ -146,13 +160,14 @@ impl FeatureExtractor for DannLeNet {
         }
         Ok(self.features.forward_t(x, train)?.flatten_from(1)?)
     }
-    fn feature_dim(&self) -> usize {
+    /// Width of [`Self::conv_features`].
+    pub fn conv_feature_dim(&self) -> usize {
         self.feature_dim
     }
 }
 
 impl ModuleT for DannLeNet {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.head_forward(&self.features_t(x, train)?, train)
+        self.head_forward(&self.conv_features(x, train)?, train)
     }
 }

@@ -8,6 +8,9 @@
 //! - [`groups`]: [`ParamGroup`] and [`partition_params`] for optimisers.
 //! - [`transfer`]: layer transfer with renaming, dtype conversion and a [`TransferReport`].
 //! - [`pretrained`]: strict loading of a torchvision / Hugging Face checkpoint into a model.
+//! - [`backbone`]: the [`Backbone`] trait (a network stopped at its features) and its
+//!   implementations; [`classifier`]: [`Classifier`] = backbone + bottleneck + head, built from
+//!   a [`BackboneSpec`] (`mlp`, `cnn`, `lenet`, `resnet18:weights=PATH`, `minilm:DIR`).
 //! - [`resnet`]: ResNet-18/34/50 with torchvision's layout and names.
 //! - [`checkpoint`]: atomic safetensors checkpoints with the configuration in the metadata.
 //! - [`safetensors_file`]: reading safetensors with typed errors, atomic writes.
@@ -17,8 +20,10 @@
 //! - [`bert`]: a BERT encoder with Hugging Face's names and the sentence-transformers
 //!   [`SentenceEncoder`]; [`tokenizer`]: the model's own `tokenizer.json`.
 
+pub mod backbone;
 pub mod bert;
 pub mod checkpoint;
+pub mod classifier;
 pub mod digits_cnn;
 pub mod error;
 pub mod groups;
@@ -36,7 +41,9 @@ pub mod sequential;
 pub mod tokenizer;
 pub mod transfer;
 
+pub use backbone::{Backbone, BertBackbone, encode_tokens, names_in_blocks};
 pub use bert::{BertConfig, BertModel, HiddenAct, SentenceEncoder, l2_normalize, mean_pool};
+pub use classifier::{BackboneSpec, Classifier, ClassifierConfig, TEXT_MAX_LEN};
 pub use digits_cnn::{DigitsCnn, DigitsCnnConfig};
 pub use error::{ModelError, Result};
 pub use groups::{DEFAULT_GROUP, GroupedParams, ParamGroup, partition_params};
@@ -45,8 +52,7 @@ pub use heads::{
     EmbeddingHead, EmbeddingHeadConfig, ZeroShotConfig, ZeroShotHeads,
 };
 pub use layers::{
-    Activation, BatchNorm, Conv2d, Dropout, Embedding, FeatureExtractor, LayerNorm, Linear, Module,
-    ModuleT,
+    Activation, BatchNorm, Conv2d, Dropout, Embedding, LayerNorm, Linear, Module, ModuleT,
 };
 pub use lenet::{DannLeNet, LeNetConfig};
 pub use mlp::{Mlp, MlpConfig};

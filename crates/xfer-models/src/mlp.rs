@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 use xfer_ops::SeededRng;
 
 use crate::Result;
-use crate::layers::{Activation, FeatureExtractor, Linear, Module, ModuleT};
+use crate::backbone::Backbone;
+use crate::layers::{Activation, Linear, Module, ModuleT};
 use crate::params::Scope;
 use crate::sequential::{Sequential, check_dropout, check_widths, mlp_stack};
 
@@ -49,6 +50,7 @@ impl MlpConfig {
 #[derive(Debug)]
 pub struct Mlp {
     cfg: MlpConfig,
+    scope: Scope,
     features: Sequential,
     classifier: Option<Linear>,
 }
@@ -93,6 +95,7 @@ impl Mlp {
         };
         Ok(Self {
             cfg: cfg.clone(),
+            scope: scope.clone(),
             features,
             classifier,
         })
@@ -117,16 +120,39 @@ impl Mlp {
     }
 }
 
-impl FeatureExtractor for Mlp {
-    fn features_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+impl Mlp {
+    /// The scope the network was built under.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
+    /// Removes the head from the network and hands it over (the parameters stay in the
+    /// store): what [`crate::Classifier`] does to put the head after its own bottleneck.
+    pub fn take_head(&mut self) -> Option<Linear> {
+        self.classifier.take()
+    }
+
+    /// The hidden layers applied to `x` `[N, input_dim]`: the features `[N, D]`.
+    pub fn hidden_forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.features.forward_t(x, train)
     }
-    fn feature_dim(&self) -> usize {
+
+    /// Width of the features (the last hidden width, or the input width without hidden
+    /// layers).
+    pub fn hidden_dim(&self) -> usize {
         self.cfg
             .hidden
             .last()
             .copied()
             .unwrap_or(self.cfg.input_dim)
+    }
+
+    /// The hidden linear layers' prefixes (`features.0`, `features.2`, ...), input side first.
+    pub fn hidden_blocks(&self) -> Vec<String> {
+        let stride = if self.cfg.dropout > 0.0 { 3 } else { 2 };
+        (0..self.cfg.hidden.len())
+            .map(|i| self.scope.path(&format!("features.{}", stride * i)))
+            .collect()
     }
 }
 

@@ -624,6 +624,11 @@ impl ResNet {
         Ok(y)
     }
 
+    /// The scope the model's names live under.
+    pub fn scope(&self) -> &Scope {
+        &self.scope
+    }
+
     /// Pooled features, (N, [`ResNet::feature_dim`]): the input of `fc`.
     pub fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = self.feature_map(x, train)?;

@@ -64,7 +64,7 @@ fn model(seed: u64, dtype: DType) -> (ParamStore, MlpConfig) {
     )
     .unwrap();
     let x = rng.normal(&[8, 4], 1.0, 2.0, dtype, &CPU).unwrap();
-    use xfer_models::FeatureExtractor;
+    use xfer_models::Backbone;
     d.forward_t(&m.features_t(&x, true).unwrap(), true).unwrap();
     (store, cfg)
 }

@@ -21,9 +21,9 @@
 
 use candle_core::{DType, Device, Tensor};
 use xfer_models::{
-    Activation, BertConfig, BertModel, DannLeNet, DomainDiscriminator, DomainDiscriminatorConfig,
-    FeatureExtractor, LeNetConfig, Mlp, MlpConfig, ModuleT, ParamStore, ResNet, ZeroShotConfig,
-    ZeroShotHeads,
+    Activation, Backbone, BertConfig, BertModel, DannLeNet, DomainDiscriminator,
+    DomainDiscriminatorConfig, LeNetConfig, Mlp, MlpConfig, ModuleT, ParamStore, ResNet,
+    ZeroShotConfig, ZeroShotHeads,
 };
 use xfer_ops::SeededRng;
 use xfer_ops::device::device_from_env;

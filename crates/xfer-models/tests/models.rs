@@ -3,10 +3,10 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use xfer_models::{
-    Activation, ClassifierHead, ClassifierHeadConfig, ColumnConfig, DannLeNet, DigitsCnn,
-    DigitsCnnConfig, DomainDiscriminator, DomainDiscriminatorConfig, FeatureExtractor, LeNetConfig,
-    Mlp, MlpConfig, ModelError, ModuleT, MultiTask, MultiTaskConfig, ParamStore, ProgressiveNet,
-    Selection, TaskConfig, ZeroShotConfig, ZeroShotHeads,
+    Activation, Backbone, ClassifierHead, ClassifierHeadConfig, ColumnConfig, DannLeNet, DigitsCnn,
+    DigitsCnnConfig, DomainDiscriminator, DomainDiscriminatorConfig, LeNetConfig, Mlp, MlpConfig,
+    ModelError, ModuleT, MultiTask, MultiTaskConfig, ParamStore, ProgressiveNet, Selection,
+    TaskConfig, ZeroShotConfig, ZeroShotHeads,
 };
 use xfer_ops::SeededRng;
 

@@ -35,9 +35,8 @@ use serde::{Deserialize, Serialize};
 use xfer_data::{PairedLoader, TensorDataset, UnlabeledDataset};
 use xfer_losses::{DomainAdversarialLoss, cross_entropy, dann_lambda};
 use xfer_models::{
-    Activation, DannLeNet, DigitsCnn, DigitsCnnConfig, DomainDiscriminator,
-    DomainDiscriminatorConfig, FeatureExtractor, LeNetConfig, Mlp, MlpConfig, ModuleT, ParamStore,
-    Scope,
+    Activation, Backbone, DannLeNet, DigitsCnn, DigitsCnnConfig, DomainDiscriminator,
+    DomainDiscriminatorConfig, LeNetConfig, Mlp, MlpConfig, ModuleT, ParamStore, Scope,
 };
 use xfer_ops::SeededRng;
 

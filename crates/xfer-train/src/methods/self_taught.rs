@@ -22,8 +22,8 @@ use std::fmt;
 use candle_core::{DType, Device, Tensor};
 use xfer_data::{DataLoader, TensorDataset, UnlabeledDataset};
 use xfer_models::{
-    Activation, FeatureExtractor, Linear, Mlp, MlpConfig, Module, ModuleT, ParamStore, Selection,
-    Transfer, TransferReport,
+    Activation, Backbone, Linear, Mlp, MlpConfig, Module, ModuleT, ParamStore, Selection, Transfer,
+    TransferReport,
 };
 use xfer_ops::SeededRng;
 
