@@ -1,4 +1,5 @@
 //! The embedded data sets: sizes, ranges, seeding, and that they are what they claim to be.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 use xfer_data::TensorDataset;
 use xfer_data::embedded::shifted;

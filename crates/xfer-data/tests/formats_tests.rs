@@ -1,4 +1,5 @@
 //! Every file format on small files the tests write themselves, good and bad.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 mod common;
 

@@ -18,6 +18,7 @@
 //! MLP + heads 3.4e-7, LeNet + discriminator 2e-6 (a vanishing bias gradient), tiny BERT
 //! 4e-7, ResNet-18 (batch 2, 64×64) 1.5e-5; CUDA's f32 differs from the exact result by the
 //! same order, so the tolerances leave a margin of about 50× or more.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 use candle_core::{DType, Device, Tensor};
 use xfer_models::{

@@ -1,6 +1,7 @@
 //! all-MiniLM-L6-v2 against sentence-transformers: the fixtures in `shared/fixtures`
 //! (`minilm_embeddings.*`, see the README there) hold the token ids, attention mask and
 //! normalised embeddings sentence-transformers computed for six sentences.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 use std::path::PathBuf;
 use std::sync::OnceLock;

@@ -1,6 +1,7 @@
 //! ResNet-18 against PyTorch/torchvision: the fixtures in `shared/fixtures` (see the README
 //! there) hold a torchvision ResNet-18 state dict and the outputs, loss and gradients PyTorch
 //! computed from it. Relative error here is `max |ours − theirs| / max |theirs|`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 use std::path::{Path, PathBuf};
 

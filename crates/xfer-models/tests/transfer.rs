@@ -1,4 +1,5 @@
 //! Layer transfer: report correctness, renaming, dtype conversion, strict mode, bad files.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -1,4 +1,5 @@
 //! Parameter snapshots are real copies: they do not move when the live variables do.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 use candle_core::{Device, Tensor, Var};
 use candle_nn::Optimizer;

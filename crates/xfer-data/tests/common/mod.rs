@@ -1,6 +1,6 @@
 //! Helpers the tests share: a self-cleaning temporary folder and writers for the small files
 //! the tests read back (gzip, MATLAB level-5).
-
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 #![allow(dead_code)]
 
 use std::io::Write;

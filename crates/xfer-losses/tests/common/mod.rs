@@ -1,4 +1,5 @@
 //! Shared test helpers: f64 tensors and a central finite-difference gradient check.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 #![allow(dead_code)]
 
 use candle_core::{DType, Device, Tensor, Var};

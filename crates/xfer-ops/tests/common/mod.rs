@@ -1,5 +1,6 @@
 //! Shared helpers of the xfer-ops tests: a finite-difference gradient checker and seeded
 //! random tensors.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 #![allow(dead_code)]
 
 use candle_core::{DType, Device, Tensor, Var};
