@@ -1,4 +1,5 @@
-//! ReLU, and ReLU of a sum (a residual connection), as single ops with an explicit backward.
+//! ReLU, ReLU6, and ReLU of a sum (a residual connection), as single ops with an explicit
+//! backward.
 //!
 //! candle's `relu` backward builds `zeros_like(x)`, compares, converts the mask to floats and
 //! multiplies: four passes and three temporaries per activation. Here the backward is one
@@ -98,6 +99,97 @@ pub fn add_relu(a: &Tensor, b: &Tensor) -> crate::Result<Tensor> {
         return Ok((a + b)?.relu()?);
     }
     Ok(a.contiguous()?.apply_op2(&b.contiguous()?, AddReluOp)?)
+}
+
+/// `relu6(x) = min(max(x, 0), 6)` element-wise (MobileNet's activation; NaN stays NaN).
+///
+/// Backward: `∂L/∂x = g · [0 < y < 6]` (PyTorch's `hardtanh` rule: no gradient at exactly 0
+/// or 6). On the CPU (f32, f64) one fused op with that explicit backward; other devices and
+/// dtypes use the composition `relu(x) − relu(x − 6)`, whose gradient is the same except at
+/// exactly `x = 6`. Not twice differentiable on the CPU.
+pub fn relu6(x: &Tensor) -> crate::Result<Tensor> {
+    if !fused(x) {
+        return relu6_portable(x);
+    }
+    Ok(x.contiguous()?.apply_op1(Relu6Op)?)
+}
+
+/// The device-generic [`relu6`]: `relu(x) − relu(x − 6)` from candle ops.
+pub fn relu6_portable(x: &Tensor) -> crate::Result<Tensor> {
+    Ok((x.relu()? - x.affine(1.0, -6.0)?.relu()?)?)
+}
+
+/// `min(max(v, 0), 6)`, keeping NaN.
+#[inline(always)]
+fn relu6_1<T: Elem>(v: T) -> T {
+    let six = T::from_f64(6.0);
+    if v <= T::default() {
+        T::default()
+    } else if v >= six {
+        six
+    } else {
+        v
+    }
+}
+
+struct Relu6Op;
+
+fn relu6_fwd<T: Elem>(s: &CpuStorage, l: &Layout) -> candle_core::Result<Vec<T>> {
+    Ok(map(slice::<T>(s, l, "relu6: input")?, relu6_1))
+}
+
+impl CustomOp1 for Relu6Op {
+    fn name(&self) -> &'static str {
+        "xfer-relu6"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = by_dtype!("relu6", s, relu6_fwd(s, l))?;
+        Ok((out, l.shape().clone()))
+    }
+
+    fn bwd(&self, _x: &Tensor, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(y.apply_op2_no_bwd(&g.contiguous()?, &Relu6Backward)?))
+    }
+}
+
+/// `(y, g) ↦ g · [0 < y < 6]`.
+struct Relu6Backward;
+
+fn relu6_bwd<T: Elem>(
+    (y, yl): (&CpuStorage, &Layout),
+    (g, gl): (&CpuStorage, &Layout),
+) -> candle_core::Result<Vec<T>> {
+    if yl.dims() != gl.dims() {
+        bail!(
+            "relu6 backward: output {:?}, gradient {:?}",
+            yl.dims(),
+            gl.dims()
+        );
+    }
+    let (zero, six) = (T::default(), T::from_f64(6.0));
+    Ok(zip_map(
+        slice::<T>(y, yl, "relu6 backward: output")?,
+        slice::<T>(g, gl, "relu6 backward: gradient")?,
+        |y, g| if y > zero && y < six { g } else { zero },
+    ))
+}
+
+impl CustomOp2 for Relu6Backward {
+    fn name(&self) -> &'static str {
+        "xfer-relu6-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        y: &CpuStorage,
+        yl: &Layout,
+        g: &CpuStorage,
+        gl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let out = by_dtype!("relu6", y, relu6_bwd((y, yl), (g, gl)))?;
+        Ok((out, yl.shape().clone()))
+    }
 }
 
 struct ReluOp;

@@ -2,9 +2,10 @@
 //! is checked against finite differences.
 //!
 //! - [`grad_reverse()`]: the gradient reversal layer of DANN (Ganin & Lempitsky, 2015).
-//! - [`conv2d`], [`max_pool2d`], [`max_pool2d_padded`], [`avg_pool2d`],
+//! - [`conv2d`], [`depthwise_conv2d`] (its own kernel, asymmetric and TF "SAME" padding:
+//!   [`Padding2d::same`]), [`max_pool2d`], [`max_pool2d_padded`], [`avg_pool2d`],
 //!   [`adaptive_avg_pool2d`]: convolution and pooling.
-//! - [`linear()`], [`relu()`], [`add_relu`], [`sq_norm`], [`sq_dist`]: a fully connected layer,
+//! - [`linear()`], [`relu()`], [`relu6()`], [`add_relu`], [`sq_norm`], [`sq_dist`]: a fully connected layer,
 //!   activations and penalty terms as single ops whose backward makes only the gradients
 //!   autograd uses (the composed candle versions cost several passes and temporaries each).
 //! - [`softmax`], [`log_softmax`], [`layer_norm`], [`batch_norm_train`]: normalisations whose
@@ -26,6 +27,8 @@ pub mod activation;
 pub mod conv;
 mod conv_cpu;
 mod cpu;
+pub mod depthwise;
+mod depthwise_cpu;
 pub mod device;
 pub mod error;
 pub mod grad;
@@ -39,8 +42,11 @@ mod pool_cpu;
 pub mod rng;
 pub mod snapshot;
 
-pub use activation::{add_relu, relu};
+pub use activation::{add_relu, relu, relu6, relu6_portable};
 pub use conv::{Conv2dConfig, conv2d, conv2d_portable};
+pub use depthwise::{
+    DepthwiseConfig, Padding2d, depthwise_conv2d, depthwise_conv2d_portable, same_padding,
+};
 pub use device::{DevicePreference, select_device};
 pub use error::{OpsError, Result};
 pub use grad::{clip_grad_norm, first_non_finite, global_grad_norm};
