@@ -1,5 +1,6 @@
 //! depthwise_conv2d, TF "SAME" padding and relu6: values against a direct loop and the generic
 //! grouped conv2d, gradients against finite differences, errors that name the shapes.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 mod common;
 
