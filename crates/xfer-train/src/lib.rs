@@ -9,6 +9,8 @@
 //! - [`checkpoint`]: atomic safetensors checkpoints for exact resume.
 //! - [`metrics`]: accuracy, per-class accuracy, confusion matrix, H, prediction entropy,
 //!   proxy A-distance.
+//! - [`model_selection`]: label-free scorers (source accuracy, entropy, SND, IWV, DEV) for
+//!   choosing checkpoints and hyper-parameters without target labels.
 //! - [`pca`]: principal component analysis for 2-D pictures of features.
 //! - [`plot`]: PNG training curves and PCA scatter plots (by domain and class).
 //! - [`history`]: the per-step and per-evaluation record of a run.
@@ -21,6 +23,7 @@ mod grad_norm;
 pub mod history;
 pub mod methods;
 pub mod metrics;
+pub mod model_selection;
 pub mod optim;
 pub mod pca;
 pub mod plot;
@@ -31,6 +34,7 @@ pub use batches::{StepBatches, StepSource};
 pub use checkpoint::{CheckpointFile, latest_checkpoint};
 pub use error::{Result, TrainError};
 pub use history::{EvalRecord, History, Metrics, StepRecord};
+pub use model_selection::Scorer;
 pub use optim::{Adam, AdamConfig, GroupSpec, Optimizer, OptimizerState, Sgd, SgdConfig};
 pub use schedule::{Schedule, progress};
 pub use trainer::{

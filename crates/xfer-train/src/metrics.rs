@@ -288,7 +288,8 @@ pub fn proxy_a_distance(source: &Tensor, target: &Tensor, seed: u64) -> Result<P
 
 /// Binary logistic regression on standardised features, fitted by accelerated gradient
 /// descent (Nesterov) with step `1/L`, `L = λ_max(X̃ᵀX̃)/(4n) + λ` (X̃ with a bias column).
-struct LogisticRegression {
+#[derive(Debug, Clone)]
+pub(crate) struct LogisticRegression {
     mean: Vec<f64>,
     scale: Vec<f64>,
     /// Weights, then the bias.
@@ -296,11 +297,11 @@ struct LogisticRegression {
 }
 
 impl LogisticRegression {
-    fn fit(data: &[(&[f64], f64)], d: usize, l2: f64) -> Result<Self> {
+    pub(crate) fn fit(data: &[(&[f64], f64)], d: usize, l2: f64) -> Result<Self> {
         let n = data.len();
         if n == 0 {
             return Err(TrainError::metric(
-                "proxy_a_distance",
+                "logistic_regression",
                 "no training samples",
             ));
         }
@@ -385,7 +386,7 @@ impl LogisticRegression {
         Ok(Self { mean, scale, w })
     }
 
-    fn predict(&self, x: &[f64]) -> f64 {
+    pub(crate) fn predict(&self, x: &[f64]) -> f64 {
         let d = self.mean.len();
         let mut z = self.w.get(d).copied().unwrap_or(0.0);
         for (((w, xj), m), sc) in self.w.iter().zip(x).zip(&self.mean).zip(&self.scale) {
