@@ -35,6 +35,19 @@ pub trait Dataset: Send + Sync {
     fn name(&self) -> &str;
     /// Whether [`Dataset::get`] returns labels.
     fn has_labels(&self) -> bool;
+    /// Sample `i` at its own shape, with that shape — what the [`crate::DataLoader`] hands to
+    /// its transform. A lazily decoded image keeps its size here (a transform such as
+    /// [`crate::transform::RandomResizedCrop`] brings every image to one size), and a data set
+    /// that skips unreadable files returns `Ok(None)` for one (the loader leaves it out of its
+    /// batch). Default: `Some((get(i), sample_shape()))`.
+    fn get_natural(&self, i: usize) -> Result<Option<(Sample, Vec<usize>)>> {
+        Ok(Some((self.get(i)?, self.sample_shape().to_vec())))
+    }
+    /// Whether samples are decoded on demand (files), so that a loader should decode them in
+    /// worker threads and prefetch by default. Default: `false` (in memory).
+    fn is_lazy(&self) -> bool {
+        false
+    }
 }
 
 impl<D: Dataset + ?Sized> Dataset for Arc<D> {
@@ -52,6 +65,12 @@ impl<D: Dataset + ?Sized> Dataset for Arc<D> {
     }
     fn has_labels(&self) -> bool {
         (**self).has_labels()
+    }
+    fn get_natural(&self, i: usize) -> Result<Option<(Sample, Vec<usize>)>> {
+        (**self).get_natural(i)
+    }
+    fn is_lazy(&self) -> bool {
+        (**self).is_lazy()
     }
 }
 

@@ -77,6 +77,109 @@ pub fn resize_bilinear(
     Ok(out)
 }
 
+/// Per output index: the first input index and the normalised weights of the triangle
+/// (bilinear) filter widened by the downscaling factor — PIL's and PyTorch's antialiased
+/// bilinear resampling (`antialias=True`).
+fn aa_coefficients(n_in: usize, n_out: usize) -> Vec<(usize, Vec<f32>)> {
+    let scale = n_in as f64 / n_out as f64;
+    let (support, inv) = if scale >= 1.0 {
+        (scale, 1.0 / scale)
+    } else {
+        (1.0, 1.0)
+    };
+    (0..n_out)
+        .map(|i| {
+            let center = scale * (i as f64 + 0.5);
+            let lo = ((center - support + 0.5).floor().max(0.0) as usize).min(n_in - 1);
+            let hi = ((center + support + 0.5).floor() as usize).clamp(lo + 1, n_in);
+            let mut w: Vec<f64> = (lo..hi)
+                .map(|j| (1.0 - ((j as f64 - center + 0.5) * inv).abs()).max(0.0))
+                .collect();
+            let total: f64 = w.iter().sum();
+            if total > 0.0 {
+                w.iter_mut().for_each(|v| *v /= total);
+            } else {
+                w.iter_mut().for_each(|v| *v = 0.0);
+                if let Some(v) = w.first_mut() {
+                    *v = 1.0;
+                }
+            }
+            (lo, w.into_iter().map(|v| v as f32).collect())
+        })
+        .collect()
+}
+
+/// Antialiased bilinear resize to `(oh, ow)` (PIL's `Image.resize(BILINEAR)`, PyTorch's
+/// `interpolate(..., mode="bilinear", antialias=True)`): when shrinking, every output pixel
+/// averages all the input pixels under a triangle as wide as the scale factor, so no
+/// aliasing; when enlarging it is ordinary bilinear interpolation (weights renormalised at
+/// the border). Separable: rows first, then columns.
+pub fn resize_antialias(
+    x: &[f32],
+    (c, h, w): (usize, usize, usize),
+    oh: usize,
+    ow: usize,
+) -> Result<Vec<f32>> {
+    check_len("resize", x, c, h, w)?;
+    if oh == 0 || ow == 0 {
+        return Err(DataError::invalid(
+            "resize",
+            format!("target size {oh}x{ow} must be positive"),
+        ));
+    }
+    if (oh, ow) == (h, w) {
+        return Ok(x.to_vec());
+    }
+    let cx = aa_coefficients(w, ow);
+    let cy = aa_coefficients(h, oh);
+    // Horizontal pass: (c, h, w) → (c, h, ow).
+    let mut tmp = Vec::with_capacity(c * h * ow);
+    for row in x.chunks_exact(w) {
+        for (lo, wt) in &cx {
+            let src = row.get(*lo..*lo + wt.len()).unwrap_or(&[]);
+            tmp.push(src.iter().zip(wt).map(|(a, b)| a * b).sum::<f32>());
+        }
+    }
+    // Vertical pass: (c, h, ow) → (c, oh, ow), accumulating whole rows.
+    let mut out = vec![0f32; c * oh * ow];
+    for (plane_in, plane_out) in tmp.chunks_exact(h * ow).zip(out.chunks_exact_mut(oh * ow)) {
+        for ((lo, wt), dst) in cy.iter().zip(plane_out.chunks_exact_mut(ow)) {
+            for (k, &wk) in wt.iter().enumerate() {
+                let Some(src) = plane_in.get((lo + k) * ow..(lo + k + 1) * ow) else {
+                    continue;
+                };
+                for (d, s) in dst.iter_mut().zip(src) {
+                    *d += wk * s;
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The `(ch, cw)` window at `(top, left)` (inside the image) resized (antialiased bilinear)
+/// to `(oh, ow)`: torchvision's `resized_crop`.
+#[allow(clippy::too_many_arguments)]
+pub fn resized_crop(
+    x: &[f32],
+    (c, h, w): (usize, usize, usize),
+    top: usize,
+    left: usize,
+    ch: usize,
+    cw: usize,
+    oh: usize,
+    ow: usize,
+) -> Result<Vec<f32>> {
+    if ch == 0 || cw == 0 || top + ch > h || left + cw > w {
+        return Err(DataError::shape(
+            "resized_crop",
+            format!("window {ch}x{cw} at ({top}, {left}) does not fit an image of {h}x{w}"),
+        ));
+    }
+    let win = crop(x, (c, h, w), top as isize, left as isize, ch, cw, 0.0)?;
+    resize_antialias(&win, (c, ch, cw), oh, ow)
+}
+
 /// The `(oh, ow)` window at `(top, left)` of a zero-padded image (`top`/`left` may be
 /// negative or run past the border: outside pixels are `fill`).
 pub fn crop(
@@ -203,6 +306,23 @@ mod tests {
         for (a, b) in r.iter().zip(expect) {
             assert!((a - b).abs() < 1e-5, "{r:?}");
         }
+    }
+
+    #[test]
+    fn antialiased_resize_filters_with_a_widened_triangle() {
+        // Halving: the triangle spans 4 inputs, weights 1/4, 3/4, 3/4, 1/4 (normalised); a
+        // linear ramp stays linear inside (out[i] = 2i + 0.5), the border renormalises.
+        let x: Vec<f32> = (0..8).map(|v| v as f32).collect();
+        let y = resize_antialias(&x, (1, 1, 8), 1, 4).unwrap();
+        for (a, b) in y.iter().zip([1.25 / 1.75, 2.5, 4.5, 11.0 / 1.75]) {
+            assert!((a - b).abs() < 1e-5, "{y:?}");
+        }
+        // Enlarging is bilinear with align_corners=False away from the border.
+        let up = resize_antialias(&[0.0, 1.0], (1, 1, 2), 1, 4).unwrap();
+        assert_eq!(up, vec![0.0, 0.25, 0.75, 1.0]);
+        // A constant image stays constant.
+        let c = resize_antialias(&[0.5; 3 * 7 * 5], (3, 7, 5), 3, 4).unwrap();
+        assert!(c.iter().all(|v| (v - 0.5).abs() < 1e-6));
     }
 
     #[test]

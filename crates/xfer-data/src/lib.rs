@@ -9,10 +9,12 @@
 //!   iterator, optional background prefetch; [`PairedLoader`]: source/target batches of equal
 //!   size for domain-adversarial training.
 //! - [`split`]: stratified train/validation, few-shot support sets, seen/unseen classes.
-//! - [`transform`]: normalise, resize, centre crop, seeded random crop / flip / affine jitter.
+//! - [`transform`]: normalise, resize, resize of the short side, centre crop, seeded random
+//!   crop / random resized crop / flip / affine jitter; [`Preprocess`]: a backbone's input
+//!   preset and its ImageNet-style train and eval chains.
 //! - [`embedded`]: two moons, optdigits, synthetic digits, shifted digits, shapes with
 //!   attributes, digit attributes.
-//! - [`formats`]: IDX, CSV, image folders, safetensors, and Xian et al.'s zero-shot `.mat`
+//! - [`formats`]: IDX, CSV, image folders (eager, or lazily decoded: [`ImageFolder`]), safetensors, and Xian et al.'s zero-shot `.mat`
 //!   benchmark format.
 //! - [`spec`]: one string per data set (`optdigits`, `csv:train.csv:label=0`, ...) and
 //!   [`spec::load`], the three-line way to bring your own data.
@@ -44,6 +46,7 @@ pub mod formats;
 pub mod image_ops;
 pub mod loader;
 pub mod paired;
+pub mod preset;
 pub mod seed;
 pub mod spec;
 pub mod split;
@@ -51,8 +54,12 @@ pub mod transform;
 
 pub use dataset::{ClassAttributes, Dataset, MAX_CLASSES, Sample, TensorDataset, UnlabeledDataset};
 pub use error::{DataError, Result};
+pub use formats::folder::{FolderOptions, ImageFolder};
 pub use loader::{Batch, Batches, DataLoader, DataLoaderBuilder};
 pub use paired::{PairedBatches, PairedLoader};
-pub use spec::{DataSpec, check_compatible, load};
-pub use split::{class_split, few_shot, random_unseen_classes, stratified_split};
+pub use preset::Preprocess;
+pub use spec::{Data, DataSpec, check_compatible, load, load_data};
+pub use split::{
+    LabeledSet, class_split, few_shot, indices_by_class, random_unseen_classes, stratified_split,
+};
 pub use transform::Transform;

@@ -4,7 +4,14 @@
 //! generator seeded from `(seed, e)`, and random transforms of sample `i` in epoch `e` draw
 //! from a generator seeded from `(seed, e, i)`. So a run is reproducible, and resuming at
 //! global step `g` ([`DataLoader::steps`]) gives exactly the batches an uninterrupted run
-//! would have seen — with or without the background prefetch thread.
+//! would have seen — with or without the background prefetch thread, and with any number of
+//! worker threads: each sample's result depends only on `(seed, e, i)`, and the workers'
+//! results are put back in batch order.
+//!
+//! Lazily decoded data sets ([`Dataset::is_lazy`], e.g. an image folder) are decoded by
+//! [`DataLoaderBuilder::workers`] threads (default 2) with [`DataLoaderBuilder::prefetch`]
+//! batches built ahead (default 2), so decoding overlaps training while memory stays bounded
+//! by `prefetch + 1` batches.
 
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
@@ -57,6 +64,7 @@ struct Inner<D> {
     drop_last: bool,
     seed: u64,
     prefetch: usize,
+    workers: usize,
     device: Device,
     transform: Option<Arc<dyn Transform>>,
     out_shape: Vec<usize>,
@@ -79,6 +87,7 @@ impl<D: Dataset> std::fmt::Debug for DataLoader<D> {
             .field("drop_last", &i.drop_last)
             .field("seed", &i.seed)
             .field("prefetch", &i.prefetch)
+            .field("workers", &i.workers)
             .field("device", &i.device)
             .field("transform", &i.transform)
             .field("sample_shape", &i.out_shape)
@@ -95,14 +104,16 @@ impl<D> Clone for DataLoader<D> {
 }
 
 /// Configures a [`DataLoader`]; defaults: shuffle on, keep the last partial batch, seed 0,
-/// no prefetch, CPU, no transform.
+/// CPU, no transform; in-memory data: no prefetch, one thread; lazily decoded data
+/// ([`Dataset::is_lazy`]): 2 batches prefetched, 2 worker threads.
 pub struct DataLoaderBuilder<D> {
     ds: D,
     batch_size: usize,
     shuffle: bool,
     drop_last: bool,
     seed: u64,
-    prefetch: usize,
+    prefetch: Option<usize>,
+    workers: Option<usize>,
     device: Device,
     transform: Option<Arc<dyn Transform>>,
 }
@@ -123,9 +134,17 @@ impl<D: Dataset + 'static> DataLoaderBuilder<D> {
         self.seed = seed;
         self
     }
-    /// Build up to `n` batches ahead in a background thread (0: build on demand).
+    /// Build up to `n` batches ahead in a background thread (0: build on demand). Default: 0,
+    /// or 2 for lazily decoded data.
     pub fn prefetch(mut self, n: usize) -> Self {
-        self.prefetch = n;
+        self.prefetch = Some(n);
+        self
+    }
+    /// Load and transform the samples of a batch on `n` threads (0 or 1: in the thread that
+    /// builds the batch). Default: 1, or 2 for lazily decoded data. The batches do not
+    /// depend on it.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
         self
     }
     /// The device the batches are put on.
@@ -176,14 +195,16 @@ impl<D: Dataset + 'static> DataLoaderBuilder<D> {
                 ),
             ));
         }
+        let lazy = self.ds.is_lazy();
         Ok(DataLoader {
             inner: Arc::new(Inner {
+                prefetch: self.prefetch.unwrap_or(if lazy { 2 } else { 0 }),
+                workers: self.workers.unwrap_or(if lazy { 2 } else { 1 }).max(1),
                 ds: self.ds,
                 batch_size: self.batch_size,
                 shuffle: self.shuffle,
                 drop_last: self.drop_last,
                 seed: self.seed,
-                prefetch: self.prefetch,
                 device: self.device,
                 transform: self.transform,
                 out_shape,
@@ -202,7 +223,8 @@ impl<D: Dataset + 'static> DataLoader<D> {
             shuffle: true,
             drop_last: false,
             seed: 0,
-            prefetch: 0,
+            prefetch: None,
+            workers: None,
             device: Device::Cpu,
             transform: None,
         }
@@ -231,6 +253,14 @@ impl<D: Dataset + 'static> DataLoader<D> {
     /// The per-sample shape of the batches (after the transform).
     pub fn sample_shape(&self) -> &[usize] {
         &self.inner.out_shape
+    }
+    /// Batches built ahead in the background (0: none).
+    pub fn prefetch(&self) -> usize {
+        self.inner.prefetch
+    }
+    /// Threads that load and transform the samples of a batch.
+    pub fn workers(&self) -> usize {
+        self.inner.workers
     }
     /// Batches in one epoch.
     pub fn batches_per_epoch(&self) -> usize {
@@ -302,6 +332,113 @@ impl Plan {
     }
 }
 
+/// One loaded, transformed sample: features, label, domain.
+type Loaded = (Vec<f32>, Option<u32>, Option<u32>);
+
+/// Sample `i` of epoch `epoch`, transformed; `None` when the data set skips it (a bad file).
+fn load_sample<D: Dataset>(inner: &Inner<D>, epoch: u64, i: usize) -> Result<Option<Loaded>> {
+    let Some((s, shape)) = inner.ds.get_natural(i)? else {
+        return Ok(None);
+    };
+    let x = match &inner.transform {
+        Some(t) => {
+            let mut rng = rng_for(inner.seed, &[tag::TRANSFORM, epoch, i as u64]);
+            let x = t.apply(&s.x, &shape, &mut rng)?;
+            if shape != inner.ds.sample_shape() && t.output_shape(&shape)? != inner.out_shape {
+                return Err(DataError::shape(
+                    inner.ds.name(),
+                    format!(
+                        "sample {i} of shape {shape:?} becomes {:?} after the transform, not {:?}: \
+                         end the transform with a fixed-size step (Resize, CenterCrop, \
+                         RandomResizedCrop)",
+                        t.output_shape(&shape)?,
+                        inner.out_shape
+                    ),
+                ));
+            }
+            x
+        }
+        None if shape != inner.out_shape => {
+            return Err(DataError::shape(
+                inner.ds.name(),
+                format!(
+                    "sample {i} has shape {shape:?}, expected {:?}: give a size (folder:DIR:size=HxW) \
+                     or a transform that brings every sample to one size",
+                    inner.out_shape
+                ),
+            ));
+        }
+        None => s.x,
+    };
+    let per: usize = inner.out_shape.iter().product();
+    if x.len() != per {
+        return Err(DataError::shape(
+            inner.ds.name(),
+            format!(
+                "sample {i} has {} values, expected {per} (shape {:?})",
+                x.len(),
+                inner.out_shape
+            ),
+        ));
+    }
+    Ok(Some((x, s.y, s.domain)))
+}
+
+/// Loads the samples at `indices` on up to `inner.workers` threads; results in `indices`
+/// order (each depends only on `(seed, epoch, index)`, so the thread count does not matter).
+fn load_all<D: Dataset>(
+    inner: &Inner<D>,
+    epoch: u64,
+    indices: &[usize],
+) -> Vec<Result<Option<Loaded>>> {
+    let threads = inner.workers.min(indices.len());
+    if threads <= 1 {
+        return indices
+            .iter()
+            .map(|&i| load_sample(inner, epoch, i))
+            .collect();
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let work = || {
+        let mut done = Vec::new();
+        loop {
+            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(&i) = indices.get(k) else { break };
+            done.push((k, load_sample(inner, epoch, i)));
+        }
+        done
+    };
+    let mut slots: Vec<Option<Result<Option<Loaded>>>> = Vec::new();
+    slots.resize_with(indices.len(), || None);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (1..threads)
+            .map(|w| {
+                std::thread::Builder::new()
+                    .name(format!("xfer-data-worker-{w}"))
+                    .spawn_scoped(scope, work)
+            })
+            .collect();
+        let mut parts = vec![work()];
+        for h in handles {
+            // A worker that failed to start or panicked leaves its samples unclaimed or lost;
+            // they are loaded below in this thread.
+            if let Ok(Ok(done)) = h.map(|h| h.join()) {
+                parts.push(done);
+            }
+        }
+        for (k, r) in parts.into_iter().flatten() {
+            if let Some(slot) = slots.get_mut(k) {
+                *slot = Some(r);
+            }
+        }
+    });
+    slots
+        .into_iter()
+        .zip(indices)
+        .map(|(r, &i)| r.unwrap_or_else(|| load_sample(inner, epoch, i)))
+        .collect()
+}
+
 fn make_batch<D: Dataset>(
     inner: &Inner<D>,
     epoch: u64,
@@ -314,36 +451,30 @@ fn make_batch<D: Dataset>(
     let mut ys = Vec::with_capacity(if labelled { indices.len() } else { 0 });
     let mut doms = Vec::new();
     let mut all_domains = true;
-    for &i in &indices {
-        let s = inner.ds.get(i)?;
-        let x = match &inner.transform {
-            Some(t) => {
-                let mut rng = rng_for(inner.seed, &[tag::TRANSFORM, epoch, i as u64]);
-                t.apply(&s.x, inner.ds.sample_shape(), &mut rng)?
-            }
-            None => s.x,
+    let mut kept = Vec::with_capacity(indices.len());
+    for (r, &i) in load_all(inner, epoch, &indices).into_iter().zip(&indices) {
+        let Some((x, y, domain)) = r? else {
+            continue;
         };
-        if x.len() != per {
-            return Err(DataError::shape(
-                inner.ds.name(),
-                format!(
-                    "sample {i} has {} values, expected {per} (shape {:?})",
-                    x.len(),
-                    inner.out_shape
-                ),
-            ));
-        }
         xs.extend_from_slice(&x);
         if labelled {
-            ys.push(s.y.ok_or_else(|| {
+            ys.push(y.ok_or_else(|| {
                 DataError::shape(inner.ds.name(), format!("sample {i} has no label"))
             })?);
         }
-        match s.domain {
+        match domain {
             Some(d) => doms.push(d),
             None => all_domains = false,
         }
+        kept.push(i);
     }
+    if kept.is_empty() {
+        return Err(DataError::Empty(format!(
+            "{}: every sample of batch {step} was skipped as unreadable",
+            inner.ds.name()
+        )));
+    }
+    let indices = kept;
     let b = indices.len();
     let mut dims = vec![b];
     dims.extend_from_slice(&inner.out_shape);

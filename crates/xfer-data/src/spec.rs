@@ -12,30 +12,38 @@
 //! csv:PATH                         features then label; .csv.gz; label=COL|NAME, header=yes|no,
 //!                                  sep=,|;|tab|space, classes=N
 //! idx:IMAGES[,LABELS]              MNIST/USPS IDX, raw or gzip (labels found by name if omitted)
-//! folder:DIR                       DIR/<class>/*.png|jpg, pixels in [0, 1]   (size=HxW)
+//! folder:DIR                       DIR/<class>/*.png|jpg|bmp|webp, pixels in [0, 1]
+//!                                  (size=HxW, channels=1|3, skip_bad, lazy|eager)
 //! safetensors:PATH                 tensors x and y                           (x=NAME,y=NAME)
 //! every scheme:                    scale=X (multiply features), flatten (samples as vectors)
 //! ```
 //! Example: `csv:data/train.csv.gz:scale=0.0625,label=64`.
+//!
+//! [`load`] gives an in-memory [`TensorDataset`] for every spec (an image folder is decoded
+//! whole). [`DataSpec::load_data`] gives a [`Data`]: there an image folder is a lazily
+//! decoded [`ImageFolder`] unless `eager` is given, so memory does not grow with the number
+//! of images.
 
 use crate::dataset::TensorDataset;
 use crate::embedded::{self, shifted};
 use crate::error::{DataError, Result};
 use crate::formats::csv::{CsvOptions, Header, LabelColumn, read_csv};
-use crate::formats::folder::{FolderOptions, read_image_folder};
+use crate::formats::folder::{FolderOptions, ImageFolder};
 use crate::formats::idx::{read_idx_dataset, sibling_labels};
 use crate::formats::safetensors_file::{SafetensorsOptions, read_safetensors};
+use crate::split::LabeledSet;
 use std::path::{Path, PathBuf};
 
 /// The accepted forms, for error messages.
 pub const SPEC_FORMS: &str = "moons[:DEG], optdigits, synth-digits, digits-rot:DEG, digits-inv, \
 digits-noise, mnistm-digits, shapes, csv:PATH[:label=COL,header=yes|no,scale=X], \
-idx:IMAGES[,LABELS], folder:DIR[:size=HxW], safetensors:PATH[:x=NAME,y=NAME]";
+idx:IMAGES[,LABELS], folder:DIR[:size=HxW,channels=1|3,skip_bad,lazy|eager], safetensors:PATH[:x=NAME,y=NAME]";
 
-const KNOWN_KEYS: [&str; 11] = [
+const KNOWN_KEYS: [&str; 12] = [
     "scale", "label", "header", "sep", "classes", "size", "x", "y", "n", "noise", "base",
+    "channels",
 ];
-const KNOWN_FLAGS: [&str; 1] = ["flatten"];
+const KNOWN_FLAGS: [&str; 4] = ["flatten", "lazy", "eager", "skip_bad"];
 
 /// Which digits a shifted-digits spec starts from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,8 +120,10 @@ pub enum Source {
     Folder {
         /// The root folder.
         dir: PathBuf,
-        /// Resize target.
-        size: Option<(usize, usize)>,
+        /// Resize target, channels, skipping of unreadable files (`scale` comes from the spec).
+        options: FolderOptions,
+        /// `eager`: [`DataSpec::load_data`] decodes every image into memory too.
+        eager: bool,
     },
     /// A safetensors feature file.
     Safetensors {
@@ -388,8 +398,33 @@ impl DataSpec {
                     Some(v) => Some(parse_size(&o, &v)?),
                     None => None,
                 };
-                o.finish("folder", "size, scale, flatten")?;
-                Source::Folder { dir, size }
+                let channels = o.num::<usize>("channels")?;
+                if let Some(c) = channels
+                    && c != 1
+                    && c != 3
+                {
+                    return Err(o.err(format!("channels={c}: expected channels=1 or channels=3")));
+                }
+                let skip_bad = o.flag("skip_bad");
+                let lazy = o.flag("lazy");
+                let eager = o.flag("eager");
+                if lazy && eager {
+                    return Err(o.err("`lazy` and `eager` exclude each other"));
+                }
+                o.finish(
+                    "folder",
+                    "size, channels, skip_bad, lazy, eager, scale, flatten",
+                )?;
+                Source::Folder {
+                    dir,
+                    options: FolderOptions {
+                        size,
+                        scale: None,
+                        channels,
+                        skip_bad,
+                    },
+                    eager,
+                }
             }
             "safetensors" => {
                 let path = need_path("PATH")?;
@@ -468,17 +503,11 @@ impl DataSpec {
                 }
                 read_idx_dataset(images, &labels, 1.0)?
             }
-            Source::Folder { dir, size } => {
+            Source::Folder { dir, options, .. } => {
                 if let Some(e) = self.missing(dir) {
                     return Err(e);
                 }
-                read_image_folder(
-                    dir,
-                    &FolderOptions {
-                        size: *size,
-                        scale: None,
-                    },
-                )?
+                ImageFolder::open(dir, options)?.materialize()?
             }
             Source::Safetensors { path, options } => {
                 if let Some(e) = self.missing(path) {
@@ -497,6 +526,120 @@ impl DataSpec {
         let ds = if self.flatten { ds.flatten() } else { ds };
         Ok(ds.with_name(self.raw.clone()))
     }
+}
+
+impl DataSpec {
+    /// Loads the data set as [`Data`]: an image folder lazily ([`ImageFolder`], unless the
+    /// spec says `eager`; `flatten` does not apply to it), everything else in memory as by
+    /// [`DataSpec::load`].
+    pub fn load_data(&self, seed: u64) -> Result<Data> {
+        match &self.source {
+            Source::Folder {
+                dir,
+                options,
+                eager: false,
+            } => {
+                if let Some(e) = self.missing(dir) {
+                    return Err(e);
+                }
+                if self.flatten {
+                    return Err(DataError::Spec {
+                        spec: self.raw.clone(),
+                        msg: "`flatten` does not apply to a lazily decoded folder (add `eager`)"
+                            .into(),
+                    });
+                }
+                let options = FolderOptions {
+                    scale: self.scale,
+                    ..options.clone()
+                };
+                let f = ImageFolder::open(dir, &options)?;
+                if f.is_empty() {
+                    return Err(DataError::Empty(self.raw.clone()));
+                }
+                Ok(Data::Images(f.with_name(self.raw.clone())))
+            }
+            _ => Ok(Data::Tensors(self.load(seed)?)),
+        }
+    }
+}
+
+/// A loaded data set, of the kind its specification names ([`DataSpec::load_data`]).
+#[derive(Debug, Clone)]
+pub enum Data {
+    /// In memory: features and labels.
+    Tensors(TensorDataset),
+    /// An image folder decoded on demand.
+    Images(ImageFolder),
+}
+
+impl Data {
+    /// The in-memory data set, decoding an image folder whole if need be.
+    pub fn into_tensors(self) -> Result<TensorDataset> {
+        match self {
+            Data::Tensors(t) => Ok(t),
+            Data::Images(f) => f.materialize(),
+        }
+    }
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        match self {
+            Data::Tensors(t) => t.len(),
+            Data::Images(f) => f.len(),
+        }
+    }
+    /// Whether there are no samples.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The nominal sample shape (an image folder's samples keep their own size until a
+    /// transform brings them to one).
+    pub fn sample_shape(&self) -> &[usize] {
+        use crate::dataset::Dataset;
+        match self {
+            Data::Tensors(t) => t.sample_shape(),
+            Data::Images(f) => f.sample_shape(),
+        }
+    }
+}
+
+impl LabeledSet for Data {
+    fn labels(&self) -> &[u32] {
+        match self {
+            Data::Tensors(t) => t.labels(),
+            Data::Images(f) => f.labels(),
+        }
+    }
+    fn num_classes(&self) -> usize {
+        match self {
+            Data::Tensors(t) => t.num_classes(),
+            Data::Images(f) => f.num_classes(),
+        }
+    }
+    fn class_names(&self) -> &[String] {
+        match self {
+            Data::Tensors(t) => t.class_names(),
+            Data::Images(f) => f.class_names(),
+        }
+    }
+    fn name(&self) -> &str {
+        match self {
+            Data::Tensors(t) => t.name(),
+            Data::Images(f) => f.name(),
+        }
+    }
+    fn subset(&self, indices: &[usize]) -> Result<Self> {
+        Ok(match self {
+            Data::Tensors(t) => Data::Tensors(t.subset(indices)?),
+            Data::Images(f) => Data::Images(f.subset(indices)?),
+        })
+    }
+}
+
+/// Parses and loads a data specification as [`Data`] (image folders lazily):
+/// `load_data("folder:photos:channels=3", 0)`.
+pub fn load_data(spec: &str, seed: u64) -> Result<Data> {
+    DataSpec::parse(spec)?.load_data(seed)
 }
 
 /// Parses and loads a data specification: `load("csv:my.csv:label=0", 42)`.

@@ -1,13 +1,54 @@
 //! Seeded splits: stratified train/validation, few-shot support/query, and seen/unseen
 //! classes for zero-shot learning. (Dropping labels altogether is
 //! [`TensorDataset::unlabeled`].)
+//!
+//! The splits work on every [`LabeledSet`]: the in-memory [`TensorDataset`], the lazily
+//! decoded [`crate::formats::folder::ImageFolder`] (nothing is decoded to split it) and the
+//! [`crate::text::TextDataset`].
 
 use crate::dataset::TensorDataset;
 use crate::error::{DataError, Result};
 use crate::seed::{rng_for, tag};
 
+/// A data set with a label per sample that can be cut into subsets — what the splits need.
+pub trait LabeledSet: Sized {
+    /// The label of every sample.
+    fn labels(&self) -> &[u32];
+    /// Number of classes (labels are below it).
+    fn num_classes(&self) -> usize;
+    /// Class names, one per class.
+    fn class_names(&self) -> &[String];
+    /// A short name for messages.
+    fn name(&self) -> &str;
+    /// The samples at `indices`, in that order, keeping the classes.
+    fn subset(&self, indices: &[usize]) -> Result<Self>;
+}
+
+impl LabeledSet for TensorDataset {
+    fn labels(&self) -> &[u32] {
+        TensorDataset::labels(self)
+    }
+    fn num_classes(&self) -> usize {
+        TensorDataset::num_classes(self)
+    }
+    fn class_names(&self) -> &[String] {
+        TensorDataset::class_names(self)
+    }
+    fn name(&self) -> &str {
+        TensorDataset::name(self)
+    }
+    fn subset(&self, indices: &[usize]) -> Result<Self> {
+        TensorDataset::subset(self, indices)
+    }
+}
+
+/// Indices of each class, in data set order (no image is decoded: labels only).
+pub fn indices_by_class<D: LabeledSet>(ds: &D) -> Vec<Vec<usize>> {
+    by_class(ds)
+}
+
 /// Indices of each class, in data set order.
-fn by_class(ds: &TensorDataset) -> Vec<Vec<usize>> {
+fn by_class<D: LabeledSet>(ds: &D) -> Vec<Vec<usize>> {
     let mut out = vec![Vec::new(); ds.num_classes()];
     for (i, &l) in ds.labels().iter().enumerate() {
         if let Some(v) = out.get_mut(l as usize) {
@@ -20,11 +61,7 @@ fn by_class(ds: &TensorDataset) -> Vec<Vec<usize>> {
 /// Splits `ds` into `(train, held_out)` with `fraction` of every class held out (rounded,
 /// at least one sample of every class with two or more, and at least one kept for training).
 /// Seeded: the same seed gives the same split. Both parts keep the data set's order.
-pub fn stratified_split(
-    ds: &TensorDataset,
-    fraction: f64,
-    seed: u64,
-) -> Result<(TensorDataset, TensorDataset)> {
+pub fn stratified_split<D: LabeledSet>(ds: &D, fraction: f64, seed: u64) -> Result<(D, D)> {
     if !(fraction > 0.0 && fraction < 1.0) {
         return Err(DataError::invalid(
             "stratified_split",
@@ -58,7 +95,7 @@ pub fn stratified_split(
 /// `k` labelled examples of every class (the support set) and everything else (the query
 /// set), seeded. An error naming the class when a class present in the labels' range has
 /// fewer than `k` examples.
-pub fn few_shot(ds: &TensorDataset, k: usize, seed: u64) -> Result<(TensorDataset, TensorDataset)> {
+pub fn few_shot<D: LabeledSet>(ds: &D, k: usize, seed: u64) -> Result<(D, D)> {
     if k == 0 {
         return Err(DataError::invalid("few_shot", "k must be positive"));
     }
@@ -85,10 +122,7 @@ pub fn few_shot(ds: &TensorDataset, k: usize, seed: u64) -> Result<(TensorDatase
 /// Splits by class for zero-shot learning: `(seen, unseen)`, where `unseen` holds every
 /// sample whose class is in `unseen_classes`. Labels keep their original class ids, so rows
 /// of the class-attribute matrix still line up.
-pub fn class_split(
-    ds: &TensorDataset,
-    unseen_classes: &[u32],
-) -> Result<(TensorDataset, TensorDataset)> {
+pub fn class_split<D: LabeledSet>(ds: &D, unseen_classes: &[u32]) -> Result<(D, D)> {
     let k = ds.num_classes();
     if let Some(c) = unseen_classes.iter().find(|&&c| c as usize >= k) {
         return Err(DataError::invalid(
@@ -126,7 +160,7 @@ pub fn random_unseen_classes(num_classes: usize, n_unseen: usize, seed: u64) -> 
 }
 
 /// Class ids by name (for `--unseen c1,c2`); an error naming an unknown class.
-pub fn classes_by_name(ds: &TensorDataset, names: &[&str]) -> Result<Vec<u32>> {
+pub fn classes_by_name<D: LabeledSet>(ds: &D, names: &[&str]) -> Result<Vec<u32>> {
     names
         .iter()
         .map(|n| {

@@ -1,5 +1,7 @@
-//! Per-sample transforms: normalise, resize (bilinear), centre crop, and the seeded random
-//! augmentations (random crop, horizontal flip, small affine jitter).
+//! Per-sample transforms: normalise, resize (bilinear), resize of the short side, centre
+//! crop, and the seeded random augmentations (random crop, torchvision's random resized
+//! crop, horizontal flip, small affine jitter). [`crate::Preprocess`] puts the ImageNet-style
+//! train and eval chains together from a backbone's preset.
 //!
 //! A transform maps one sample's features (row-major, of a given shape) to new features.
 //! Random transforms draw from the generator they are handed; the [`crate::DataLoader`]
@@ -193,6 +195,130 @@ impl Transform for RandomCrop {
     }
 }
 
+/// Resizes the image so that its shorter side is `size` (torchvision's `Resize(size)`: the
+/// longer side becomes `floor(size · long / short)`), antialiased bilinear. The output shape
+/// depends on the input's: follow it with a [`CenterCrop`].
+#[derive(Debug, Clone, Copy)]
+pub struct ResizeShortSide {
+    /// The length of the shorter side after resizing.
+    pub size: usize,
+}
+
+impl ResizeShortSide {
+    fn target(&self, h: usize, w: usize) -> (usize, usize) {
+        let s = self.size;
+        if h <= w {
+            (s, ((s as u128 * w as u128) / h as u128) as usize)
+        } else {
+            (((s as u128 * h as u128) / w as u128) as usize, s)
+        }
+    }
+}
+
+impl Transform for ResizeShortSide {
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let (c, h, w) = chw("ResizeShortSide", input)?;
+        if self.size == 0 {
+            return Err(DataError::invalid(
+                "ResizeShortSide",
+                "size must be positive",
+            ));
+        }
+        let (oh, ow) = self.target(h, w);
+        Ok(image_shape(input, c, oh.max(1), ow.max(1)))
+    }
+    fn apply(&self, x: &[f32], shape: &[usize], _rng: &mut SeededRng) -> Result<Vec<f32>> {
+        let out = self.output_shape(shape)?;
+        let dims = chw("ResizeShortSide", shape)?;
+        let (oh, ow) = chw("ResizeShortSide", &out).map(|(_, h, w)| (h, w))?;
+        image_ops::resize_antialias(x, dims, oh, ow)
+    }
+}
+
+/// torchvision's `RandomResizedCrop`: a window of random area (a fraction in `scale` of the
+/// image's) and random aspect ratio (log-uniform in `ratio`), placed uniformly, resized
+/// (antialiased bilinear) to `(height, width)`. Up to 10 draws for a window that fits; then
+/// the largest centred window whose aspect ratio is clamped into `ratio`.
+#[derive(Debug, Clone, Copy)]
+pub struct RandomResizedCrop {
+    /// Output height.
+    pub height: usize,
+    /// Output width.
+    pub width: usize,
+    /// Range of the window's area as a fraction of the image's, default `(0.08, 1.0)`.
+    pub scale: (f64, f64),
+    /// Range of the window's aspect ratio (width / height), default `(3/4, 4/3)`.
+    pub ratio: (f64, f64),
+}
+
+impl RandomResizedCrop {
+    /// A `size × size` output with torchvision's default scale and ratio ranges.
+    pub fn new(size: usize) -> Self {
+        Self {
+            height: size,
+            width: size,
+            scale: (0.08, 1.0),
+            ratio: (3.0 / 4.0, 4.0 / 3.0),
+        }
+    }
+
+    /// The window `(top, left, height, width)` for an `h × w` image (torchvision's
+    /// `RandomResizedCrop.get_params`).
+    pub fn window(&self, h: usize, w: usize, rng: &mut SeededRng) -> (usize, usize, usize, usize) {
+        let area = (h * w) as f64;
+        let (lr0, lr1) = (self.ratio.0.ln(), self.ratio.1.ln());
+        for _ in 0..10 {
+            let target = area * (self.scale.0 + (self.scale.1 - self.scale.0) * rng.uniform01());
+            let aspect = (lr0 + (lr1 - lr0) * rng.uniform01()).exp();
+            let cw = (target * aspect).sqrt().round();
+            let ch = (target / aspect).sqrt().round();
+            if cw >= 1.0 && ch >= 1.0 && cw <= w as f64 && ch <= h as f64 {
+                let (ch, cw) = (ch as usize, cw as usize);
+                let top = rng.below(h - ch + 1);
+                let left = rng.below(w - cw + 1);
+                return (top, left, ch, cw);
+            }
+        }
+        let in_ratio = w as f64 / h as f64;
+        let (ch, cw) = if in_ratio < self.ratio.0 {
+            (((w as f64 / self.ratio.0).round() as usize).clamp(1, h), w)
+        } else if in_ratio > self.ratio.1 {
+            (h, ((h as f64 * self.ratio.1).round() as usize).clamp(1, w))
+        } else {
+            (h, w)
+        };
+        ((h - ch) / 2, (w - cw) / 2, ch, cw)
+    }
+}
+
+impl Transform for RandomResizedCrop {
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let (c, _, _) = chw("RandomResizedCrop", input)?;
+        let (s0, s1) = self.scale;
+        let (r0, r1) = self.ratio;
+        if self.height == 0
+            || self.width == 0
+            || !(s0 > 0.0 && s0 <= s1 && s1.is_finite())
+            || !(r0 > 0.0 && r0 <= r1 && r1.is_finite())
+        {
+            return Err(DataError::invalid(
+                "RandomResizedCrop",
+                format!(
+                    "size {}x{} must be positive, scale ({s0}, {s1}) and ratio ({r0}, {r1}) positive and ordered",
+                    self.height, self.width
+                ),
+            ));
+        }
+        Ok(image_shape(input, c, self.height, self.width))
+    }
+    fn apply(&self, x: &[f32], shape: &[usize], rng: &mut SeededRng) -> Result<Vec<f32>> {
+        self.output_shape(shape)?;
+        let dims = chw("RandomResizedCrop", shape)?;
+        let (top, left, ch, cw) = self.window(dims.1, dims.2, rng);
+        image_ops::resized_crop(x, dims, top, left, ch, cw, self.height, self.width)
+    }
+}
+
 /// Mirrors the image left–right with probability `p`.
 #[derive(Debug, Clone, Copy)]
 pub struct RandomHorizontalFlip {
@@ -291,6 +417,53 @@ mod tests {
         let differs =
             (4..20).any(|s| t.apply(&x, &[1, 8, 8], &mut SeededRng::new(s)).unwrap() != a);
         assert!(differs);
+    }
+
+    #[test]
+    fn random_resized_crop_windows_follow_torchvision() {
+        let t = RandomResizedCrop::new(8);
+        let mut rng = SeededRng::new(1);
+        let (mut areas, mut n) = (0.0, 0);
+        for _ in 0..2000 {
+            let (top, left, ch, cw) = t.window(300, 400, &mut rng);
+            assert!(top + ch <= 300 && left + cw <= 400 && ch > 0 && cw > 0);
+            let r = cw as f64 / ch as f64;
+            assert!(r > 0.74 && r < 1.35, "ratio {r}");
+            let a = (ch * cw) as f64 / 120_000.0;
+            assert!(a > 0.07 && a <= 1.0, "area {a}");
+            areas += a;
+            n += 1;
+        }
+        // torchvision's algorithm, simulated (200,000 draws of the same procedure in Python's
+        // `random`) for a 300×400 image: mean area fraction 0.433 (redraws favour small
+        // windows; uniform in (0.08, 1) alone would give 0.54).
+        let mean = areas / n as f64;
+        assert!((mean - 0.433).abs() < 0.03, "mean area {mean}");
+        // A very wide image: no draw with ratio ≤ 4/3 fits a 10-pixel height at scale ≥ 0.9,
+        // so the fallback: full height, width = round(10 · 4/3) = 13, centred.
+        let narrow = RandomResizedCrop {
+            scale: (0.9, 1.0),
+            ..RandomResizedCrop::new(4)
+        };
+        assert_eq!(narrow.window(10, 100, &mut rng), (0, 43, 10, 13));
+        let x = vec![0.25; 3 * 10 * 100];
+        let y = narrow.apply(&x, &[3, 10, 100], &mut rng).unwrap();
+        assert_eq!(y.len(), 3 * 4 * 4);
+        assert!(y.iter().all(|v| (v - 0.25).abs() < 1e-6));
+        assert!(RandomResizedCrop::new(0).output_shape(&[3, 4, 4]).is_err());
+    }
+
+    #[test]
+    fn resize_short_side_keeps_the_aspect_ratio() {
+        let t = ResizeShortSide { size: 4 };
+        assert_eq!(t.output_shape(&[3, 6, 9]).unwrap(), vec![3, 4, 6]);
+        assert_eq!(t.output_shape(&[1, 10, 5]).unwrap(), vec![1, 8, 4]);
+        // torchvision truncates: 4 · 7 / 3 = 9.33 → 9.
+        assert_eq!(t.output_shape(&[2, 3, 7]).unwrap(), vec![2, 4, 9]);
+        let y = t
+            .apply(&[1.0; 2 * 3 * 7], &[2, 3, 7], &mut SeededRng::new(0))
+            .unwrap();
+        assert_eq!(y.len(), 2 * 4 * 9);
     }
 
     #[test]

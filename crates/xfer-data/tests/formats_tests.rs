@@ -390,7 +390,7 @@ fn image_folder_colour_images_are_planar_rgb_and_resize_on_request() {
         dir.path(),
         &FolderOptions {
             size: Some((3, 3)),
-            scale: None,
+            ..Default::default()
         },
     )
     .unwrap();
