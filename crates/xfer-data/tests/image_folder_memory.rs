@@ -1,6 +1,7 @@
 //! The lazy image folder holds no pixels: the live heap after opening a folder of large
 //! images is the same as for a folder of tiny ones (measured with a counting allocator; its
 //! own test binary, one test, so nothing else allocates meanwhile).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! The lazily decoded image folder: listing, channel conversion, formats, splits without
 //! decoding, the loader's worker threads (same batches for any thread count, exact resume),
 //! bad files (an error naming the file, or skipped and counted), and the presets.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // test code: a failed unwrap is a failed test
 
 mod common;
 
