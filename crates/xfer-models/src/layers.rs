@@ -204,15 +204,14 @@ impl ModuleT for BatchNorm {
                     got: x.dims().to_vec(),
                 });
             }
-            let mut shape = vec![1usize; x.rank()];
-            shape[1] = c;
-            let inv = (self.running_var.var().as_tensor() + self.eps)?
-                .sqrt()?
-                .recip()?;
-            let scale = (g * inv)?;
-            let shift = (b - (self.running_mean.var().as_tensor() * &scale)?)?;
-            Ok(x.broadcast_mul(&scale.reshape(shape.as_slice())?)?
-                .broadcast_add(&shift.reshape(shape.as_slice())?)?)
+            Ok(xfer_ops::batch_norm_eval(
+                x,
+                &g,
+                &b,
+                self.running_mean.var().as_tensor(),
+                self.running_var.var().as_tensor(),
+                self.eps,
+            )?)
         }
     }
 }

@@ -12,6 +12,9 @@
 //!   implementations; [`classifier`]: [`Classifier`] = backbone + bottleneck + head, built from
 //!   a [`BackboneSpec`] (`mlp`, `cnn`, `lenet`, `resnet18:weights=PATH`, `minilm:DIR`).
 //! - [`resnet`]: ResNet-18/34/50 with torchvision's layout and names.
+//! - [`mobilenet`]: MobileNetV2 with torchvision's names; [`efficientnet`]: EfficientNet-Lite0
+//!   (Lite1–4 as configurations) with lukemelas' names and TF "SAME" padding; [`preprocess`]:
+//!   each pretrained image model's input preset ([`Preprocess`]).
 //! - [`checkpoint`]: atomic safetensors checkpoints with the configuration in the metadata.
 //! - [`safetensors_file`]: reading safetensors with typed errors, atomic writes.
 //! - [`layers`], [`sequential`]: layers and PyTorch-style numbered stacks.
@@ -25,14 +28,17 @@ pub mod bert;
 pub mod checkpoint;
 pub mod classifier;
 pub mod digits_cnn;
+pub mod efficientnet;
 pub mod error;
 pub mod groups;
 pub mod heads;
 pub mod layers;
 pub mod lenet;
 pub mod mlp;
+pub mod mobilenet;
 pub mod multitask;
 pub mod params;
+pub mod preprocess;
 pub mod pretrained;
 pub mod progressive;
 pub mod resnet;
@@ -45,6 +51,9 @@ pub use backbone::{Backbone, BertBackbone, encode_tokens, names_in_blocks};
 pub use bert::{BertConfig, BertModel, HiddenAct, SentenceEncoder, l2_normalize, mean_pool};
 pub use classifier::{BackboneSpec, Classifier, ClassifierConfig, TEXT_MAX_LEN};
 pub use digits_cnn::{DigitsCnn, DigitsCnnConfig};
+pub use efficientnet::{
+    EFFICIENTNET_B0_STAGES, EfficientNetLite, EfficientNetLiteConfig, StageArgs,
+};
 pub use error::{ModelError, Result};
 pub use groups::{DEFAULT_GROUP, GroupedParams, ParamGroup, partition_params};
 pub use heads::{
@@ -56,8 +65,13 @@ pub use layers::{
 };
 pub use lenet::{DannLeNet, LeNetConfig};
 pub use mlp::{Mlp, MlpConfig};
+pub use mobilenet::{
+    DepthwiseConv2d, InvertedResidual, MOBILENET_V2_SETTINGS, MobileNetV2, MobileNetV2Config,
+    PaddingMode, make_divisible,
+};
 pub use multitask::{MultiTask, MultiTaskConfig, TaskConfig};
 pub use params::{Param, ParamStore, Scope, Selection};
+pub use preprocess::{Interpolation, Preprocess, ResizeCrop};
 pub use pretrained::{LoadOptions, load_pretrained};
 pub use progressive::{ColumnConfig, ProgressiveNet};
 pub use resnet::{ResNet, ResNetConfig, ResNetDepth};

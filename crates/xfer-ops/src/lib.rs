@@ -9,7 +9,8 @@
 //!   activations and penalty terms as single ops whose backward makes only the gradients
 //!   autograd uses (the composed candle versions cost several passes and temporaries each).
 //! - [`softmax`], [`log_softmax`], [`layer_norm`], [`batch_norm_train`]: normalisations whose
-//!   gradients reach every input (candle's fused kernels drop them).
+//!   gradients reach every input (candle's fused kernels drop them); [`batch_norm_eval`]: batch
+//!   norm with running statistics as one op, its `γ` gradient free of cancellation.
 //!
 //! On the CPU (f32, f64; f16 and bf16 computed in f32) conv2d, the pools and the
 //! normalisations run our own kernels with explicit backward passes (rayon, and the `gemm`
@@ -24,6 +25,7 @@
 //! - [`device`]: device selection.
 
 pub mod activation;
+pub mod bn_eval;
 pub mod conv;
 mod conv_cpu;
 mod cpu;
@@ -43,6 +45,7 @@ pub mod rng;
 pub mod snapshot;
 
 pub use activation::{add_relu, relu, relu6, relu6_portable};
+pub use bn_eval::{batch_norm_eval, batch_norm_eval_portable};
 pub use conv::{Conv2dConfig, conv2d, conv2d_portable};
 pub use depthwise::{
     DepthwiseConfig, Padding2d, depthwise_conv2d, depthwise_conv2d_portable, same_padding,
