@@ -571,6 +571,7 @@ impl MobileNetV2 {
 
     /// torchvision's `mobilenet_v2(num_classes=n)` at the root of `store`, initialised from
     /// `seed`.
+    #[allow(clippy::self_named_constructors)] // torchvision's name for it
     pub fn mobilenet_v2(
         store: &crate::ParamStore,
         num_classes: usize,
