@@ -50,6 +50,7 @@ pub mod preset;
 pub mod seed;
 pub mod spec;
 pub mod split;
+pub mod text;
 pub mod transform;
 
 pub use dataset::{ClassAttributes, Dataset, MAX_CLASSES, Sample, TensorDataset, UnlabeledDataset};
@@ -62,4 +63,5 @@ pub use spec::{Data, DataSpec, check_compatible, load, load_data};
 pub use split::{
     LabeledSet, class_split, few_shot, indices_by_class, random_unseen_classes, stratified_split,
 };
+pub use text::TextDataset;
 pub use transform::Transform;

@@ -10,7 +10,9 @@
 //!                                  shifted digits (base=optdigits|synth-digits, noise=FRACTION)
 //! shapes                           24 classes of 3×16×16 coloured shapes    (n=PER_CLASS)
 //! csv:PATH                         features then label; .csv.gz; label=COL|NAME, header=yes|no,
-//!                                  sep=,|;|tab|space, classes=N
+//!                                  sep=,|;|tab|space, classes=N (a .tsv file: tab by default)
+//! csv:PATH:text=COL,label=COL      a text data set (load_data → Data::Text)
+//! tsv:PATH                         as csv, tab-separated
 //! idx:IMAGES[,LABELS]              MNIST/USPS IDX, raw or gzip (labels found by name if omitted)
 //! folder:DIR                       DIR/<class>/*.png|jpg|bmp|webp, pixels in [0, 1]
 //!                                  (size=HxW, channels=1|3, skip_bad, lazy|eager)
@@ -27,21 +29,25 @@
 use crate::dataset::TensorDataset;
 use crate::embedded::{self, shifted};
 use crate::error::{DataError, Result};
-use crate::formats::csv::{CsvOptions, Header, LabelColumn, read_csv};
+use crate::formats::csv::{
+    CsvOptions, Header, LabelColumn, TextCsvOptions, is_tsv, read_csv, read_text_csv,
+};
 use crate::formats::folder::{FolderOptions, ImageFolder};
 use crate::formats::idx::{read_idx_dataset, sibling_labels};
 use crate::formats::safetensors_file::{SafetensorsOptions, read_safetensors};
 use crate::split::LabeledSet;
+use crate::text::TextDataset;
 use std::path::{Path, PathBuf};
 
 /// The accepted forms, for error messages.
 pub const SPEC_FORMS: &str = "moons[:DEG], optdigits, synth-digits, digits-rot:DEG, digits-inv, \
 digits-noise, mnistm-digits, shapes, csv:PATH[:label=COL,header=yes|no,scale=X], \
+csv|tsv:PATH:text=COL,label=COL, \
 idx:IMAGES[,LABELS], folder:DIR[:size=HxW,channels=1|3,skip_bad,lazy|eager], safetensors:PATH[:x=NAME,y=NAME]";
 
-const KNOWN_KEYS: [&str; 12] = [
+const KNOWN_KEYS: [&str; 13] = [
     "scale", "label", "header", "sep", "classes", "size", "x", "y", "n", "noise", "base",
-    "channels",
+    "channels", "text",
 ];
 const KNOWN_FLAGS: [&str; 4] = ["flatten", "lazy", "eager", "skip_bad"];
 
@@ -108,6 +114,13 @@ pub enum Source {
         path: PathBuf,
         /// How to read it.
         options: CsvOptions,
+    },
+    /// A text CSV/TSV file: a text column and a label column.
+    Text {
+        /// The file.
+        path: PathBuf,
+        /// Which columns, header, separator.
+        options: TextCsvOptions,
     },
     /// An IDX image file and its labels.
     Idx {
@@ -348,15 +361,19 @@ impl DataSpec {
                 o.finish("shapes", "n, scale, flatten")?;
                 Source::Shapes { n }
             }
-            "csv" => {
+            "csv" | "tsv" => {
                 let path = need_path("PATH")?;
+                let column = |l: String| match l.parse::<usize>() {
+                    Ok(i) => LabelColumn::Index(i),
+                    Err(_) if l == "last" => LabelColumn::Last,
+                    Err(_) => LabelColumn::Name(l),
+                };
                 let mut options = CsvOptions::default();
+                if scheme == "tsv" || is_tsv(&path) {
+                    options.delimiter = '\t';
+                }
                 if let Some(l) = o.take("label") {
-                    options.label = match l.parse::<usize>() {
-                        Ok(i) => LabelColumn::Index(i),
-                        Err(_) if l == "last" => LabelColumn::Last,
-                        Err(_) => LabelColumn::Name(l),
-                    };
+                    options.label = column(l);
                 }
                 if let Some(h) = o.take("header") {
                     options.header = match h.as_str() {
@@ -380,8 +397,28 @@ impl DataSpec {
                     };
                 }
                 options.num_classes = o.num::<usize>("classes")?;
-                o.finish("csv", "label, header, sep, classes, scale, flatten")?;
-                Source::Csv { path, options }
+                match o.take("text") {
+                    Some(t) => {
+                        o.finish(&scheme, "text, label, header, sep, classes")?;
+                        if scale.is_some() || flatten {
+                            return Err(o.err("scale and flatten do not apply to text"));
+                        }
+                        Source::Text {
+                            path,
+                            options: TextCsvOptions {
+                                text: column(t),
+                                label: options.label,
+                                header: options.header,
+                                delimiter: options.delimiter,
+                                num_classes: options.num_classes,
+                            },
+                        }
+                    }
+                    None => {
+                        o.finish(&scheme, "text, label, header, sep, classes, scale, flatten")?;
+                        Source::Csv { path, options }
+                    }
+                }
             }
             "idx" => {
                 let a = arg.ok_or_else(|| err("idx needs files: idx:IMAGES[,LABELS]".into()))?;
@@ -484,6 +521,13 @@ impl DataSpec {
                 }
                 read_csv(path, options)?
             }
+            Source::Text { .. } => {
+                return Err(DataError::Spec {
+                    spec: self.raw.clone(),
+                    msg: "a text data set (text=): load it with spec::load_data (Data::Text)"
+                        .into(),
+                });
+            }
             Source::Idx { images, labels } => {
                 if let Some(e) = self.missing(images) {
                     return Err(e);
@@ -559,6 +603,16 @@ impl DataSpec {
                 }
                 Ok(Data::Images(f.with_name(self.raw.clone())))
             }
+            Source::Text { path, options } => {
+                if let Some(e) = self.missing(path) {
+                    return Err(e);
+                }
+                let t = read_text_csv(path, options)?;
+                if t.is_empty() {
+                    return Err(DataError::Empty(self.raw.clone()));
+                }
+                Ok(Data::Text(t.with_name(self.raw.clone())))
+            }
             _ => Ok(Data::Tensors(self.load(seed)?)),
         }
     }
@@ -571,14 +625,21 @@ pub enum Data {
     Tensors(TensorDataset),
     /// An image folder decoded on demand.
     Images(ImageFolder),
+    /// Labelled texts (tokenised by the model's tokenizer, not here).
+    Text(TextDataset),
 }
 
 impl Data {
-    /// The in-memory data set, decoding an image folder whole if need be.
+    /// The in-memory data set, decoding an image folder whole if need be; an error for
+    /// text (its features come from a tokenizer).
     pub fn into_tensors(self) -> Result<TensorDataset> {
         match self {
             Data::Tensors(t) => Ok(t),
             Data::Images(f) => f.materialize(),
+            Data::Text(t) => Err(DataError::invalid(
+                "Data::into_tensors",
+                format!("`{}` is text: tokenise it into features first", t.name()),
+            )),
         }
     }
     /// Number of samples.
@@ -586,6 +647,7 @@ impl Data {
         match self {
             Data::Tensors(t) => t.len(),
             Data::Images(f) => f.len(),
+            Data::Text(t) => t.len(),
         }
     }
     /// Whether there are no samples.
@@ -593,12 +655,13 @@ impl Data {
         self.len() == 0
     }
     /// The nominal sample shape (an image folder's samples keep their own size until a
-    /// transform brings them to one).
-    pub fn sample_shape(&self) -> &[usize] {
+    /// transform brings them to one); `None` for text.
+    pub fn sample_shape(&self) -> Option<&[usize]> {
         use crate::dataset::Dataset;
         match self {
-            Data::Tensors(t) => t.sample_shape(),
-            Data::Images(f) => f.sample_shape(),
+            Data::Tensors(t) => Some(t.sample_shape()),
+            Data::Images(f) => Some(f.sample_shape()),
+            Data::Text(_) => None,
         }
     }
 }
@@ -608,30 +671,35 @@ impl LabeledSet for Data {
         match self {
             Data::Tensors(t) => t.labels(),
             Data::Images(f) => f.labels(),
+            Data::Text(t) => t.labels(),
         }
     }
     fn num_classes(&self) -> usize {
         match self {
             Data::Tensors(t) => t.num_classes(),
             Data::Images(f) => f.num_classes(),
+            Data::Text(t) => t.num_classes(),
         }
     }
     fn class_names(&self) -> &[String] {
         match self {
             Data::Tensors(t) => t.class_names(),
             Data::Images(f) => f.class_names(),
+            Data::Text(t) => t.class_names(),
         }
     }
     fn name(&self) -> &str {
         match self {
             Data::Tensors(t) => t.name(),
             Data::Images(f) => f.name(),
+            Data::Text(t) => t.name(),
         }
     }
     fn subset(&self, indices: &[usize]) -> Result<Self> {
         Ok(match self {
             Data::Tensors(t) => Data::Tensors(t.subset(indices)?),
             Data::Images(f) => Data::Images(f.subset(indices)?),
+            Data::Text(t) => Data::Text(t.subset(indices)?),
         })
     }
 }
