@@ -26,8 +26,6 @@ const OVERSIZED: &[(&str, usize)] = &[
     ("crates/xfer-train/src/methods/finetune.rs", 1800),
     // Multitask and progressive networks: objective, evaluation and drivers.
     ("crates/xfer-train/src/methods/multitask.rs", 950),
-    // The training loop and the trainer's checkpoint save/restore (moving to checkpoint.rs).
-    ("crates/xfer-train/src/trainer.rs", 960),
     // Zero-shot: hinge, DAP, ConSE and their evaluation.
     ("crates/xfer-train/src/methods/zero_shot.rs", 850),
 ];

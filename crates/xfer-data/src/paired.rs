@@ -5,7 +5,7 @@
 use crate::dataset::Dataset;
 use crate::error::{DataError, Result};
 use crate::loader::{Batch, Batches, DataLoader};
-use crate::seed::derive_seed;
+use crate::seed::data_seed;
 use candle_core::Device;
 
 /// Pairs of `(source, target)` batches of equal size.
@@ -54,12 +54,12 @@ impl<S: Dataset + 'static, T: Dataset + 'static> PairedLoader<S, T> {
     ) -> Result<Self> {
         let s = DataLoader::builder(source, batch_size)
             .drop_last(true)
-            .seed(derive_seed(seed, &[0]))
+            .seed(data_seed(seed, &[0]))
             .device(device.clone())
             .build()?;
         let t = DataLoader::builder(target, batch_size)
             .drop_last(true)
-            .seed(derive_seed(seed, &[1]))
+            .seed(data_seed(seed, &[1]))
             .device(device.clone())
             .build()?;
         Self::new(s, t)

@@ -1,30 +1,25 @@
-//! Deriving independent seeds from a base seed and a path of integers (epoch, sample, ...),
-//! so that every random choice is a pure function of `(seed, where)`: reproducible,
-//! resumable from any step, and independent of thread timing.
+//! xfer-data's random streams (shuffles, transforms, splits, generated data sets): each is a
+//! pure function of `(seed, where)` — reproducible, resumable from any step, and independent
+//! of thread timing — derived with xfer's one [`xfer_ops::derive_seed`], the path elements
+//! offset by a data-domain constant.
 
-use xfer_ops::SeededRng;
+use xfer_ops::{SeededRng, derive_seed};
 
-/// SplitMix64 finaliser (Steele, Lea & Flood, 2014): a bijective 64-bit mixer.
-fn splitmix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+/// Added to every path element of xfer-data's streams: keeps them apart from the trainer's
+/// and the methods' streams of the same seed, and keeps the values (so the embedded data
+/// sets, splits and data orders) of the versions that had a derivation of their own.
+const DATA_DOMAIN: u64 = 0x632B_E59B_D9B4_E019;
+
+/// The seed of xfer-data's stream at `path`: [`xfer_ops::derive_seed`]`(seed, path + DATA)`,
+/// each path element offset by a fixed constant (see the module documentation).
+pub fn data_seed(seed: u64, path: &[u64]) -> u64 {
+    let path: Vec<u64> = path.iter().map(|p| p.wrapping_add(DATA_DOMAIN)).collect();
+    derive_seed(seed, &path)
 }
 
-/// A seed derived from `seed` and a path of integers, e.g. `derive_seed(seed, &[EPOCH, e])`.
-/// Different paths give (with overwhelming probability) unrelated seeds.
-pub fn derive_seed(seed: u64, path: &[u64]) -> u64 {
-    let mut h = splitmix64(seed);
-    for &p in path {
-        h = splitmix64(h ^ splitmix64(p.wrapping_add(0x632B_E59B_D9B4_E019)));
-    }
-    h
-}
-
-/// A generator seeded with [`derive_seed`]`(seed, path)`.
+/// A generator seeded with [`data_seed`]`(seed, path)`.
 pub fn rng_for(seed: u64, path: &[u64]) -> SeededRng {
-    SeededRng::new(derive_seed(seed, path))
+    SeededRng::new(data_seed(seed, path))
 }
 
 /// Tags that keep the streams of different consumers of one seed apart.
@@ -42,10 +37,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn derive_seed_is_deterministic_and_path_sensitive() {
-        assert_eq!(derive_seed(7, &[1, 2]), derive_seed(7, &[1, 2]));
-        assert_ne!(derive_seed(7, &[1, 2]), derive_seed(7, &[2, 1]));
-        assert_ne!(derive_seed(7, &[1, 2]), derive_seed(8, &[1, 2]));
-        assert_ne!(derive_seed(7, &[]), derive_seed(7, &[0]));
+    fn data_seed_keeps_its_values_and_is_path_sensitive() {
+        // Pinned: the embedded data sets and every documented result depend on these values
+        // (computed independently in Python).
+        assert_eq!(data_seed(7, &[1, 2]), 0x6a90_7fe2_4587_b6cb);
+        assert_ne!(data_seed(7, &[1, 2]), derive_seed(7, &[1, 2]));
+        assert_ne!(data_seed(7, &[1, 2]), data_seed(7, &[2, 1]));
+        assert_ne!(data_seed(7, &[1, 2]), data_seed(8, &[1, 2]));
+        assert_ne!(data_seed(7, &[]), data_seed(7, &[0]));
     }
 }

@@ -296,6 +296,13 @@ impl Module for Embedding {
 
 /// Inverted dropout with a seeded mask: in training each value is kept with probability
 /// `1 − p` and scaled by `1/(1 − p)`; in evaluation it is the identity.
+///
+/// Where the masks come from: inside a training step (an [`xfer_ops::StepRngScope`], which
+/// the trainer opens around every step's forward pass) the mask of the scope's `k`-th draw is
+/// drawn from `derive_seed(step seed, [k])` — a pure function of the run's seed, the step and
+/// the forward order, so a run resumed from a checkpoint draws the same masks as an
+/// uninterrupted one. Outside a scope the layer draws from its own generator, seeded
+/// with the layer's seed (reproducible from the start, but not saved by a checkpoint).
 #[derive(Debug)]
 pub struct Dropout {
     p: f64,
@@ -323,9 +330,12 @@ impl ModuleT for Dropout {
             return Ok(x.clone());
         }
         let keep = 1.0 - self.p;
-        let mask = {
-            let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
-            rng.bernoulli_mask(x.dims(), keep, x.dtype(), x.device())?
+        let mask = match xfer_ops::scoped_rng() {
+            Some(mut rng) => rng.bernoulli_mask(x.dims(), keep, x.dtype(), x.device())?,
+            None => {
+                let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
+                rng.bernoulli_mask(x.dims(), keep, x.dtype(), x.device())?
+            }
         };
         Ok((x * mask)?.affine(1.0 / keep, 0.0)?)
     }

@@ -58,5 +58,5 @@ pub use linear::{linear, linear_portable};
 pub use norm::{batch_norm_train, layer_norm, log_softmax, softmax};
 pub use penalty::{sq_dist, sq_norm};
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, max_pool2d_padded};
-pub use rng::SeededRng;
+pub use rng::{SeededRng, StepRngScope, derive_seed, scoped_rng};
 pub use snapshot::ParamSnapshot;

@@ -1,24 +1,37 @@
-//! Trainer checkpoints: one safetensors file per checkpoint, written atomically.
+//! Trainer checkpoints: one safetensors file per checkpoint, written atomically, restored
+//! all or nothing.
 //!
 //! A checkpoint holds every entry of the model's [`ParamStore`] (parameters **and** buffers)
 //! as `param/<name>`, the optimiser state as `optim/<param>/<slot>`, the early-stopping best
-//! weights as `best/<name>` when kept, and JSON metadata: the format tag, the loop state
-//! (step, seed, plan, early-stopping counters), the optimiser's scalars and the history.
+//! weights as `best/<name>` when kept, and string metadata: `format` ([`FORMAT`]), `trainer`
+//! (the loop state, a [`TrainerMeta`] as JSON), `optimizer` (the optimiser's scalars, JSON)
+//! and `history` (every step and evaluation). Nothing random is saved: the randomness of a
+//! step is a function of `(seed, step)` (see the trainer's module documentation).
 //!
-//! Writing goes (through xfer-models' safetensors writer) to a temporary file in the same
-//! directory, which is flushed to disk (`fsync`) and then renamed over the target, so a crash leaves either the old file or the
-//! new one, never a torn one. File names are `step-<9 digits>.safetensors`, so the newest is
-//! found by name ([`latest_checkpoint`]).
+//! **Writing** goes through xfer-models' safetensors writer: the target's one temporary file
+//! (`.NAME.tmp`) is written, synced (`fsync`) and renamed over the target, so a crash leaves
+//! the old file or the new one, never a torn one, and at most one temporary file, which the
+//! next save or load of that target removes. File names are `step-<9 digits>.safetensors`,
+//! so the newest is found by name ([`latest_checkpoint`]).
+//!
+//! **Restoring** ([`Trainer::resume`](crate::Trainer::resume)) first reads and validates
+//! everything — the file, the metadata (every field present: a missing one is an error
+//! naming the file), the plan, every parameter, buffer and best-weights tensor (names and
+//! shapes), converted to the model's dtype and device — and only then commits: the optimiser
+//! state (whose `load_state` validates before it changes anything; it is put back should a
+//! later step fail), the weights, and the loop state. A refused checkpoint changes nothing.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor};
-use safetensors::tensor::{Dtype as StDtype, SafeTensors};
-use xfer_models::ParamStore;
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
 use xfer_models::safetensors_file;
+use xfer_models::{Param, ParamStore, SafetensorsFile};
 
+use crate::history::{self, History};
+use crate::optim::{Optimizer, OptimizerState};
 use crate::{Result, TrainError};
 
 /// The value of the `format` metadata key of every trainer checkpoint.
@@ -30,6 +43,28 @@ pub(crate) const PARAM: &str = "param/";
 pub(crate) const OPTIM: &str = "optim/";
 /// Key prefix of the best weights kept by early stopping.
 pub(crate) const BEST: &str = "best/";
+
+/// Where and how often to checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointConfig {
+    /// The directory for `step-<n>.safetensors` files.
+    pub dir: PathBuf,
+    /// Checkpoint after every `every` steps (and at the end).
+    pub every: usize,
+    /// Keep only the newest `keep_last` checkpoints (0 keeps all).
+    pub keep_last: usize,
+}
+
+impl CheckpointConfig {
+    /// Every `every` steps into `dir`, keeping the newest 2.
+    pub fn new(dir: impl Into<PathBuf>, every: usize) -> Self {
+        Self {
+            dir: dir.into(),
+            every,
+            keep_last: 2,
+        }
+    }
+}
 
 /// The file name of the checkpoint taken after `step` steps.
 pub fn checkpoint_file_name(step: usize) -> String {
@@ -66,21 +101,6 @@ pub fn latest_checkpoint(dir: &Path) -> Result<Option<PathBuf>> {
     Ok(list_checkpoints(dir)?.pop().map(|(_, p)| p))
 }
 
-fn candle_dtype(d: StDtype) -> Option<DType> {
-    Some(match d {
-        StDtype::U8 => DType::U8,
-        StDtype::U32 => DType::U32,
-        StDtype::I16 => DType::I16,
-        StDtype::I32 => DType::I32,
-        StDtype::I64 => DType::I64,
-        StDtype::BF16 => DType::BF16,
-        StDtype::F16 => DType::F16,
-        StDtype::F32 => DType::F32,
-        StDtype::F64 => DType::F64,
-        _ => return None,
-    })
-}
-
 /// Writes `tensors` and `metadata` as safetensors to `path` atomically (temporary file in the
 /// same directory, `fsync`, rename), through xfer-models' safetensors writer.
 pub fn write_safetensors_atomic(
@@ -113,33 +133,20 @@ pub struct CheckpointFile {
 
 impl CheckpointFile {
     /// Reads a safetensors file (any safetensors file; [`CheckpointFile::check_format`]
-    /// tells whether it is a trainer checkpoint).
+    /// tells whether it is a trainer checkpoint) with xfer-models' reader: pickles, torn and
+    /// malformed files are refused with an error naming the file, and leftovers of
+    /// interrupted saves of `path` are removed.
     pub fn read(path: &Path) -> Result<Self> {
-        // Parsed with the safetensors crate directly: xfer-models' `SafetensorsFile` sniffs
-        // for pickles by the first two bytes, which also matches a valid safetensors header
-        // length of 0x0280..=0x05ff (mod 65536), so it would refuse some of our checkpoints.
-        let data = fs::read(path).map_err(|e| TrainError::checkpoint(path, e))?;
-        let st = SafeTensors::deserialize(&data).map_err(|e| TrainError::checkpoint(path, e))?;
-        let (_, meta) =
-            SafeTensors::read_metadata(&data).map_err(|e| TrainError::checkpoint(path, e))?;
-        let metadata = meta.metadata().clone().unwrap_or_default();
-        let mut tensors = Vec::with_capacity(st.len());
-        for (name, view) in st.iter() {
-            let dtype = candle_dtype(view.dtype()).ok_or_else(|| {
-                TrainError::checkpoint(
-                    path,
-                    format!("{name}: unsupported dtype {:?}", view.dtype()),
-                )
-            })?;
-            let t = Tensor::from_raw_buffer(view.data(), dtype, view.shape(), &Device::Cpu)
-                .map_err(|e| TrainError::checkpoint(path, format!("{name}: {e}")))?;
-            tensors.push((name.to_string(), t));
+        let file = SafetensorsFile::open(path)?;
+        let mut tensors = Vec::with_capacity(file.len());
+        for name in file.names() {
+            let t = file.tensor(&name, &Device::Cpu)?;
+            tensors.push((name, t));
         }
-        tensors.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(Self {
             path: path.to_path_buf(),
             tensors,
-            metadata,
+            metadata: file.metadata().clone().into_iter().collect(),
         })
     }
 
@@ -182,17 +189,71 @@ impl CheckpointFile {
 
     /// The step count the checkpoint was taken at.
     pub fn step(&self) -> Result<usize> {
-        let meta: serde_json::Value = serde_json::from_str(
-            self.metadata
-                .get("trainer")
-                .ok_or_else(|| TrainError::checkpoint(&self.path, "no trainer metadata"))?,
-        )
-        .map_err(|e| TrainError::checkpoint(&self.path, e))?;
-        meta.get("step")
-            .and_then(|s| s.as_u64())
-            .map(|s| s as usize)
-            .ok_or_else(|| TrainError::checkpoint(&self.path, "trainer metadata has no step"))
+        Ok(self.trainer_meta()?.step)
     }
+
+    /// The loop state in the `trainer` metadata; a missing or malformed field is an error
+    /// naming the file and the field.
+    pub fn trainer_meta(&self) -> Result<TrainerMeta> {
+        let text = self.meta_text("trainer")?;
+        serde_json::from_str(text)
+            .map_err(|e| TrainError::checkpoint(&self.path, format!("trainer metadata: {e}")))
+    }
+
+    fn meta_text(&self, key: &str) -> Result<&str> {
+        self.metadata
+            .get(key)
+            .map(String::as_str)
+            .ok_or_else(|| TrainError::checkpoint(&self.path, format!("no {key:?} metadata")))
+    }
+
+    /// Checks the `prefix`-keyed tensors against `store` (strict: every entry of the store
+    /// present with its shape, nothing else) and converts them to the store's dtypes and
+    /// devices; changes nothing.
+    fn prepare_prefixed(&self, store: &ParamStore, prefix: &str) -> Result<Vec<(Param, Tensor)>> {
+        let entries = store.all();
+        let mut plan = Vec::with_capacity(entries.len());
+        for p in entries {
+            let key = format!("{prefix}{}", p.name());
+            let t = self.tensor(&key).ok_or_else(|| {
+                TrainError::checkpoint(&self.path, format!("{key}: missing from the checkpoint"))
+            })?;
+            let v = fit_to(&self.path, &key, t, &p)?;
+            plan.push((p, v));
+        }
+        for (name, _) in self.with_prefix(prefix) {
+            if !store.contains(name) {
+                return Err(TrainError::checkpoint(
+                    &self.path,
+                    format!("{prefix}{name}: not a parameter or buffer of the model"),
+                ));
+            }
+        }
+        Ok(plan)
+    }
+}
+
+/// `t` checked against `p`'s shape and converted to its dtype and device.
+fn fit_to(path: &Path, key: &str, t: &Tensor, p: &Param) -> Result<Tensor> {
+    let var = p.var();
+    if t.dims() != var.dims() {
+        return Err(TrainError::checkpoint(
+            path,
+            format!(
+                "{key}: shape {:?} in the checkpoint, {:?} in the model",
+                t.dims(),
+                var.dims()
+            ),
+        ));
+    }
+    if !var.as_tensor().is_contiguous() {
+        return Err(TrainError::checkpoint(
+            path,
+            format!("{key}: the model's tensor is not contiguous and cannot be overwritten"),
+        ));
+    }
+    let v = t.to_dtype(var.dtype())?.to_device(var.device())?;
+    Ok(v)
 }
 
 /// Restores the `prefix`-keyed tensors of `ck` into `store` (strict, all or nothing).
@@ -201,37 +262,269 @@ pub(crate) fn restore_prefixed(
     store: &ParamStore,
     prefix: &str,
 ) -> Result<()> {
-    let entries = store.all();
-    let mut plan = Vec::with_capacity(entries.len());
-    for p in &entries {
-        let key = format!("{prefix}{}", p.name());
-        let t = ck.tensor(&key).ok_or_else(|| {
-            TrainError::checkpoint(&ck.path, format!("{key}: missing from the checkpoint"))
-        })?;
-        if t.dims() != p.var().dims() {
-            return Err(TrainError::checkpoint(
-                &ck.path,
-                format!(
-                    "{key}: shape {:?} in the checkpoint, {:?} in the model",
-                    t.dims(),
-                    p.var().dims()
-                ),
-            ));
-        }
-        plan.push((p, t));
-    }
-    for (name, _) in ck.with_prefix(prefix) {
-        if !store.contains(name) {
-            return Err(TrainError::checkpoint(
-                &ck.path,
-                format!("{prefix}{name}: not a parameter or buffer of the model"),
-            ));
-        }
-    }
-    for (p, t) in plan {
-        p.set(t)?;
+    for (p, t) in ck.prepare_prefixed(store, prefix)? {
+        p.set(&t)?;
     }
     Ok(())
+}
+
+/// Early-stopping counters in [`TrainerMeta`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EarlyMeta {
+    /// The watched metric (null without early stopping).
+    #[serde(deserialize_with = "required")]
+    pub metric: Option<String>,
+    /// The best value so far as exact decimal text (`format!("{:?}", f64)`), null if none.
+    #[serde(deserialize_with = "required")]
+    pub best: Option<String>,
+    /// The epoch of the best value.
+    pub best_epoch: usize,
+    /// The step count of the best value.
+    pub best_step: usize,
+    /// Evaluations since the best one.
+    pub bad_evals: usize,
+}
+
+/// The loop state of a checkpoint (its `trainer` metadata, JSON). Every field is required:
+/// a checkpoint that lacks one is refused, naming the file and the field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainerMeta {
+    /// The run's name.
+    pub name: String,
+    /// Steps taken.
+    pub step: usize,
+    /// The planned number of steps.
+    pub total_steps: usize,
+    /// Steps per epoch.
+    pub steps_per_epoch: usize,
+    /// The run's seed.
+    pub seed: u64,
+    /// Whether the run had finished.
+    pub finished: bool,
+    /// Whether early stopping had ended it.
+    pub stopped_early: bool,
+    /// The optimiser's kind (`"sgd"`, `"adamw"`, ...).
+    pub optimizer: String,
+    /// Early-stopping counters.
+    pub early: EarlyMeta,
+}
+
+/// An `Option` field that must be present (as a value or `null`): serde would otherwise
+/// read a missing `Option` field as `None`.
+fn required<'de, D, T>(d: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d)
+}
+
+/// The trainer's state between steps (what a checkpoint saves besides weights and optimiser).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LoopState {
+    pub step: usize,
+    pub history: History,
+    pub early: EarlyState,
+    pub finished: bool,
+    pub stopped_early: bool,
+}
+
+/// Early stopping's state.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EarlyState {
+    pub best: Option<f64>,
+    pub best_epoch: usize,
+    pub best_step: usize,
+    pub bad_evals: usize,
+    pub snapshot: Option<Vec<(String, Tensor)>>,
+}
+
+/// What the trainer's plan is, for a checkpoint to be checked against.
+pub(crate) struct Plan<'a> {
+    pub name: &'a str,
+    pub seed: u64,
+    pub total_steps: usize,
+    pub steps_per_epoch: usize,
+    pub early_metric: Option<&'a str>,
+}
+
+/// Writes a checkpoint of `store`, `opt` and the loop state `st` to `path` (atomically).
+pub(crate) fn save(
+    path: &Path,
+    plan: &Plan<'_>,
+    store: &ParamStore,
+    opt: &dyn Optimizer,
+    st: &LoopState,
+) -> Result<()> {
+    let mut tensors = Vec::new();
+    for p in store.all() {
+        tensors.push((format!("{PARAM}{}", p.name()), p.var().as_tensor().clone()));
+    }
+    let os = opt.state()?;
+    for (k, t) in &os.tensors {
+        tensors.push((format!("{OPTIM}{k}"), t.clone()));
+    }
+    if let Some(snap) = &st.early.snapshot {
+        for (k, t) in snap {
+            tensors.push((format!("{BEST}{k}"), t.clone()));
+        }
+    }
+    let e = &st.early;
+    let meta = TrainerMeta {
+        name: plan.name.to_string(),
+        step: st.step,
+        total_steps: plan.total_steps,
+        steps_per_epoch: plan.steps_per_epoch,
+        seed: plan.seed,
+        finished: st.finished,
+        stopped_early: st.stopped_early,
+        optimizer: os.kind.clone(),
+        early: EarlyMeta {
+            metric: plan.early_metric.map(str::to_string),
+            best: e.best.map(|b| format!("{b:?}")),
+            best_epoch: e.best_epoch,
+            best_step: e.best_step,
+            bad_evals: e.bad_evals,
+        },
+    };
+    let trainer = serde_json::to_string(&meta).map_err(|e| TrainError::checkpoint(path, e))?;
+    let hist = history::wire::to_json(&st.history).map_err(|m| TrainError::checkpoint(path, m))?;
+    let metadata = HashMap::from([
+        ("format".to_string(), FORMAT.to_string()),
+        ("trainer".to_string(), trainer),
+        ("optimizer".to_string(), os.meta.to_string()),
+        ("history".to_string(), hist),
+    ]);
+    write_safetensors_atomic(path, &tensors, metadata)?;
+    tracing::debug!(target: "xfer_train", path = %path.display(), step = st.step, "checkpoint");
+    Ok(())
+}
+
+/// A checkpoint read and validated against a trainer, ready to [`Restore::commit`].
+pub(crate) struct Restore {
+    path: PathBuf,
+    params: Vec<(Param, Tensor)>,
+    optim: OptimizerState,
+    state: LoopState,
+}
+
+/// Reads `path` and checks every part of it against the trainer (`plan`, `store`, `opt`'s
+/// kind); changes nothing.
+pub(crate) fn prepare(
+    path: &Path,
+    plan: &Plan<'_>,
+    store: &ParamStore,
+    opt: &dyn Optimizer,
+) -> Result<Restore> {
+    let ck = CheckpointFile::read(path)?;
+    ck.check_format()?;
+    let bad = |m: String| TrainError::checkpoint(path, m);
+    let meta = ck.trainer_meta()?;
+    for (k, theirs, ours) in [
+        ("seed", meta.seed, plan.seed),
+        (
+            "total_steps",
+            meta.total_steps as u64,
+            plan.total_steps as u64,
+        ),
+        (
+            "steps_per_epoch",
+            meta.steps_per_epoch as u64,
+            plan.steps_per_epoch as u64,
+        ),
+    ] {
+        if theirs != ours {
+            return Err(bad(format!(
+                "{k} is {theirs} in the checkpoint but {ours} in this trainer: an exact resume needs the same plan"
+            )));
+        }
+    }
+    if meta.step > meta.total_steps {
+        return Err(bad(format!(
+            "step {} is past the plan's {} steps",
+            meta.step, meta.total_steps
+        )));
+    }
+    if meta.optimizer != opt.kind() {
+        return Err(bad(format!(
+            "optimiser {:?} in the checkpoint, {:?} in this trainer",
+            meta.optimizer,
+            opt.kind()
+        )));
+    }
+    let best = match &meta.early.best {
+        Some(s) => Some(
+            s.parse::<f64>()
+                .map_err(|_| bad(format!("early-stopping best {s:?} is not a number")))?,
+        ),
+        None => None,
+    };
+    let history = history::wire::from_json(ck.meta_text("history")?).map_err(bad)?;
+    let mut snapshot = Vec::new();
+    for (k, t) in ck.with_prefix(BEST) {
+        let p = store
+            .get(k)
+            .map_err(|_| bad(format!("{BEST}{k}: not in the model")))?;
+        snapshot.push((k.to_string(), fit_to(path, &format!("{BEST}{k}"), t, &p)?));
+    }
+    let optim_meta: serde_json::Value = serde_json::from_str(ck.meta_text("optimizer")?)
+        .map_err(|e| bad(format!("optimizer metadata: {e}")))?;
+    let optim = OptimizerState {
+        kind: meta.optimizer.clone(),
+        meta: optim_meta,
+        tensors: ck
+            .with_prefix(OPTIM)
+            .map(|(k, t)| (k.to_string(), t.clone()))
+            .collect(),
+    };
+    let params = ck.prepare_prefixed(store, PARAM)?;
+    Ok(Restore {
+        path: path.to_path_buf(),
+        params,
+        optim,
+        state: LoopState {
+            step: meta.step,
+            history,
+            early: EarlyState {
+                best,
+                best_epoch: meta.early.best_epoch,
+                best_step: meta.early.best_step,
+                bad_evals: meta.early.bad_evals,
+                snapshot: (!snapshot.is_empty()).then_some(snapshot),
+            },
+            finished: meta.finished,
+            stopped_early: meta.stopped_early,
+        },
+    })
+}
+
+impl Restore {
+    /// Commits the validated checkpoint: the optimiser state (refused states change nothing:
+    /// the previous state is put back should the optimiser not guarantee it), then the
+    /// weights (already checked and converted, so setting them cannot fail on the
+    /// checkpoint's content; should it fail anyway, the optimiser state is put back), and
+    /// returns the loop state for the trainer to take.
+    pub(crate) fn commit(self, opt: &mut dyn Optimizer) -> Result<LoopState> {
+        let previous = opt.state()?;
+        let rollback = |opt: &mut dyn Optimizer, e: TrainError| {
+            if let Err(r) = opt.load_state(&previous) {
+                tracing::error!(target: "xfer_train", path = %self.path.display(), error = %r, "cannot put the optimiser state back");
+            }
+            e
+        };
+        if let Err(e) = opt.load_state(&self.optim) {
+            return Err(rollback(
+                opt,
+                TrainError::checkpoint(&self.path, format!("optimiser state: {e}")),
+            ));
+        }
+        for (p, t) in &self.params {
+            if let Err(e) = p.set(t) {
+                return Err(rollback(opt, e.into()));
+            }
+        }
+        Ok(self.state)
+    }
 }
 
 /// Deletes all but the newest `keep` checkpoints in `dir` (`keep == 0` keeps all).
@@ -250,6 +543,7 @@ pub(crate) fn prune(dir: &Path, keep: usize) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
 
     fn tmpdir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("xfer-train-ck-{tag}-{}", std::process::id()));

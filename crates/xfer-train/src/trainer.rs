@@ -18,11 +18,17 @@
 //! seed and plan, the early-stopping state and the history. Nothing else carries state from
 //! one step to the next: the schedule is a pure function of `(t, T)`, and randomness comes
 //! from [`StepCtx::rng`] / [`StepCtx::epoch_seed`], pure functions of `(seed, t)` and
-//! `(seed, epoch)`. So a run interrupted after a checkpoint and resumed from it with
-//! [`Trainer::resume`] ends, on the CPU, with bit-identical weights — provided the objective
-//! follows the same rule: its data order for epoch `e` is a function of
-//! `(ctx.epoch_seed(), e)` (a loader re-seeded per epoch, indexed by `ctx.step_in_epoch`),
-//! and any random layer (dropout) draws from `ctx.rng(..)`, not from a generator it keeps.
+//! `(seed, epoch)`. Random *layers* follow the same rule without being told: the loop runs
+//! each step's objective inside an [`xfer_ops::StepRngScope`] seeded from `(seed, step)`, and
+//! [`xfer_models::Dropout`] draws the `k`-th mask of the step from
+//! `derive_seed(scope seed, [k])` instead of a generator of its own, so nothing
+//! random needs saving. So a run interrupted after a checkpoint and resumed from it with
+//! [`Trainer::resume`] ends, on the CPU, with bit-identical weights — dropout included —
+//! provided the objective follows the same rule: its data order for epoch `e` is a function
+//! of `(ctx.epoch_seed(), e)` (a loader re-seeded per epoch, indexed by
+//! `ctx.step_in_epoch`), any other random choice draws from `ctx.rng(..)`, and the forward
+//! pass runs on the loop's thread. A refused checkpoint (another plan, a shape or name that
+//! differs, a missing field, a torn file) changes nothing: see [`crate::checkpoint`].
 //!
 //! **Early stopping** watches one metric of the evaluation. In methods without target labels
 //! (domain adaptation, zero-shot on unseen classes) that metric must come from *source*
@@ -34,30 +40,23 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::json;
 use xfer_models::ParamStore;
-use xfer_ops::SeededRng;
+use xfer_ops::{SeededRng, StepRngScope};
 
-use crate::checkpoint::{self, BEST, CheckpointFile, FORMAT, OPTIM, PARAM};
+pub use crate::checkpoint::CheckpointConfig;
+use crate::checkpoint::{self, LoopState};
 use crate::grad_norm;
 use crate::history::{self, EvalRecord, History, Metrics, StepRecord};
-use crate::optim::{Optimizer, OptimizerState};
+use crate::optim::Optimizer;
 use crate::schedule::{Schedule, progress};
 use crate::{Result, TrainError};
 
-/// Mixes `parts` into `seed` (SplitMix64 steps): independent, reproducible sub-seeds.
-pub fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
-    fn mix(mut z: u64) -> u64 {
-        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    parts.iter().fold(mix(seed), |h, &p| mix(h ^ mix(p)))
-}
+pub use xfer_ops::derive_seed;
 
 const TAG_STEP: u64 = 0x5354_4550; // "STEP"
 const TAG_EPOCH: u64 = 0x4550_4F43; // "EPOC"
+/// The stream of [`StepCtx::rng`] that seeds the step's [`StepRngScope`] (random layers).
+const STREAM_LAYERS: u64 = 0x4C41_5945_5253; // "LAYERS"
 
 /// What the loop tells the objective about the step it asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -242,28 +241,6 @@ impl EarlyStopping {
     }
 }
 
-/// Where and how often to checkpoint.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CheckpointConfig {
-    /// The directory for `step-<n>.safetensors` files.
-    pub dir: PathBuf,
-    /// Checkpoint after every `every` steps (and at the end).
-    pub every: usize,
-    /// Keep only the newest `keep_last` checkpoints (0 keeps all).
-    pub keep_last: usize,
-}
-
-impl CheckpointConfig {
-    /// Every `every` steps into `dir`, keeping the newest 2.
-    pub fn new(dir: impl Into<PathBuf>, every: usize) -> Self {
-        Self {
-            dir: dir.into(),
-            every,
-            keep_last: 2,
-        }
-    }
-}
-
 /// The loop's configuration.
 #[derive(Debug, Clone)]
 pub struct TrainerConfig {
@@ -418,24 +395,6 @@ pub struct TrainReport {
     pub final_loss: Option<f64>,
     /// Every step and evaluation.
     pub history: History,
-}
-
-#[derive(Debug, Clone, Default)]
-struct EarlyState {
-    best: Option<f64>,
-    best_epoch: usize,
-    best_step: usize,
-    bad_evals: usize,
-    snapshot: Option<Vec<(String, Tensor)>>,
-}
-
-#[derive(Debug, Clone, Default)]
-struct LoopState {
-    step: usize,
-    history: History,
-    early: EarlyState,
-    finished: bool,
-    stopped_early: bool,
 }
 
 /// The training loop (see the module documentation).
@@ -617,7 +576,13 @@ impl Trainer {
                 lr,
                 seed: self.cfg.seed,
             };
-            let out = objective.loss(&ctx)?;
+            let out = {
+                let _layers = StepRngScope::enter(derive_seed(
+                    self.cfg.seed,
+                    &[TAG_STEP, step as u64, STREAM_LAYERS],
+                ));
+                objective.loss(&ctx)?
+            };
             let loss = scalar_of(&out.loss)?;
             if !loss.is_finite() {
                 pb.abandon();
@@ -783,50 +748,24 @@ impl Trainer {
         Ok(path)
     }
 
-    /// Writes a checkpoint of the current state to `path` (atomically).
+    /// Writes a checkpoint of the current state to `path` (atomically; see
+    /// [`crate::checkpoint`]).
     pub fn save_checkpoint(&self, path: &Path) -> Result<()> {
-        let mut tensors = Vec::new();
-        for p in self.store.all() {
-            tensors.push((format!("{PARAM}{}", p.name()), p.var().as_tensor().clone()));
+        checkpoint::save(path, &self.plan(), &self.store, self.opt.as_ref(), &self.st)
+    }
+
+    fn plan(&self) -> checkpoint::Plan<'_> {
+        checkpoint::Plan {
+            name: &self.cfg.name,
+            seed: self.cfg.seed,
+            total_steps: self.cfg.total_steps(),
+            steps_per_epoch: self.cfg.steps_per_epoch,
+            early_metric: self
+                .cfg
+                .early_stopping
+                .as_ref()
+                .map(|es| es.metric.as_str()),
         }
-        let os = self.opt.state()?;
-        for (k, t) in &os.tensors {
-            tensors.push((format!("{OPTIM}{k}"), t.clone()));
-        }
-        if let Some(snap) = &self.st.early.snapshot {
-            for (k, t) in snap {
-                tensors.push((format!("{BEST}{k}"), t.clone()));
-            }
-        }
-        let e = &self.st.early;
-        let trainer = json!({
-            "name": self.cfg.name,
-            "step": self.st.step,
-            "total_steps": self.cfg.total_steps(),
-            "steps_per_epoch": self.cfg.steps_per_epoch,
-            "seed": self.cfg.seed,
-            "finished": self.st.finished,
-            "stopped_early": self.st.stopped_early,
-            "optimizer": os.kind,
-            "early": {
-                "metric": self.cfg.early_stopping.as_ref().map(|es| es.metric.clone()),
-                "best": e.best.map(|b| format!("{b:?}")),
-                "best_epoch": e.best_epoch,
-                "best_step": e.best_step,
-                "bad_evals": e.bad_evals,
-            },
-        });
-        let hist = history::wire::to_json(&self.st.history)
-            .map_err(|m| TrainError::checkpoint(path, m))?;
-        let metadata = std::collections::HashMap::from([
-            ("format".to_string(), FORMAT.to_string()),
-            ("trainer".to_string(), trainer.to_string()),
-            ("optimizer".to_string(), os.meta.to_string()),
-            ("history".to_string(), hist),
-        ]);
-        checkpoint::write_safetensors_atomic(path, &tensors, metadata)?;
-        tracing::debug!(target: "xfer_train", path = %path.display(), step = self.st.step, "checkpoint");
-        Ok(())
     }
 
     /// Continues from the newest checkpoint of the configured directory, if there is one;
@@ -849,110 +788,12 @@ impl Trainer {
     /// Restores weights, buffers, optimiser state, step, early-stopping state and history from
     /// a checkpoint written by a trainer with the same plan (seed, total steps, steps per
     /// epoch, optimiser kind), so that [`Trainer::fit`] continues exactly where it stopped.
+    /// All or nothing: everything is validated before anything changes, so a refused
+    /// checkpoint leaves the weights, the optimiser state and the loop state as they were.
     pub fn resume(&mut self, path: &Path) -> Result<()> {
-        let ck = CheckpointFile::read(path)?;
-        ck.check_format()?;
-        let bad = |m: String| TrainError::checkpoint(path, m);
-        let meta: serde_json::Value = serde_json::from_str(
-            ck.metadata
-                .get("trainer")
-                .ok_or_else(|| bad("no trainer metadata".into()))?,
-        )
-        .map_err(|e| bad(e.to_string()))?;
-        let get_u64 = |k: &str| {
-            meta.get(k)
-                .and_then(|v| v.as_u64())
-                .ok_or_else(|| bad(format!("trainer metadata lacks {k:?}")))
-        };
-        let step = get_u64("step")? as usize;
-        for (k, ours) in [
-            ("seed", self.cfg.seed),
-            ("total_steps", self.cfg.total_steps() as u64),
-            ("steps_per_epoch", self.cfg.steps_per_epoch as u64),
-        ] {
-            let theirs = get_u64(k)?;
-            if theirs != ours {
-                return Err(bad(format!(
-                    "{k} is {theirs} in the checkpoint but {ours} in this trainer: an exact resume needs the same plan"
-                )));
-            }
-        }
-        let kind = meta.get("optimizer").and_then(|v| v.as_str()).unwrap_or("");
-        if kind != self.opt.kind() {
-            return Err(bad(format!(
-                "optimiser {kind:?} in the checkpoint, {:?} in this trainer",
-                self.opt.kind()
-            )));
-        }
-        let flag = |k: &str| meta.get(k).and_then(|v| v.as_bool()).unwrap_or(false);
-        let early = meta
-            .get("early")
-            .cloned()
-            .unwrap_or(serde_json::Value::Null);
-        let best = match early.get("best").and_then(|b| b.as_str()) {
-            Some(s) => Some(
-                s.parse::<f64>()
-                    .map_err(|_| bad(format!("early-stopping best {s:?} is not a number")))?,
-            ),
-            None => None,
-        };
-        let eu = |k: &str| early.get(k).and_then(|v| v.as_u64()).unwrap_or(0) as usize;
-        let history = history::wire::from_json(
-            ck.metadata
-                .get("history")
-                .ok_or_else(|| bad("no history".into()))?,
-        )
-        .map_err(bad)?;
-        let snapshot: Vec<(String, Tensor)> = ck
-            .with_prefix(BEST)
-            .map(|(k, t)| (k.to_string(), t.clone()))
-            .collect();
-        let snapshot = if snapshot.is_empty() {
-            None
-        } else {
-            for (k, t) in &snapshot {
-                let p = self
-                    .store
-                    .get(k)
-                    .map_err(|_| bad(format!("{BEST}{k}: not in the model")))?;
-                if p.var().dims() != t.dims() {
-                    return Err(bad(format!(
-                        "{BEST}{k}: shape {:?} vs {:?}",
-                        t.dims(),
-                        p.var().dims()
-                    )));
-                }
-            }
-            Some(snapshot)
-        };
-        let opt_meta: serde_json::Value = match ck.metadata.get("optimizer") {
-            Some(s) => serde_json::from_str(s).map_err(|e| bad(e.to_string()))?,
-            None => serde_json::Value::Null,
-        };
-        let os = OptimizerState {
-            kind: kind.to_string(),
-            meta: opt_meta,
-            tensors: ck
-                .with_prefix(OPTIM)
-                .map(|(k, t)| (k.to_string(), t.clone()))
-                .collect(),
-        };
-        self.opt.load_state(&os)?;
-        ck.restore_params(&self.store)?;
-        self.st = LoopState {
-            step,
-            history,
-            early: EarlyState {
-                best,
-                best_epoch: eu("best_epoch"),
-                best_step: eu("best_step"),
-                bad_evals: eu("bad_evals"),
-                snapshot,
-            },
-            finished: flag("finished"),
-            stopped_early: flag("stopped_early"),
-        };
-        tracing::info!(target: "xfer_train", path = %path.display(), step, "resumed");
+        let restore = checkpoint::prepare(path, &self.plan(), &self.store, self.opt.as_ref())?;
+        self.st = restore.commit(self.opt.as_mut())?;
+        tracing::info!(target: "xfer_train", path = %path.display(), step = self.st.step, "resumed");
         Ok(())
     }
 }
