@@ -1,33 +1,143 @@
-//! Domain-adversarial training (DANN, Ganin & Lempitsky 2015) against its source-only
-//! baseline, on the same data, the same initial weights and the same batches.
+//! Unsupervised domain adaptation — DANN, CDAN(+E), MCC, self-training, FixMatch, AdaBN, DAN,
+//! CORAL — against the source-only baseline, on the same data, the same initial weights and
+//! the same batches, with label-free model selection.
 //!
 //! ```text
 //! cargo run --release --example dann -- --task moons:35
-//! cargo run --release --example dann -- --task synth-to-digits --seed 1 --json
-//! cargo run --release --example dann -- --task digits-rot:30
-//! cargo run --release --example dann -- --source csv:a.csv --target csv:b.csv [--target-test SPEC] [--model mlp|cnn|lenet]
+//! cargo run --release --example dann -- --task synth-to-digits --method source_only,dann,cdan_e,mcc,self_train --selection dev --json
+//! cargo run --release --example dann -- --task digits-rot:30 --method dann,cdan_e
+//! cargo run --release --example dann -- --task moons:35 --method dann --sweep lambda=0.3,1,3 --sweep lr=0.02,0.05
+//! cargo run --release --example dann -- --source csv:a.csv --target csv:b.csv [--target-test SPEC] [--backbone mlp:64,64|cnn|lenet|resnet18]
 //! ```
 //!
-//! Target labels are read only at the end, to report `target_acc`; training sees the target
-//! as unlabelled inputs. Pictures (training curves, PCA of the features by domain and class
-//! for source-only and DANN) go to `--out` (default `target/xfer-report/`).
+//! Target labels are never used for training or for any choice: the kept checkpoint (and, with
+//! `--sweep`, the kept hyper-parameters) is chosen by the `--selection` scorer. The report
+//! gives per method `target_acc` — the label-free choice, what a user gets — and
+//! `oracle_target_acc`, the best target accuracy of any evaluation (of any sweep run), for
+//! reference only; `<scorer>_target_acc` is what each other scorer would have chosen in the
+//! same run. Pictures (training curves, PCA of the features by domain and class) go to
+//! `--out` (default `target/xfer-report/`).
 
 mod common;
 
 use std::path::Path;
 
 use anyhow::{Context, bail};
-use clap::Parser;
+use clap::{Parser, ValueEnum};
 use common::{CommonArgs, Report};
 use xfer::data::{TensorDataset, embedded, spec, stratified_split};
+use xfer::models::BackboneSpec;
 use xfer::prelude::*;
+use xfer::train::Scorer;
 use xfer::train::methods::dann::{
-    self, Architecture, DannConfig, DannMethod, DannModel, DiscriminatorConfig, Selection,
+    self, DannConfig, DannMethod, DannModel, DiscriminatorConfig, SweepParam,
 };
 use xfer::train::plot::{EmbeddingPanel, plot_embedding, plot_history};
 
+/// The methods of `--method`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[value(rename_all = "snake_case")]
+enum MethodArg {
+    SourceOnly,
+    Dann,
+    Cdan,
+    CdanE,
+    Mcc,
+    DannMcc,
+    CdanEMcc,
+    SelfTrain,
+    Fixmatch,
+    Adabn,
+    Dan,
+    Coral,
+}
+
+impl MethodArg {
+    fn method(self) -> DannMethod {
+        match self {
+            MethodArg::SourceOnly => DannMethod::SourceOnly,
+            MethodArg::Dann => DannMethod::Dann,
+            MethodArg::Cdan => DannMethod::Cdan,
+            MethodArg::CdanE => DannMethod::CdanE,
+            MethodArg::Mcc => DannMethod::Mcc,
+            MethodArg::DannMcc => DannMethod::DannMcc,
+            MethodArg::CdanEMcc => DannMethod::CdanEMcc,
+            MethodArg::SelfTrain => DannMethod::SelfTrain,
+            MethodArg::Fixmatch => DannMethod::Fixmatch,
+            MethodArg::Adabn => DannMethod::Adabn,
+            MethodArg::Dan => DannMethod::Dan,
+            MethodArg::Coral => DannMethod::Coral,
+        }
+    }
+}
+
+/// The checkpoint choices of `--selection`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum SelectionArg {
+    /// The weights after the last step.
+    Last,
+    /// Held-out source accuracy.
+    #[value(alias = "max-source-val-acc")]
+    SourceAcc,
+    /// Lowest mean target prediction entropy.
+    #[value(alias = "min-target-entropy")]
+    Entropy,
+    /// Soft neighbourhood density.
+    Snd,
+    /// Importance-weighted validation.
+    Iwv,
+    /// Deep embedded validation.
+    Dev,
+}
+
+impl SelectionArg {
+    fn scorer(self) -> Option<Scorer> {
+        match self {
+            SelectionArg::Last => None,
+            SelectionArg::SourceAcc => Some(Scorer::SourceAcc),
+            SelectionArg::Entropy => Some(Scorer::Entropy),
+            SelectionArg::Snd => Some(Scorer::Snd),
+            SelectionArg::Iwv => Some(Scorer::Iwv),
+            SelectionArg::Dev => Some(Scorer::Dev),
+        }
+    }
+}
+
+/// The networks of `--model` (shorthand for `--backbone`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ModelArg {
+    Mlp,
+    Cnn,
+    Lenet,
+}
+
+/// One `--sweep KEY=V1,V2,...`.
+fn parse_sweep(s: &str) -> Result<(SweepParam, Vec<f64>), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| {
+        format!("`{s}`: expected KEY=V1,V2,... (KEY: lambda, lr, threshold, mcc_weight)")
+    })?;
+    let param: SweepParam = k
+        .parse()
+        .map_err(|e: xfer::train::TrainError| e.to_string())?;
+    let values = v
+        .split(',')
+        .filter(|x| !x.trim().is_empty())
+        .map(|x| {
+            x.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite())
+                .ok_or_else(|| format!("`{s}`: `{x}` is not a number"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if values.is_empty() {
+        return Err(format!("sweep over {} has no values", param.name()));
+    }
+    Ok((param, values))
+}
+
 #[derive(Debug, Parser)]
-#[command(about = "DANN vs source-only on a built-in task or on your own data")]
+#[command(about = "Domain adaptation methods vs source-only, with label-free model selection")]
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
@@ -43,18 +153,36 @@ struct Args {
     /// Labelled target test data; by default half of the target is held out (seeded, stratified).
     #[arg(long, requires = "target")]
     target_test: Option<String>,
-    /// Network: mlp (feature vectors), cnn or lenet (images); by default chosen from the data.
+    /// Methods to run, comma-separated.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "source_only,dann"
+    )]
+    method: Vec<MethodArg>,
+    /// Which checkpoint each run keeps (never chosen with target labels); default: the task's.
+    #[arg(long, value_enum)]
+    selection: Option<SelectionArg>,
+    /// Grid of a hyper-parameter, KEY=V1,V2,... (KEY: lambda, lr, threshold, mcc_weight);
+    /// repeat for a grid over several. Every run is scored by --selection (default dev).
+    #[arg(long, value_parser = parse_sweep)]
+    sweep: Vec<(SweepParam, Vec<f64>)>,
+    /// Network shorthand: mlp (feature vectors), cnn or lenet (images).
+    #[arg(long, value_enum, conflicts_with = "backbone")]
+    model: Option<ModelArg>,
+    /// Backbone spec: mlp[:W1,W2,...] | cnn | lenet | resnet18[:weights=PATH] | ...
     #[arg(long)]
-    model: Option<String>,
+    backbone: Option<String>,
+    /// Width of a batch-norm bottleneck between backbone and head (AdaBN needs one); 0 for none.
+    #[arg(long)]
+    bottleneck: Option<usize>,
     /// Points per domain of the moons task (150 in the paper).
     #[arg(long, default_value_t = embedded::moons::MOONS_PER_DOMAIN)]
     points: usize,
     /// Hidden widths of the MLP, e.g. 64,64.
     #[arg(long, value_delimiter = ',')]
     hidden: Option<Vec<usize>>,
-    /// Activation of the MLP's hidden layers: relu, tanh, sigmoid, gelu.
-    #[arg(long)]
-    activation: Option<String>,
     /// Optimiser steps.
     #[arg(long)]
     steps: Option<usize>,
@@ -70,9 +198,15 @@ struct Args {
     /// γ of λ_p = 2/(1+exp(−γp)) − 1.
     #[arg(long)]
     gamma: Option<f64>,
-    /// Multiplier of λ_p.
+    /// Multiplier of λ_p (adversarial, MMD, CORAL and pseudo-label terms).
     #[arg(long)]
     lambda_max: Option<f64>,
+    /// Weight of the MCC term.
+    #[arg(long)]
+    mcc_weight: Option<f64>,
+    /// Confidence a pseudo-label needs, in [0, 1].
+    #[arg(long)]
+    threshold: Option<f64>,
     /// Hidden width of the domain classifier.
     #[arg(long)]
     disc_hidden: Option<usize>,
@@ -85,12 +219,13 @@ struct Args {
     /// Steps between evaluations.
     #[arg(long)]
     eval_every: Option<usize>,
-    /// Which weights to keep: last | min-target-entropy | max-source-val-acc.
-    #[arg(long)]
-    selection: Option<String>,
     /// Batch norm in the domain classifier (true/false).
     #[arg(long)]
     disc_batch_norm: Option<bool>,
+    /// Measure the cost of a training step instead: N steps of each method vs N plain
+    /// source-only steps (no evaluation), ms per step.
+    #[arg(long)]
+    time_steps: Option<usize>,
 }
 
 /// The data of one comparison.
@@ -129,8 +264,8 @@ fn moons_task(deg: f64, points: usize, seed: u64, quick: bool) -> anyhow::Result
             dropout: 0.0,
         },
         eval_every: 100,
-        selection: Selection::MinTargetEntropy,
-        ..DannConfig::paper(Architecture::mlp(&[32, 32]))
+        selection: Some(Scorer::Entropy),
+        ..DannConfig::paper(mlp(&[32, 32]))
     };
     Ok(Task {
         name: format!("moons:{deg}"),
@@ -140,6 +275,13 @@ fn moons_task(deg: f64, points: usize, seed: u64, quick: bool) -> anyhow::Result
         target_test,
         cfg,
     })
+}
+
+fn mlp(hidden: &[usize]) -> BackboneSpec {
+    BackboneSpec::Mlp {
+        hidden: hidden.to_vec(),
+        dropout: 0.0,
+    }
 }
 
 /// Digits with values 0..16 scaled to [0, 1].
@@ -159,7 +301,9 @@ fn digits_cfg(quick: bool) -> DannConfig {
             dropout: 0.0,
         },
         eval_every: if quick { 50 } else { 250 },
-        ..DannConfig::paper(Architecture::cnn())
+        bottleneck: Some(128),
+        selection: Some(Scorer::Dev),
+        ..DannConfig::paper(BackboneSpec::cnn())
     }
 }
 
@@ -251,9 +395,12 @@ fn spec_task(args: &Args, source_spec: &str, target_spec: &str) -> anyhow::Resul
     ]);
     let (src, target, target_test) = (src.scale(k), target.scale(k), target_test.scale(k));
     let (source_ds, source_test) = stratified_split(&src, 0.2, data_seed(seed, 4))?;
-    let arch = Architecture::auto(source_ds.sample_shape(), &[64, 64])?;
-    let mut cfg = match arch {
-        Architecture::Mlp { .. } => DannConfig {
+    let backbone = match BackboneSpec::for_input(source_ds.sample_shape()) {
+        BackboneSpec::Mlp { .. } => mlp(&[64, 64]),
+        other => other,
+    };
+    let mut cfg = match backbone {
+        BackboneSpec::Mlp { .. } => DannConfig {
             batch_size: 32,
             lr: 0.02,
             discriminator: DiscriminatorConfig {
@@ -262,10 +409,11 @@ fn spec_task(args: &Args, source_spec: &str, target_spec: &str) -> anyhow::Resul
                 batch_norm: true,
                 dropout: 0.0,
             },
-            ..DannConfig::paper(arch)
+            selection: Some(Scorer::Dev),
+            ..DannConfig::paper(backbone)
         },
         _ => DannConfig {
-            arch,
+            backbone,
             ..digits_cfg(quick)
         },
     };
@@ -286,35 +434,28 @@ fn spec_task(args: &Args, source_spec: &str, target_spec: &str) -> anyhow::Resul
 /// Applies the command-line overrides to the task's configuration.
 fn apply_overrides(args: &Args, task: &mut Task) -> anyhow::Result<()> {
     let cfg = &mut task.cfg;
-    if let Some(m) = &args.model {
-        let hidden = match &cfg.arch {
-            Architecture::Mlp { hidden, .. } => hidden.clone(),
+    if let Some(m) = args.model {
+        let hidden = match &cfg.backbone {
+            BackboneSpec::Mlp { hidden, .. } => hidden.clone(),
             _ => vec![64, 64],
         };
-        cfg.arch = match m.as_str() {
-            "mlp" => Architecture::mlp(&hidden),
-            "cnn" => Architecture::cnn(),
-            "lenet" => Architecture::lenet(),
-            _ => bail!("--model {m}: expected mlp, cnn or lenet"),
+        cfg.backbone = match m {
+            ModelArg::Mlp => mlp(&hidden),
+            ModelArg::Cnn => BackboneSpec::cnn(),
+            ModelArg::Lenet => BackboneSpec::Lenet,
         };
     }
+    if let Some(b) = &args.backbone {
+        cfg.backbone = b.parse().with_context(|| format!("--backbone {b}"))?;
+    }
     if let Some(h) = &args.hidden {
-        match &mut cfg.arch {
-            Architecture::Mlp { hidden, .. } => *hidden = h.clone(),
-            _ => bail!(
-                "--hidden applies to the mlp model (this run uses {})",
-                cfg.arch.name()
-            ),
+        match &mut cfg.backbone {
+            BackboneSpec::Mlp { hidden, .. } => *hidden = h.clone(),
+            other => bail!("--hidden applies to the mlp backbone (this run uses {other})"),
         }
     }
-    if let Some(a) = &args.activation {
-        match &mut cfg.arch {
-            Architecture::Mlp { activation, .. } => *activation = a.parse()?,
-            _ => bail!(
-                "--activation applies to the mlp model (this run uses {})",
-                cfg.arch.name()
-            ),
-        }
+    if let Some(b) = args.bottleneck {
+        cfg.bottleneck = (b > 0).then_some(b);
     }
     if let Some(v) = args.steps {
         cfg.steps = v;
@@ -335,6 +476,15 @@ fn apply_overrides(args: &Args, task: &mut Task) -> anyhow::Result<()> {
     if let Some(v) = args.lambda_max {
         cfg.lambda_max = v;
     }
+    if let Some(v) = args.mcc_weight {
+        cfg.mcc_weight = v;
+    }
+    if let Some(v) = args.threshold {
+        if !(0.0..=1.0).contains(&v) {
+            bail!("--threshold {v}: a confidence must lie in [0, 1]");
+        }
+        cfg.threshold = v;
+    }
     if let Some(v) = args.disc_hidden {
         cfg.discriminator.hidden = v;
     }
@@ -347,17 +497,17 @@ fn apply_overrides(args: &Args, task: &mut Task) -> anyhow::Result<()> {
     if let Some(v) = args.eval_every {
         cfg.eval_every = v;
     }
-    if let Some(v) = &args.selection {
-        cfg.selection = match v.as_str() {
-            "last" => Selection::Last,
-            "min-target-entropy" => Selection::MinTargetEntropy,
-            "max-source-val-acc" => Selection::MaxSourceValAcc,
-            _ => bail!("--selection {v}: last | min-target-entropy | max-source-val-acc"),
-        };
+    if let Some(v) = args.selection {
+        cfg.selection = v.scorer();
+    }
+    if !args.sweep.is_empty() && cfg.selection.is_none() {
+        cfg.selection = Some(Scorer::Dev);
     }
     if let Some(v) = args.disc_batch_norm {
         cfg.discriminator.batch_norm = v;
     }
+    cfg.quiet = args.common.json;
+    cfg.validate()?;
     Ok(())
 }
 
@@ -395,6 +545,9 @@ fn pca_panel(
 }
 
 fn pictures(out: &Path, task: &Task, models: &[DannModel], seed: u64) -> anyhow::Result<()> {
+    if models.is_empty() {
+        return Ok(());
+    }
     let runs: Vec<(&str, &xfer::train::History)> = models
         .iter()
         .map(|m| (m.method.name(), &m.report.history))
@@ -404,6 +557,8 @@ fn pictures(out: &Path, task: &Task, models: &[DannModel], seed: u64) -> anyhow:
         "domain_acc",
         "source_val_acc",
         "target_entropy",
+        "dev_risk",
+        "snd",
         "lambda",
     ] {
         plot_history(
@@ -417,13 +572,7 @@ fn pictures(out: &Path, task: &Task, models: &[DannModel], seed: u64) -> anyhow:
     let t = sample_rows(&task.target_test, 400, seed)?;
     let panels = models
         .iter()
-        .map(|m| {
-            let title = match m.method {
-                DannMethod::SourceOnly => "before: source-only features",
-                DannMethod::Dann => "after: DANN features",
-            };
-            pca_panel(title, m, &s, &t)
-        })
+        .map(|m| pca_panel(&format!("{} features", m.method.name()), m, &s, &t))
         .collect::<anyhow::Result<Vec<_>>>()?;
     plot_embedding(
         &out.join("dann-features-pca.png"),
@@ -431,6 +580,51 @@ fn pictures(out: &Path, task: &Task, models: &[DannModel], seed: u64) -> anyhow:
         &panels,
         &["source", "target"],
     )?;
+    Ok(())
+}
+
+/// `--time-steps N`: ms per step of each method against N plain source-only steps (no
+/// probe discriminator, no evaluation), one warm-up run first.
+fn time_steps(args: &Args, task: &Task, n: usize) -> anyhow::Result<()> {
+    let dev = Device::Cpu;
+    let target = task.target.unlabeled();
+    let base = DannConfig {
+        steps: n,
+        eval_every: n,
+        selection: None,
+        ..task.cfg.clone()
+    };
+    let plain = DannConfig {
+        probe_discriminator: false,
+        ..base.clone()
+    };
+    let time = |method: DannMethod, cfg: &DannConfig| -> anyhow::Result<f64> {
+        let t0 = std::time::Instant::now();
+        dann::train(
+            method,
+            cfg,
+            &task.source,
+            &target,
+            None,
+            None,
+            args.common.seed,
+            &dev,
+        )?;
+        Ok(t0.elapsed().as_secs_f64() * 1000.0 / n as f64)
+    };
+    // One untimed evaluation-free warm-up.
+    time(DannMethod::SourceOnly, &plain)?;
+    let so = time(DannMethod::SourceOnly, &plain)?;
+    let mut report = Report::new("dann-step-cost", args.common.seed);
+    report.arg("task", task.name.as_str());
+    report.arg("steps", n);
+    report.run("source_only_plain", &[("ms_per_step", so), ("ratio", 1.0)]);
+    for m in &args.method {
+        let method = m.method();
+        let ms = time(method, &base)?;
+        report.run(method.name(), &[("ms_per_step", ms), ("ratio", ms / so)]);
+    }
+    report.finish(args.common.json, &args.common.out)?;
     Ok(())
 }
 
@@ -454,26 +648,87 @@ fn main() -> anyhow::Result<()> {
         _ => bail!("give --task, or both --source and --target"),
     };
     apply_overrides(&args, &mut task)?;
+    if let Some(n) = args.time_steps {
+        if n == 0 {
+            bail!("--time-steps must be > 0");
+        }
+        return time_steps(&args, &task, n);
+    }
+    let selection = task.cfg.selection;
     println!(
-        "{}: source {} train / {} test, target {} unlabelled / {} test, model {}, {} steps",
+        "{}: source {} train / {} test, target {} unlabelled / {} test, backbone {}, bottleneck {:?}, {} steps, selection {}",
         task.name,
         task.source.len(),
         task.source_test.len(),
         task.target.len(),
         task.target_test.len(),
-        task.cfg.arch.name(),
-        task.cfg.steps
+        task.cfg.backbone,
+        task.cfg.bottleneck,
+        task.cfg.steps,
+        selection.map_or("last".to_string(), |s| s.to_string())
     );
     let dev = Device::Cpu;
     let mut report = Report::new("dann", seed);
     report.arg("task", task.name.as_str());
-    report.arg("model", task.cfg.arch.name());
+    report.arg("backbone", task.cfg.backbone.to_string());
     report.arg("steps", task.cfg.steps);
     report.arg("quick", quick);
+    report.arg(
+        "selection",
+        selection.map_or("last".to_string(), |s| s.to_string()),
+    );
     let target_unlabeled = task.target.unlabeled();
     let mut models = Vec::new();
-    for method in [DannMethod::SourceOnly, DannMethod::Dann] {
+    for m in &args.method {
+        let method = m.method();
         let t0 = std::time::Instant::now();
+        if !args.sweep.is_empty() {
+            let scorer = selection.unwrap_or(Scorer::Dev);
+            let res = dann::sweep(
+                method,
+                &task.cfg,
+                &args.sweep,
+                scorer,
+                &task.source,
+                &target_unlabeled,
+                &task.source_test,
+                &task.target_test,
+                seed,
+                &dev,
+            )?;
+            let mut metrics: Vec<(String, f64)> = vec![
+                ("target_acc".into(), res.label_free.target_acc),
+                ("oracle_target_acc".into(), res.oracle.target_acc),
+                ("runs".into(), res.runs.len() as f64),
+            ];
+            for (choice, run) in [("chosen", res.label_free.run), ("oracle", res.oracle.run)] {
+                if let Some(r) = res.runs.get(run) {
+                    for (p, v) in &r.settings {
+                        metrics.push((format!("{choice}_{}", p.name()), *v));
+                    }
+                }
+            }
+            for (i, r) in res.runs.iter().enumerate() {
+                let settings: Vec<String> = r
+                    .settings
+                    .iter()
+                    .map(|(p, v)| format!("{}={v}", p.name()))
+                    .collect();
+                println!(
+                    "  {} run {i} [{}]: {} {:.4} → target acc {:.4} (oracle {:.4})",
+                    method.name(),
+                    settings.join(" "),
+                    scorer,
+                    r.score,
+                    r.result.target_acc,
+                    r.result.oracle_target_acc.unwrap_or(f64::NAN)
+                );
+            }
+            metrics.push(("seconds".into(), t0.elapsed().as_secs_f64()));
+            let refs: Vec<(&str, f64)> = metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+            report.run(method.name(), &refs);
+            continue;
+        }
         let (model, result) = dann::run(
             method,
             &task.cfg,
@@ -484,9 +739,19 @@ fn main() -> anyhow::Result<()> {
             seed,
             &dev,
         )?;
-        let mut metrics = result.metrics();
-        metrics.push(("seconds", t0.elapsed().as_secs_f64()));
-        report.run(method.name(), &metrics);
+        let mut metrics: Vec<(String, f64)> = result
+            .metrics()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        for s in Scorer::ALL {
+            if let Some((acc, _)) = model.choice_by(s) {
+                metrics.push((format!("{}_target_acc", s.name()), acc));
+            }
+        }
+        metrics.push(("seconds".into(), t0.elapsed().as_secs_f64()));
+        let refs: Vec<(&str, f64)> = metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        report.run(method.name(), &refs);
         models.push(model);
     }
     pictures(&args.common.out, &task, &models, seed)?;

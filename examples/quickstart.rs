@@ -27,9 +27,7 @@ use std::time::Instant;
 use clap::Parser;
 use xfer::data::{self, TensorDataset, UnlabeledDataset, embedded};
 use xfer::prelude::*;
-use xfer::train::methods::dann::{
-    self, Architecture, DannConfig, DannMethod, DiscriminatorConfig, Selection as DannSelection,
-};
+use xfer::train::methods::dann::{self, Architecture, DannConfig, DannMethod, DiscriminatorConfig};
 use xfer::train::methods::finetune::{
     Arch, Classifier, FinetuneConfig, Method, OptimizerKind, StageConfig, pretrain, run_method,
 };
@@ -308,9 +306,12 @@ fn main() -> anyhow::Result<()> {
                 dropout: 0.0,
             },
             eval_every: 100,
-            selection: DannSelection::MinTargetEntropy,
+            selection: Some(xfer::train::Scorer::Entropy),
             quiet,
-            ..DannConfig::paper(Architecture::mlp(&[32, 32]))
+            ..DannConfig::paper(xfer::models::BackboneSpec::Mlp {
+                hidden: vec![32, 32],
+                dropout: 0.0,
+            })
         };
         let mut dann_acc = std::collections::BTreeMap::new();
         let mut panels_models = Vec::new();
