@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use xfer_ops::SeededRng;
 
 use crate::layers::{BatchNorm, Conv2d, Linear, Module, ModuleT};
-use crate::mobilenet::{
+use crate::mbconv::{
     BlockScopes, BlockShape, InvertedResidual, PaddingMode, bn, bn_params, check_prob, conv,
     conv_padded, dropout,
 };
@@ -146,7 +146,7 @@ impl EfficientNetLiteConfig {
     /// TF's `round_filters`: `ch · width` rounded to a multiple of 8 (at least 8), never more
     /// than 10 % below.
     pub fn round_filters(&self, ch: usize) -> usize {
-        crate::mobilenet::make_divisible(ch as f64 * self.width_mult, 8)
+        crate::mbconv::make_divisible(ch as f64 * self.width_mult, 8)
     }
 
     /// TF's `round_repeats` (`⌈depth · repeats⌉`), except for the first and last stage, which

@@ -13,8 +13,8 @@
 //!   a [`BackboneSpec`] (`mlp`, `cnn`, `lenet`, `resnet18:weights=PATH`, `minilm:DIR`).
 //! - [`resnet`]: ResNet-18/34/50 with torchvision's layout and names.
 //! - [`mobilenet`]: MobileNetV2 with torchvision's names; [`efficientnet`]: EfficientNet-Lite0
-//!   (Lite1–4 as configurations) with lukemelas' names and TF "SAME" padding; [`preprocess`]:
-//!   each pretrained image model's input preset ([`Preprocess`]).
+//!   (Lite1–4 as configurations) with lukemelas' names and TF "SAME" padding; [`mbconv`]: the
+//!   inverted-residual block and depthwise layer they share; [`preprocess`]: each pretrained image model's input preset ([`Preprocess`]).
 //! - [`checkpoint`]: atomic safetensors checkpoints with the configuration in the metadata.
 //! - [`safetensors_file`]: reading safetensors with typed errors, atomic writes.
 //! - [`layers`], [`sequential`]: layers and PyTorch-style numbered stacks.
@@ -34,6 +34,7 @@ pub mod groups;
 pub mod heads;
 pub mod layers;
 pub mod lenet;
+pub mod mbconv;
 pub mod mlp;
 pub mod mobilenet;
 pub mod multitask;
