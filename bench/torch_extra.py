@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""PyTorch reference for xfer's extra benchmark workload `embed-minilm`.
+"""PyTorch reference for xfer's extra benchmark workloads `embed-minilm` and
+`finetune-mobilenet_v2` (the latter: see its function below; plain torch, no torchvision).
 
 all-MiniLM-L6-v2 sentence embeddings (BERT encoder, mean pooling over the attention mask,
 L2 normalisation), batch 32 of the fixture sentences (repeated), tokenised with the model's
@@ -75,18 +76,85 @@ def embed_minilm(shared):
     return step, len(batch)
 
 
+# ---- finetune-mobilenet_v2 ---------------------------------------------------
+def _make_divisible(v, d=8):
+    n = max(d, int(v + d / 2) // d * d)
+    return n + d if n < 0.9 * v else n
+
+
+class InvertedResidual(torch.nn.Module):
+    """torchvision's block: [1x1 expand, BN, ReLU6], 3x3 depthwise, BN, ReLU6, 1x1 project, BN."""
+    def __init__(self, cin, cout, stride, t):
+        super().__init__()
+        nn = torch.nn
+        hidden = int(round(cin * t))
+        layers = []
+        if t != 1:
+            layers.append(nn.Sequential(nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6()))
+        layers += [nn.Sequential(nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+                                 nn.BatchNorm2d(hidden), nn.ReLU6()),
+                   nn.Conv2d(hidden, cout, 1, bias=False), nn.BatchNorm2d(cout)]
+        self.conv = nn.Sequential(*layers)
+        self.res = stride == 1 and cin == cout
+
+    def forward(self, x):
+        return x + self.conv(x) if self.res else self.conv(x)
+
+
+class MobileNetV2(torch.nn.Module):
+    """Same module names as torchvision.models.mobilenet_v2 (width 1.0)."""
+    def __init__(self, num_classes=1000):
+        super().__init__()
+        nn = torch.nn
+        feats = [nn.Sequential(nn.Conv2d(3, 32, 3, 2, 1, bias=False), nn.BatchNorm2d(32), nn.ReLU6())]
+        cin = 32
+        for t, c, n, s in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
+                           (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)]:
+            for i in range(n):
+                feats.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
+                cin = c
+        feats.append(nn.Sequential(nn.Conv2d(cin, 1280, 1, bias=False), nn.BatchNorm2d(1280), nn.ReLU6()))
+        self.features = nn.Sequential(*feats)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(1280, num_classes))
+
+    def forward(self, x):
+        x = F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)
+        return self.classifier(x)
+
+
+def finetune_mobilenet_v2():
+    """Batch 16 of 3x128x128, batch norm in training mode, dropout 0.2, a new 10-class head,
+    cross-entropy, SGD lr 0.01 momentum 0.9 on every parameter: one full training step."""
+    torch.manual_seed(0)
+    net = MobileNetV2(1000)
+    net.classifier[1] = torch.nn.Linear(1280, 10)
+    net.train()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(16, 3, 128, 128)
+    y = torch.randint(0, 10, (16,))
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(net(x), y).backward()
+        opt.step()
+    return step
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("workloads", nargs="*", default=["embed-minilm"])
+    ap.add_argument("workloads", nargs="*", default=["embed-minilm", "finetune-mobilenet_v2"])
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     shared = os.environ.get("XFER_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
     for name in a.workloads:
-        if name != "embed-minilm":
+        if name == "embed-minilm":
+            step, n = embed_minilm(shared)
+        elif name == "finetune-mobilenet_v2":
+            step, n = finetune_mobilenet_v2(), None
+        else:
             sys.exit(f"unknown workload {name}")
-        step, n = embed_minilm(shared)
         for _ in range(3):
             step()
         times = []
@@ -96,8 +164,8 @@ def main():
             times.append((time.perf_counter() - t) * 1000)
         med = statistics.median(times)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"{name} ms_per_step={med:.3f} peak_rss_mb={rss:.0f} sentences_per_s={n * 1000 / med:.1f}", flush=True)
-
+        extra = f" sentences_per_s={n * 1000 / med:.1f}" if n else ""
+        print(f"{name} ms_per_step={med:.3f} peak_rss_mb={rss:.0f}{extra}", flush=True)
 
 if __name__ == "__main__":
     sys.exit(main())

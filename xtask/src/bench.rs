@@ -3,7 +3,8 @@
 //! Builds `xfer-bench` in release mode and runs each workload in its own process (so the
 //! peak resident memory is that workload's), printing the reference's line format
 //! `<workload> ms_per_step=<median> peak_rss_mb=<MB>`. With `--vs-torch PYTHON` it also runs
-//! `shared/bench/torch_peer.py` (and `bench/torch_extra.py` for `embed-minilm`) with that
+//! `shared/bench/torch_peer.py` (and `bench/torch_extra.py` for `embed-minilm` and
+//! `finetune-mobilenet_v2`) with that
 //! interpreter in the same run, each workload's two sides back to back (`--repeat N` rounds),
 //! and prints each ratio `xfer/torch` (the median over the rounds). `matmul-peak` (only when
 //! named) measures the GEMM rate that `finetune-resnet18`'s GFLOP/s is compared with.
@@ -11,16 +12,20 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The workloads of shared/bench/WORKLOADS.md, plus the sentence-embedding one.
+/// The workloads of shared/bench/WORKLOADS.md, plus the sentence-embedding and MobileNetV2
+/// fine-tuning ones.
 pub const WORKLOADS: &[&str] = &[
     "dann-lenet",
     "l2sp-mlp",
     "finetune-resnet18",
+    "finetune-mobilenet_v2",
     "zsl-hinge",
     "embed-minilm",
 ];
 /// Workloads run only when named: the matrix-product rate of the machine (no PyTorch side).
 pub const EXTRA: &[&str] = &["matmul-peak"];
+/// The ones bench/torch_extra.py knows.
+const EXTRA_PEER: &[&str] = &["embed-minilm", "finetune-mobilenet_v2"];
 /// The ones torch_peer.py knows.
 const PEER: &[&str] = &["dann-lenet", "l2sp-mlp", "finetune-resnet18", "zsl-hinge"];
 
@@ -101,7 +106,7 @@ pub fn bench(rest: &[String]) -> Result<(), String> {
             let Some(py) = &python else { continue };
             let script = if PEER.contains(&w.as_str()) {
                 shared_dir().join("bench/torch_peer.py")
-            } else if w == "embed-minilm" {
+            } else if EXTRA_PEER.contains(&w.as_str()) {
                 crate::workspace_root().join("bench/torch_extra.py")
             } else {
                 continue;

@@ -12,7 +12,7 @@ use xfer::candle::{DType, Device, Tensor};
 use xfer::losses::{DomainAdversarialLoss, L2Sp, ZeroShotHinge, cross_entropy};
 use xfer::models::{
     Backbone, DannLeNet, DomainDiscriminator, DomainDiscriminatorConfig, LeNetConfig, Linear, Mlp,
-    MlpConfig, Module, ModuleT, Param, ParamStore, ResNet, SentenceEncoder,
+    MlpConfig, MobileNetV2, Module, ModuleT, Param, ParamStore, ResNet, SentenceEncoder,
 };
 use xfer::ops::{ParamSnapshot, SeededRng};
 use xfer::train::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
@@ -46,11 +46,12 @@ fn main() -> Result<()> {
         "dann-lenet" => (dann_lenet(dev)?, None),
         "l2sp-mlp" => (l2sp_mlp(dev)?, None),
         "finetune-resnet18" => (finetune_resnet18(dev)?, None),
+        "finetune-mobilenet_v2" => (finetune_mobilenet_v2(dev)?, None),
         "zsl-hinge" => (zsl_hinge(dev)?, None),
         "embed-minilm" => embed_minilm(dev)?,
         "matmul-peak" => (matmul_peak(dev)?, None),
         other => bail!(
-            "unknown workload {other:?} (dann-lenet, l2sp-mlp, finetune-resnet18, zsl-hinge, embed-minilm, matmul-peak)"
+            "unknown workload {other:?} (dann-lenet, l2sp-mlp, finetune-resnet18, finetune-mobilenet_v2, zsl-hinge, embed-minilm, matmul-peak)"
         ),
     };
     for _ in 0..3 {
@@ -248,6 +249,26 @@ fn finetune_resnet18(dev: &Device) -> Result<Step> {
     Ok(Box::new(move || {
         let logits = net.forward_t(&x, true)?;
         let loss = (cross_entropy(&logits, &y)? + reg.penalty(&named(&all))?)?;
+        opt.step(&loss.backward()?, 0.01)?;
+        Ok(())
+    }))
+}
+
+/// Fine-tuning MobileNetV2 (torchvision layout, width 1.0) with a new 10-class head: batch 16
+/// of 3×128×128, batch norm in training mode, dropout 0.2 (seeded), cross-entropy, SGD lr 0.01
+/// momentum 0.9 on every parameter (bench/torch_extra.py is the PyTorch side).
+fn finetune_mobilenet_v2(dev: &Device) -> Result<Step> {
+    let mut rng = SeededRng::new(0);
+    let store = ParamStore::new();
+    let net = MobileNetV2::mobilenet_v2(&store, 1000, 0, DType::F32, dev)?
+        .with_num_classes(10, &mut rng)?;
+    let mut opt = Sgd::new(store.trainable(), SgdConfig::momentum(0.9))?;
+    let x = rng.normal(&[16, 3, 128, 128], 0.0, 1.0, DType::F32, dev)?;
+    let y = labels(&mut rng, 16, 10, dev)?;
+    let mut drop = SeededRng::new(1);
+    Ok(Box::new(move || {
+        let logits = net.forward_with_rng(&x, true, &mut drop)?;
+        let loss = cross_entropy(&logits, &y)?;
         opt.step(&loss.backward()?, 0.01)?;
         Ok(())
     }))

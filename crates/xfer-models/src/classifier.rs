@@ -8,6 +8,8 @@
 //! | `cnn[:dropout=P]` | [`DigitsCnn`] convolutions | `classifier.0` → ReLU → `classifier.2` | `[C, S, S]`, `S % 4 = 0` |
 //! | `lenet` | [`DannLeNet`] convolutions | `classifier.{0,2,4}` | `[C, S, S]` |
 //! | `resnet18\|34\|50[:weights=PATH]` | [`ResNet`] (torchvision names) | `fc` | `[3, H, W]` |
+//! | `mobilenet_v2[:weights=PATH]` | [`MobileNetV2`] (torchvision names) | `classifier.1` | `[3, H, W]` |
+//! | `efficientnet_lite0[:weights=PATH]` | [`EfficientNetLite`] Lite0 (lukemelas names) | `_fc` | `[3, H, W]` |
 //! | `minilm:DIR` (any BERT folder) | [`BertBackbone`], mean-pooled | `classifier` | text as `[2, L]` ids + mask |
 //!
 //! `weights=PATH` loads a torchvision / Hugging Face file through the strict transfer report;
@@ -27,10 +29,12 @@ use xfer_ops::SeededRng;
 use crate::backbone::{Backbone, BertBackbone};
 use crate::bert::{BertConfig, BertModel};
 use crate::digits_cnn::{DigitsCnn, DigitsCnnConfig};
+use crate::efficientnet::{EfficientNetLite, EfficientNetLiteConfig};
 use crate::groups::ParamGroup;
 use crate::layers::{Linear, ModuleT};
 use crate::lenet::{DannLeNet, LeNetConfig};
 use crate::mlp::{Mlp, MlpConfig};
+use crate::mobilenet::{MobileNetV2, MobileNetV2Config};
 use crate::params::{ParamStore, Selection};
 use crate::pretrained::LoadOptions;
 use crate::resnet::{ResNet, ResNetConfig, ResNetDepth};
@@ -66,6 +70,16 @@ pub enum BackboneSpec {
         /// torchvision weights (safetensors) to start from.
         weights: Option<PathBuf>,
     },
+    /// torchvision's MobileNetV2 (width 1.0).
+    MobilenetV2 {
+        /// torchvision weights (safetensors) to start from.
+        weights: Option<PathBuf>,
+    },
+    /// EfficientNet-Lite0 with lukemelas' names.
+    EfficientnetLite0 {
+        /// Weights (safetensors) to start from.
+        weights: Option<PathBuf>,
+    },
     /// A BERT-layout text encoder folder (`config.json`, `model.safetensors`,
     /// `tokenizer.json`), e.g. all-MiniLM-L6-v2.
     Minilm {
@@ -75,7 +89,8 @@ pub enum BackboneSpec {
 }
 
 const SPEC_HELP: &str = "expected mlp[:W1,W2,...][:dropout=P], cnn[:dropout=P], lenet, \
-                         resnet18|resnet34|resnet50[:weights=PATH] or minilm:DIR";
+                         resnet18|resnet34|resnet50[:weights=PATH], \
+                         mobilenet_v2[:weights=PATH], efficientnet_lite0[:weights=PATH] or minilm:DIR";
 
 impl BackboneSpec {
     /// An MLP with hidden widths 256, 128, no dropout.
@@ -111,7 +126,9 @@ impl BackboneSpec {
     /// Whether the backbone starts from pretrained weights (`weights=` or a model folder).
     pub fn is_pretrained(&self) -> bool {
         match self {
-            Self::Resnet { weights, .. } => weights.is_some(),
+            Self::Resnet { weights, .. }
+            | Self::MobilenetV2 { weights }
+            | Self::EfficientnetLite0 { weights } => weights.is_some(),
             Self::Minilm { .. } => true,
             _ => false,
         }
@@ -125,7 +142,9 @@ impl BackboneSpec {
     /// The pretrained weights file, when there is one.
     pub fn weights_file(&self) -> Option<PathBuf> {
         match self {
-            Self::Resnet { weights, .. } => weights.clone(),
+            Self::Resnet { weights, .. }
+            | Self::MobilenetV2 { weights }
+            | Self::EfficientnetLite0 { weights } => weights.clone(),
             Self::Minilm { dir } => Some(dir.join("model.safetensors")),
             _ => None,
         }
@@ -170,6 +189,10 @@ impl FromStr for BackboneSpec {
                 },
                 weights: None,
             },
+            "mobilenet_v2" | "mobilenetv2" => Self::MobilenetV2 { weights: None },
+            "efficientnet_lite0" | "efficientnet-lite0" => {
+                Self::EfficientnetLite0 { weights: None }
+            }
             "minilm" | "bert" => {
                 let dir = rest.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
                     bad("a text backbone needs its model folder, e.g. minilm:models/all-MiniLM-L6-v2")
@@ -194,7 +217,11 @@ impl FromStr for BackboneSpec {
                 }
             } else if let Some(w) = part.strip_prefix("weights=") {
                 match &mut spec {
-                    Self::Resnet { weights, .. } if !w.is_empty() => {
+                    Self::Resnet { weights, .. }
+                    | Self::MobilenetV2 { weights }
+                    | Self::EfficientnetLite0 { weights }
+                        if !w.is_empty() =>
+                    {
                         *weights = Some(PathBuf::from(w))
                     }
                     _ => return Err(bad("weights= needs a path, on a pretrained architecture")),
@@ -240,6 +267,17 @@ impl fmt::Display for BackboneSpec {
                     ResNetDepth::ResNet50 => 50,
                 };
                 write!(f, "resnet{d}")?;
+                match weights {
+                    Some(w) => write!(f, ":weights={}", w.display()),
+                    None => Ok(()),
+                }
+            }
+            Self::MobilenetV2 { weights } | Self::EfficientnetLite0 { weights } => {
+                f.write_str(if matches!(self, Self::MobilenetV2 { .. }) {
+                    "mobilenet_v2"
+                } else {
+                    "efficientnet_lite0"
+                })?;
                 match weights {
                     Some(w) => write!(f, ":weights={}", w.display()),
                     None => Ok(()),
@@ -399,6 +437,30 @@ impl Classifier {
                 }
                 let head = m.fc.clone();
                 (Box::new(m), Box::new(head), vec!["fc".into()])
+            }
+            BackboneSpec::MobilenetV2 { weights } => {
+                rgb_image(spec, shape)?;
+                let cfg = MobileNetV2Config::new(n);
+                let m = MobileNetV2::new(&root, &cfg, &mut rng, dt, device)?;
+                if let Some(w) = weights {
+                    load_report = Some(load_with_head(w, n, "classifier.1", |opts| {
+                        m.load_torchvision_with(w, opts)
+                    })?);
+                }
+                let head = m.classifier.clone();
+                (Box::new(m), Box::new(head), vec!["classifier".into()])
+            }
+            BackboneSpec::EfficientnetLite0 { weights } => {
+                rgb_image(spec, shape)?;
+                let cfg = EfficientNetLiteConfig::lite(0, n)?;
+                let m = EfficientNetLite::new(&root, &cfg, &mut rng, dt, device)?;
+                if let Some(w) = weights {
+                    load_report = Some(load_with_head(w, n, "_fc", |opts| {
+                        m.load_pretrained_with(w, opts)
+                    })?);
+                }
+                let head = m.fc.clone();
+                (Box::new(m), Box::new(head), vec!["_fc".into()])
             }
             BackboneSpec::Minilm { dir } => {
                 if !matches!(shape, [2, _]) {
@@ -608,6 +670,17 @@ impl Classifier {
 
 /// Loads weights with `load`, skipping the head `head` when its shape does not fit `n`
 /// classes: tries strictly first, then without the head.
+/// Refuses examples that are not RGB images `[3, H, W]`.
+fn rgb_image(spec: &BackboneSpec, shape: &[usize]) -> Result<()> {
+    if matches!(shape, [3, _, _]) {
+        Ok(())
+    } else {
+        Err(ModelError::Config(format!(
+            "backbone {spec} needs RGB images [3, H, W], got examples of shape {shape:?}"
+        )))
+    }
+}
+
 fn load_with_head(
     path: &Path,
     n: usize,

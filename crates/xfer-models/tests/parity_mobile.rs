@@ -393,3 +393,62 @@ fn half_precision_and_bad_weight_files() {
     assert!(matches!(e, ModelError::MissingTensor { .. }), "{e}");
     let _ = std::fs::remove_dir_all(renamed.parent().unwrap());
 }
+
+/// `--backbone mobilenet_v2[:weights=PATH]` and `efficientnet_lite0[:weights=PATH]`: specs
+/// parse and print back, and a classifier with a new 10-class head loads the ImageNet
+/// features (not the 1000-class head) and runs on small images.
+#[test]
+fn mobile_backbone_specs_build_pretrained_classifiers() {
+    use xfer_models::{BackboneSpec, Classifier, ClassifierConfig};
+    for s in [
+        "mobilenet_v2",
+        "efficientnet_lite0",
+        "mobilenet_v2:weights=/x/m.safetensors",
+        "efficientnet_lite0:weights=/x/e.safetensors",
+    ] {
+        let spec: BackboneSpec = s.parse().unwrap();
+        assert_eq!(spec.to_string(), s);
+        let back: BackboneSpec =
+            serde_json::from_str(&serde_json::to_string(&spec).unwrap()).unwrap();
+        assert_eq!(back, spec);
+    }
+    for s in ["mobilenet_v2:weights=", "efficientnet_lite0:dropout=0.1"] {
+        let e = s.parse::<BackboneSpec>().unwrap_err().to_string();
+        assert!(e.contains(s) && !e.contains('\n'), "{e}");
+    }
+    let Some(sh) = shared(
+        "MobileNetV2 / EfficientNet-Lite0 classifiers",
+        &[MNV2_W, LITE_W],
+    ) else {
+        return;
+    };
+    let x = SeededRng::new(4)
+        .normal(&[2, 3, 64, 64], 0.0, 1.0, DType::F32, &Device::Cpu)
+        .unwrap();
+    for (arch, file, head, deep) in [
+        (
+            "mobilenet_v2",
+            MNV2_W,
+            "classifier.1.",
+            "features.18.1.running_var",
+        ),
+        ("efficientnet_lite0", LITE_W, "_fc.", "_bn1.running_var"),
+    ] {
+        let spec: BackboneSpec = format!("{arch}:weights={}", sh.join(file).display())
+            .parse()
+            .unwrap();
+        assert!(spec.is_pretrained());
+        let c = Classifier::new(
+            &ClassifierConfig::new(spec, &[3, 64, 64], 10),
+            0,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let r = c.load_report().unwrap();
+        assert!(r.copied.iter().any(|n| n == deep), "{arch}");
+        assert!(!r.copied.iter().any(|n| n.starts_with(head)), "{arch}");
+        assert!(!c.backbone_param_names().iter().any(|n| n.starts_with(head)));
+        assert_eq!(c.features(&x, false).unwrap().dims(), &[2, 1280]);
+        assert_eq!(c.logits(&x, false).unwrap().dims(), &[2, 10]);
+    }
+}

@@ -4,7 +4,9 @@
 //! row `s·i + p − top` lies in the image, of `w[c, p, q]` times a (strided) slice of that input
 //! row: an axpy over the output positions `j0..j1` whose column `s·j + q − left` lies in the
 //! image. The input gradient runs the same loops scattering into the input row; the weight
-//! gradient takes the matching dot products, per channel over all samples. Planes (forward,
+//! gradient takes the matching dot products, per channel over all samples. With stride
+//! `s > 1` each plane is first split by column phase (`x[r, φ + s·k]` stored contiguously), so
+//! the strided walks become contiguous, vectorisable slices. Planes (forward,
 //! input gradient) and channels (weight and bias gradients) are spread over rayon's pool.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor, bail};
@@ -107,48 +109,66 @@ impl Geom {
     }
 }
 
-/// `y (+)= w · x[first ..]` with stride `s` over `x`.
+/// `y += w · x` (over `y`'s length).
 #[inline(always)]
-fn axpy<T: Elem>(y: &mut [T], wv: T, x: &[T], s: usize) {
-    if s == 1 {
-        for (a, &b) in y.iter_mut().zip(x) {
-            *a += wv * b;
-        }
-    } else {
-        for (a, &b) in y.iter_mut().zip(x.iter().step_by(s)) {
-            *a += wv * b;
-        }
+fn axpy<T: Elem>(y: &mut [T], wv: T, x: &[T]) {
+    for (a, &b) in y.iter_mut().zip(x) {
+        *a += wv * b;
     }
 }
 
-/// `x[first + s·k] += w · y[k]`.
+/// `x += w · y` (over `y`'s length).
 #[inline(always)]
-fn scatter<T: Elem>(x: &mut [T], wv: T, y: &[T], s: usize) {
-    if s == 1 {
-        for (a, &b) in x.iter_mut().zip(y) {
-            *a += wv * b;
-        }
-    } else {
-        for (a, &b) in x.iter_mut().step_by(s).zip(y) {
-            *a += wv * b;
-        }
+fn scatter<T: Elem>(x: &mut [T], wv: T, y: &[T]) {
+    for (a, &b) in x.iter_mut().zip(y) {
+        *a += wv * b;
     }
 }
 
-/// `Σ_k y[k] · x[s·k]`.
+/// `Σ_k y[k] · x[k]`.
 #[inline(always)]
-fn dot<T: Elem>(y: &[T], x: &[T], s: usize) -> T {
+fn dot<T: Elem>(y: &[T], x: &[T]) -> T {
     let mut acc = T::default();
-    if s == 1 {
-        for (&a, &b) in y.iter().zip(x) {
-            acc += a * b;
-        }
-    } else {
-        for (&a, &b) in y.iter().zip(x.iter().step_by(s)) {
-            acc += a * b;
-        }
+    for (&a, &b) in y.iter().zip(x) {
+        acc += a * b;
     }
     acc
+}
+
+/// Columns per phase of a row split by column phase (`⌈W/s⌉`).
+fn phase_len(g: &Geom) -> usize {
+    g.w.div_ceil(g.stride)
+}
+
+/// Splits an input plane by column phase: `out[(r·s + φ)·P + k] = x[r, φ + s·k]`
+/// (`P` = [`phase_len`]), so that a stride-`s` walk along a row is a contiguous slice.
+fn split_plane<T: Elem>(g: &Geom, xp: &[T], out: &mut [T]) {
+    let (s, pw) = (g.stride, phase_len(g));
+    for (row, dst) in xp.chunks_exact(g.w).zip(out.chunks_exact_mut(s * pw)) {
+        for (ph, d) in dst.chunks_exact_mut(pw).enumerate() {
+            for (o, &v) in d.iter_mut().zip(row.iter().skip(ph).step_by(s)) {
+                *o = v;
+            }
+        }
+    }
+}
+
+/// The inverse of [`split_plane`]: `xp[r, φ + s·k] = split[(r·s + φ)·P + k]`.
+fn merge_plane<T: Elem>(g: &Geom, split: &[T], xp: &mut [T]) {
+    let (s, pw) = (g.stride, phase_len(g));
+    for (row, src) in xp.chunks_exact_mut(g.w).zip(split.chunks_exact(s * pw)) {
+        for (ph, sv) in src.chunks_exact(pw).enumerate() {
+            for (o, &v) in row.iter_mut().skip(ph).step_by(s).zip(sv) {
+                *o = v;
+            }
+        }
+    }
+}
+
+/// Where a stride-`s` walk from input column `first` starts in a split row of row `r`.
+#[inline(always)]
+fn split_at(g: &Geom, r: usize, first: usize) -> usize {
+    (r * g.stride + first % g.stride) * phase_len(g) + first / g.stride
 }
 
 fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
@@ -158,32 +178,43 @@ fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
         return y;
     }
     let cols = g.columns();
+    let split_len = if g.stride > 1 {
+        g.h * g.stride * phase_len(g)
+    } else {
+        0
+    };
     y.par_chunks_mut(ohw)
         .zip(x.par_chunks(hw))
         .enumerate()
         .with_min_len(g.planes_per_task())
-        .for_each(|(plane, (yp, xp))| {
-            let ch = plane % g.c;
-            let wp = &w[ch * kk..(ch + 1) * kk];
-            let b = bias.map_or(T::default(), |b| b[ch]);
-            for (i, yrow) in yp.chunks_exact_mut(g.ow).enumerate() {
-                yrow.fill(b);
-                for p in 0..g.kh {
-                    let Some(r) = g.row(i, p) else { continue };
-                    let xrow = &xp[r * g.w..(r + 1) * g.w];
-                    for (q, &(j0, j1, first)) in cols.iter().enumerate() {
-                        if j0 < j1 {
-                            axpy(
-                                &mut yrow[j0..j1],
-                                wp[p * g.kw + q],
-                                &xrow[first..],
-                                g.stride,
-                            );
+        .for_each_init(
+            || vec![T::default(); split_len],
+            |split, (plane, (yp, xp))| {
+                let ch = plane % g.c;
+                let wp = &w[ch * kk..(ch + 1) * kk];
+                let b = bias.map_or(T::default(), |b| b[ch]);
+                if g.stride > 1 {
+                    split_plane(g, xp, split);
+                }
+                for (i, yrow) in yp.chunks_exact_mut(g.ow).enumerate() {
+                    yrow.fill(b);
+                    for p in 0..g.kh {
+                        let Some(r) = g.row(i, p) else { continue };
+                        for (q, &(j0, j1, first)) in cols.iter().enumerate() {
+                            if j0 >= j1 {
+                                continue;
+                            }
+                            let wv = wp[p * g.kw + q];
+                            if g.stride > 1 {
+                                axpy(&mut yrow[j0..j1], wv, &split[split_at(g, r, first)..]);
+                            } else {
+                                axpy(&mut yrow[j0..j1], wv, &xp[r * g.w + first..]);
+                            }
                         }
                     }
                 }
-            }
-        });
+            },
+        );
     y
 }
 
@@ -194,30 +225,48 @@ fn backward_input<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
         return dx;
     }
     let cols = g.columns();
+    let split_len = if g.stride > 1 {
+        g.h * g.stride * phase_len(g)
+    } else {
+        0
+    };
     dx.par_chunks_mut(hw)
         .zip(dy.par_chunks(ohw))
         .enumerate()
         .with_min_len(g.planes_per_task())
-        .for_each(|(plane, (dxp, dyp))| {
-            let ch = plane % g.c;
-            let wp = &w[ch * kk..(ch + 1) * kk];
-            for (i, dyrow) in dyp.chunks_exact(g.ow).enumerate() {
-                for p in 0..g.kh {
-                    let Some(r) = g.row(i, p) else { continue };
-                    let dxrow = &mut dxp[r * g.w..(r + 1) * g.w];
-                    for (q, &(j0, j1, first)) in cols.iter().enumerate() {
-                        if j0 < j1 {
-                            scatter(
-                                &mut dxrow[first..],
-                                wp[p * g.kw + q],
-                                &dyrow[j0..j1],
-                                g.stride,
-                            );
+        .for_each_init(
+            || vec![T::default(); split_len],
+            |split, (plane, (dxp, dyp))| {
+                let ch = plane % g.c;
+                let wp = &w[ch * kk..(ch + 1) * kk];
+                // Stride > 1: scatter into the phase-split plane (contiguous), merge at the end.
+                let target: &mut [T] = if g.stride > 1 {
+                    split.fill(T::default());
+                    split
+                } else {
+                    dxp
+                };
+                for (i, dyrow) in dyp.chunks_exact(g.ow).enumerate() {
+                    for p in 0..g.kh {
+                        let Some(r) = g.row(i, p) else { continue };
+                        for (q, &(j0, j1, first)) in cols.iter().enumerate() {
+                            if j0 >= j1 {
+                                continue;
+                            }
+                            let at = if g.stride > 1 {
+                                split_at(g, r, first)
+                            } else {
+                                r * g.w + first
+                            };
+                            scatter(&mut target[at..], wp[p * g.kw + q], &dyrow[j0..j1]);
                         }
                     }
                 }
-            }
-        });
+                if g.stride > 1 {
+                    merge_plane(g, split, dxp);
+                }
+            },
+        );
     dx
 }
 
@@ -228,30 +277,48 @@ fn backward_weight<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
         return dw;
     }
     let cols = g.columns();
-    dw.par_chunks_mut(kk).enumerate().for_each(|(ch, dwc)| {
-        // One f64 accumulator per tap; each row's dot product is summed in T.
-        let mut acc = vec![0f64; kk];
-        for n in 0..g.n {
-            let plane = n * g.c + ch;
-            let xp = &x[plane * hw..(plane + 1) * hw];
-            let dyp = &dy[plane * ohw..(plane + 1) * ohw];
-            for (i, dyrow) in dyp.chunks_exact(g.ow).enumerate() {
-                for p in 0..g.kh {
-                    let Some(r) = g.row(i, p) else { continue };
-                    let xrow = &xp[r * g.w..(r + 1) * g.w];
-                    for (q, &(j0, j1, first)) in cols.iter().enumerate() {
-                        if j0 < j1 {
-                            acc[p * g.kw + q] +=
-                                dot(&dyrow[j0..j1], &xrow[first..], g.stride).to_f64();
+    let split_len = if g.stride > 1 {
+        g.h * g.stride * phase_len(g)
+    } else {
+        0
+    };
+    dw.par_chunks_mut(kk).enumerate().for_each_init(
+        || vec![T::default(); split_len],
+        |split, (ch, dwc)| {
+            // One f64 accumulator per tap; each row's dot product is summed in T.
+            let mut acc = vec![0f64; kk];
+            for n in 0..g.n {
+                let plane = n * g.c + ch;
+                let xp = &x[plane * hw..(plane + 1) * hw];
+                let dyp = &dy[plane * ohw..(plane + 1) * ohw];
+                let src: &[T] = if g.stride > 1 {
+                    split_plane(g, xp, split);
+                    split
+                } else {
+                    xp
+                };
+                for (i, dyrow) in dyp.chunks_exact(g.ow).enumerate() {
+                    for p in 0..g.kh {
+                        let Some(r) = g.row(i, p) else { continue };
+                        for (q, &(j0, j1, first)) in cols.iter().enumerate() {
+                            if j0 >= j1 {
+                                continue;
+                            }
+                            let at = if g.stride > 1 {
+                                split_at(g, r, first)
+                            } else {
+                                r * g.w + first
+                            };
+                            acc[p * g.kw + q] += dot(&dyrow[j0..j1], &src[at..]).to_f64();
                         }
                     }
                 }
             }
-        }
-        for (d, a) in dwc.iter_mut().zip(acc) {
-            *d = T::from_f64(a);
-        }
-    });
+            for (d, a) in dwc.iter_mut().zip(acc) {
+                *d = T::from_f64(a);
+            }
+        },
+    );
     dw
 }
 
