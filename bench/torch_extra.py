@@ -1,6 +1,15 @@
 #!/usr/bin/env python3
-"""PyTorch reference for xfer's extra benchmark workloads `embed-minilm` and
-`finetune-mobilenet_v2` (the latter: see its function below; plain torch, no torchvision).
+"""PyTorch reference for xfer's extra benchmark workloads `embed-minilm`,
+`finetune-mobilenet_v2` (see its function below; plain torch, no torchvision) and
+`imagefolder-read`.
+
+imagefolder-read: torchvision's ImageFolder (PIL decode, convert("RGB")) with
+RandomResizedCrop(224) + RandomHorizontalFlip + ToTensor + Normalize(ImageNet) in a
+DataLoader(batch_size=32, shuffle=True, num_workers=2, persistent_workers=True,
+prefetch_factor=2, drop_last=True); one step = one batch. The folder is $XFER_BENCH_FOLDER,
+else the one xfer-bench generated ($TMPDIR/xfer-bench-imagefolder-<--images>; run xfer-bench
+first). Prints `imagefolder-read ms_per_step=<ms per batch> peak_rss_mb=<mb> images_per_s=<n>`
+(peak RSS of the main process and its workers together).
 
 all-MiniLM-L6-v2 sentence embeddings (BERT encoder, mean pooling over the attention mask,
 L2 normalisation), batch 32 of the fixture sentences (repeated), tokenised with the model's
@@ -140,19 +149,72 @@ def finetune_mobilenet_v2():
     return step
 
 
+def child_pids():
+    pids = []
+    for task in os.listdir("/proc/self/task"):
+        try:
+            pids += open(f"/proc/self/task/{task}/children").read().split()
+        except OSError:
+            pass
+    return pids
+
+
+def vm_hwm_mb(pid):
+    try:
+        for line in open(f"/proc/{pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def imagefolder_read(images):
+    import tempfile
+    from torchvision import datasets, transforms
+    folder = os.environ.get("XFER_BENCH_FOLDER") or os.path.join(
+        tempfile.gettempdir(), f"xfer-bench-imagefolder-{images}")
+    if not os.path.isdir(folder):
+        sys.exit(f"{folder} not found: run `xfer-bench imagefolder-read --images {images}` first")
+    t = transforms.Compose([
+        transforms.RandomResizedCrop(224),
+        transforms.RandomHorizontalFlip(),
+        transforms.ToTensor(),
+        transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225]),
+    ])
+    ds = datasets.ImageFolder(folder, transform=t)
+    g = torch.Generator().manual_seed(0)
+    dl = torch.utils.data.DataLoader(ds, batch_size=32, shuffle=True, num_workers=2,
+                                     persistent_workers=True, prefetch_factor=2,
+                                     drop_last=True, generator=g)
+    state = {"it": iter(dl)}
+
+    def step():
+        try:
+            x, _ = next(state["it"])
+        except StopIteration:
+            state["it"] = iter(dl)
+            x, _ = next(state["it"])
+        assert tuple(x.shape) == (32, 3, 224, 224)
+    return step, 32
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--images", type=int, default=512)
     ap.add_argument("workloads", nargs="*", default=["embed-minilm", "finetune-mobilenet_v2"])
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     shared = os.environ.get("XFER_SHARED", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
     for name in a.workloads:
         if name == "embed-minilm":
-            step, n = embed_minilm(shared)
+            step, n, unit = *embed_minilm(shared), "sentences_per_s"
         elif name == "finetune-mobilenet_v2":
-            step, n = finetune_mobilenet_v2(), None
+            step, n, unit = finetune_mobilenet_v2(), None, None
+        elif name == "imagefolder-read":
+            step, n, unit = *imagefolder_read(a.images), "images_per_s"
         else:
             sys.exit(f"unknown workload {name}")
         for _ in range(3):
@@ -164,7 +226,9 @@ def main():
             times.append((time.perf_counter() - t) * 1000)
         med = statistics.median(times)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        extra = f" sentences_per_s={n * 1000 / med:.1f}" if n else ""
+        if name == "imagefolder-read":  # the worker processes hold their own memory
+            rss += sum(vm_hwm_mb(pid) for pid in child_pids())
+        extra = f" {unit}={n * 1000 / med:.1f}" if n else ""
         print(f"{name} ms_per_step={med:.3f} peak_rss_mb={rss:.0f}{extra}", flush=True)
 
 if __name__ == "__main__":

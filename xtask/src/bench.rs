@@ -8,12 +8,14 @@
 //! interpreter in the same run, each workload's two sides back to back (`--repeat N` rounds),
 //! and prints each ratio `xfer/torch` (the median over the rounds). `matmul-peak` (only when
 //! named) measures the GEMM rate that `finetune-resnet18`'s GFLOP/s is compared with.
+//! `imagefolder-read` decodes and augments a folder of JPEGs (generated once under the temp
+//! dir, or `$XFER_BENCH_FOLDER`) with 2 loader threads against torchvision with 2 workers.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-/// The workloads of shared/bench/WORKLOADS.md, plus the sentence-embedding and MobileNetV2
-/// fine-tuning ones.
+/// The workloads of shared/bench/WORKLOADS.md, plus the sentence-embedding, MobileNetV2
+/// fine-tuning and image-reading ones.
 pub const WORKLOADS: &[&str] = &[
     "dann-lenet",
     "l2sp-mlp",
@@ -21,11 +23,12 @@ pub const WORKLOADS: &[&str] = &[
     "finetune-mobilenet_v2",
     "zsl-hinge",
     "embed-minilm",
+    "imagefolder-read",
 ];
 /// Workloads run only when named: the matrix-product rate of the machine (no PyTorch side).
 pub const EXTRA: &[&str] = &["matmul-peak"];
 /// The ones bench/torch_extra.py knows.
-const EXTRA_PEER: &[&str] = &["embed-minilm", "finetune-mobilenet_v2"];
+const EXTRA_PEER: &[&str] = &["embed-minilm", "finetune-mobilenet_v2", "imagefolder-read"];
 /// The ones torch_peer.py knows.
 const PEER: &[&str] = &["dann-lenet", "l2sp-mlp", "finetune-resnet18", "zsl-hinge"];
 

@@ -1,4 +1,4 @@
-//! `xfer-bench WORKLOAD [--steps N] [--threads N] [--device cpu|cuda]`: one training workload
+//! `xfer-bench WORKLOAD [--steps N] [--threads N] [--device cpu|cuda] [--images N]`: one workload
 //! of `shared/bench/WORKLOADS.md`, built only from xfer's public API, timed as the PyTorch
 //! reference times it (3 untimed warm-up steps, then the median of N timed steps), printed as
 //! `<workload> ms_per_step=<median> peak_rss_mb=<peak MB>`.
@@ -6,6 +6,8 @@
 //! `cargo xtask bench` runs each workload in its own process so the peak is that workload's.
 
 use std::time::Instant;
+
+mod imagefolder;
 
 use anyhow::{Context, Result, bail};
 use xfer::candle::{DType, Device, Tensor};
@@ -18,17 +20,19 @@ use xfer::ops::{ParamSnapshot, SeededRng};
 use xfer::train::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 
 /// One training step of a workload: forward, loss, backward, optimiser update.
-type Step = Box<dyn FnMut() -> Result<()>>;
+pub(crate) type Step = Box<dyn FnMut() -> Result<()>>;
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mut steps = 30usize;
     let mut device = Device::Cpu;
     let mut workload = None;
+    let mut images = 512usize;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--steps" => steps = it.next().context("--steps needs a number")?.parse()?,
+            "--images" => images = it.next().context("--images needs a number")?.parse()?,
             // The thread count is read by rayon from RAYON_NUM_THREADS (set by xtask).
             "--threads" => {
                 it.next().context("--threads needs a number")?;
@@ -50,8 +54,9 @@ fn main() -> Result<()> {
         "zsl-hinge" => (zsl_hinge(dev)?, None),
         "embed-minilm" => embed_minilm(dev)?,
         "matmul-peak" => (matmul_peak(dev)?, None),
+        "imagefolder-read" => imagefolder::imagefolder_read(images)?,
         other => bail!(
-            "unknown workload {other:?} (dann-lenet, l2sp-mlp, finetune-resnet18, finetune-mobilenet_v2, zsl-hinge, embed-minilm, matmul-peak)"
+            "unknown workload {other:?} (dann-lenet, l2sp-mlp, finetune-resnet18, finetune-mobilenet_v2, zsl-hinge, embed-minilm, matmul-peak, imagefolder-read)"
         ),
     };
     for _ in 0..3 {
@@ -76,10 +81,12 @@ fn main() -> Result<()> {
         peak_rss_mb()
     );
     if let Some(items) = per_step_items {
-        line.push_str(&format!(
-            " sentences_per_s={:.1}",
-            items as f64 * 1000.0 / median
-        ));
+        let unit = if workload == "imagefolder-read" {
+            "images_per_s"
+        } else {
+            "sentences_per_s"
+        };
+        line.push_str(&format!(" {unit}={:.1}", items as f64 * 1000.0 / median));
     }
     if let Some(flop) = flop_per_step(&workload) {
         // Achieved rate at the median step and at the fastest step (the machine is shared).
