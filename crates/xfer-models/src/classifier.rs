@@ -86,6 +86,12 @@ pub enum BackboneSpec {
         /// The model folder.
         dir: PathBuf,
     },
+    /// A backbone the program built itself ([`Classifier::from_parts`]); not buildable from
+    /// a spec.
+    Custom {
+        /// A name for reports.
+        name: String,
+    },
 }
 
 const SPEC_HELP: &str = "expected mlp[:W1,W2,...][:dropout=P], cnn[:dropout=P], lenet, \
@@ -284,6 +290,7 @@ impl fmt::Display for BackboneSpec {
                 }
             }
             Self::Minilm { dir } => write!(f, "minilm:{}", dir.display()),
+            Self::Custom { name } => write!(f, "custom:{name}"),
         }
     }
 }
@@ -485,6 +492,12 @@ impl Classifier {
                 let bb = BertBackbone::new(bert, store.clone());
                 (Box::new(bb), Box::new(head), vec!["classifier".into()])
             }
+            BackboneSpec::Custom { name } => {
+                return Err(ModelError::Config(format!(
+                    "backbone custom:{name} is built by the program (Classifier::from_parts), \
+                     not from a spec"
+                )));
+            }
         };
         let (bottleneck, head, head_blocks) = match config.bottleneck {
             None => (None, head, head_blocks),
@@ -513,6 +526,36 @@ impl Classifier {
             load_report,
             device: device.clone(),
         })
+    }
+
+    /// A classifier from parts the caller built: a backbone and a head (`head_blocks` its
+    /// layer prefixes, last = the head) whose parameters live in `store`. Its spec is
+    /// [`BackboneSpec::Custom`] named `name`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn from_parts(
+        name: &str,
+        input_shape: &[usize],
+        num_classes: usize,
+        store: ParamStore,
+        backbone: Box<dyn Backbone>,
+        head: Box<dyn ModuleT + Send + Sync>,
+        head_blocks: Vec<String>,
+        device: &Device,
+    ) -> Self {
+        Self {
+            config: ClassifierConfig::new(
+                BackboneSpec::Custom { name: name.into() },
+                input_shape,
+                num_classes,
+            ),
+            store,
+            backbone,
+            bottleneck: None,
+            head,
+            head_blocks,
+            load_report: None,
+            device: device.clone(),
+        }
     }
 
     /// The configuration it was built from.

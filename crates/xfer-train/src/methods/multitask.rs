@@ -492,6 +492,7 @@ pub fn train_multitask(
         None,
         seed,
         quiet,
+        None,
     )
 }
 
@@ -659,6 +660,7 @@ pub fn train_progressive(
         None,
         seed,
         quiet,
+        None,
     )?;
     let old_task_acc_before = column_accuracy(&net, 0, old_test)?;
     net.add_column(&col(new_task.num_classes), &mut rng)?;
@@ -680,6 +682,7 @@ pub fn train_progressive(
         None,
         seed1,
         quiet,
+        None,
     )?;
     let old_task_acc_after = column_accuracy(&net, 0, old_test)?;
     let new_task_acc = column_accuracy(&net, 1, new_test)?;
@@ -918,7 +921,7 @@ mod tests {
         let mut obj = ColumnObjective::new(&net, 0, &data0, &old).unwrap();
         let spe = data0.batches_per_epoch();
         pc.first
-            .fit("c0", &store, &[], &mut obj, spe, None, 15, true)
+            .fit("c0", &store, &[], &mut obj, spe, None, 15, true, None)
             .unwrap();
         for p in &col0 {
             assert_eq!(

@@ -22,15 +22,16 @@ use std::fmt;
 use candle_core::{DType, Device, Tensor};
 use xfer_data::{DataLoader, TensorDataset, UnlabeledDataset};
 use xfer_models::{
-    Activation, Backbone, Linear, Mlp, MlpConfig, Module, ModuleT, ParamStore, Selection, Transfer,
+    Activation, Backbone, Linear, Mlp, MlpConfig, ModuleT, ParamStore, Selection, Transfer,
     TransferReport,
 };
 use xfer_ops::SeededRng;
 
-use super::finetune::{Classifier, FinetuneObjective, Regulariser, StageConfig, loader};
+use super::finetune::{FinetuneObjective, Regulariser, StageConfig, loader};
 use crate::batches::StepBatches;
 use crate::trainer::{Objective, StepCtx, StepOutput, TrainReport, derive_seed};
 use crate::{Result, TrainError};
+use xfer_models::Classifier;
 
 /// The prefix of the encoder's parameters, in the auto-encoder and in the classifier.
 pub const ENCODER: &str = "encoder";
@@ -257,38 +258,27 @@ pub fn train_autoencoder(
         None,
         seed,
         quiet,
+        None,
     )?;
     Ok((ae, report))
 }
 
-/// A classifier `softmax(W f(x) + b)` on an encoder `f` (ReLU layers), with its own store:
-/// `encoder.features.*` (the encoder, named as in the auto-encoder) and `head.*`.
-pub struct EncoderClassifier {
-    store: ParamStore,
-    encoder: Mlp,
-    head: Linear,
-    device: Device,
-    num_classes: usize,
-}
-
-impl fmt::Debug for EncoderClassifier {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EncoderClassifier")
-            .field("feature_dim", &self.encoder.feature_dim())
-            .field("num_classes", &self.num_classes)
-            .finish()
-    }
-}
+/// A classifier `softmax(W f(x) + b)` on an encoder `f` (ReLU layers), as a [`Classifier`]
+/// with its own store: `encoder.features.*` (the encoder, named as in the auto-encoder) and
+/// `head.*`.
+#[derive(Debug, Clone, Copy)]
+pub struct EncoderClassifier;
 
 impl EncoderClassifier {
     /// A seeded classifier for inputs of `input_shape` with encoder widths `widths`.
+    #[allow(clippy::new_ret_no_self)]
     pub fn new(
         input_shape: &[usize],
         widths: &[usize],
         num_classes: usize,
         seed: u64,
         device: &Device,
-    ) -> Result<Self> {
+    ) -> Result<Classifier> {
         let input_dim: usize = input_shape.iter().product();
         let cfg = encoder_config(input_dim, widths)?;
         let store = ParamStore::new();
@@ -303,13 +293,16 @@ impl EncoderClassifier {
             DType::F32,
             device,
         )?;
-        Ok(Self {
-            store,
-            encoder,
-            head,
-            device: device.clone(),
+        Ok(Classifier::from_parts(
+            "encoder",
+            input_shape,
             num_classes,
-        })
+            store,
+            Box::new(encoder),
+            Box::new(head),
+            vec!["head".into()],
+            device,
+        ))
     }
 
     /// A classifier whose encoder is a copy of `ae`'s (the head seeded from `seed`), frozen
@@ -319,7 +312,7 @@ impl EncoderClassifier {
         num_classes: usize,
         seed: u64,
         freeze: bool,
-    ) -> Result<(Self, TransferReport)> {
+    ) -> Result<(Classifier, TransferReport)> {
         let device = ae
             .store()
             .all()
@@ -338,25 +331,9 @@ impl EncoderClassifier {
     }
 }
 
-impl Classifier for EncoderClassifier {
-    fn logits(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let h = self.encoder.features_t(&x.flatten_from(1)?, train)?;
-        Ok(self.head.forward(&h)?)
-    }
-    fn store(&self) -> &ParamStore {
-        &self.store
-    }
-    fn device(&self) -> &Device {
-        &self.device
-    }
-    fn num_classes(&self) -> usize {
-        self.num_classes
-    }
-}
-
 /// Trains `net` on the labelled `train` examples (cross-entropy) with `stage`.
 pub fn train_classifier(
-    net: &EncoderClassifier,
+    net: &Classifier,
     train: &TensorDataset,
     stage: &StageConfig,
     seed: u64,
@@ -373,6 +350,7 @@ pub fn train_classifier(
         None,
         seed,
         quiet,
+        None,
     )
 }
 
@@ -520,6 +498,6 @@ mod tests {
                     .as_tensor()
             )
         );
-        assert!(tuned.accuracy(&train).unwrap() > 0.5);
+        assert!(crate::methods::finetune::accuracy(&tuned, &train).unwrap() > 0.5);
     }
 }

@@ -1,0 +1,88 @@
+//! Model fine-tuning (LECTURE.md §1): train on plentiful labelled *source* data, then continue
+//! on a little labelled *target* data, without forgetting what the source taught.
+//!
+//! | method | what training on the target minimises | parameters trained |
+//! |---|---|---|
+//! | [`Method::Scratch`] (baseline) | `CE` | all, from a random start |
+//! | [`Method::Finetune`] | `CE` | all, from the source weights |
+//! | [`Method::L2Sp`] (Li, Grandvalet & Davoine, ICML 2018) | `CE + α/2 Σ_pre ‖w − w⁰‖² + β/2 Σ_new ‖w‖²` | all, from `w⁰` |
+//! | [`Method::Distill`] (output closeness; Hinton et al. 2015, LwF: Li & Hoiem 2016) | `CE + λ T² KL(softmax(z_src/T) ‖ softmax(z/T))` on the target inputs | all, from the source weights |
+//! | [`Method::LayerTransfer`] (LECTURE.md §1b) | `CE` | the first (or last) `K` blocks copied from the source and frozen (or trained at a smaller rate); the others re-initialised |
+//!
+//! `w⁰` is a frozen deep copy of the pretrained weights ([`xfer_ops::ParamSnapshot`]); L2-SP
+//! regularises weights only (no biases), as in the paper. The source (teacher) model of
+//! distillation is frozen; its logits on the target training inputs are computed once, in
+//! evaluation mode. When the target has as many classes as the source (digits to digits) the
+//! source head is kept and anchored like every other layer; otherwise a new head is
+//! initialised and gets L2-SP's `β` term.
+//!
+//! Every method is an [`Objective`] ([`FinetuneObjective`]) run by the one [`Trainer`]:
+//! [`pretrain`] trains the source model once and keeps its weights in memory
+//! ([`Pretrained`]) so that every method of a run starts from the same source model.
+//!
+//! The network is an [`xfer_models::Classifier`] on any backbone ([`BackboneSpec`]): the
+//! built-in MLP and digits CNN (pretrained on the source here), or a pretrained ResNet /
+//! MiniLM given with `weights=` (then the loaded backbone *is* the source model:
+//! [`Pretrained::from_backbone`]).
+//!
+//! Files: [`stage`] (one training stage in the [`crate::Trainer`]), [`objective`] (the loss of
+//! every method, evaluation), [`method`] (the methods and their parsing), [`pretrain`] (the
+//! source model), [`setup`] (a method's target network and its run).
+
+pub mod method;
+pub mod objective;
+pub mod pretrain;
+pub mod setup;
+pub mod stage;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use xfer_data::{DataLoader, Dataset, TensorDataset, Transform};
+
+pub use method::{BlockEnd, CopiedBlocks, LayerTransfer, Method};
+pub use objective::{AccuracyEval, FinetuneObjective, Regulariser, accuracy, logits_of};
+pub use pretrain::{FinetuneConfig, Pretrained, pretrain};
+pub use setup::{MethodOutcome, MethodSetup, run_method};
+pub use stage::{OptimizerKind, StageConfig};
+pub use xfer_models::{BackboneSpec, Classifier, ClassifierConfig};
+
+use crate::{Result, TrainError};
+
+/// L2-SP's `α` (pull of pretrained weights toward their source values), the paper's value.
+pub const L2SP_ALPHA: f64 = 0.1;
+/// L2-SP's `β` (plain L2 on new layers), the paper's value.
+pub const L2SP_BETA: f64 = 0.01;
+
+/// A data set's features and labels as tensors on `device`.
+pub fn dataset_tensors(ds: &TensorDataset, device: &Device) -> Result<(Tensor, Tensor)> {
+    if ds.is_empty() {
+        return Err(TrainError::Config(format!(
+            "data set {} is empty",
+            ds.name()
+        )));
+    }
+    Ok(ds.to_tensors(device)?)
+}
+
+/// A shuffled, seeded loader of `ds` in batches of `batch_size` on `device`, with an
+/// optional per-sample transform (augmentation): batch `b` of epoch `e` is a pure function
+/// of `(seed, e, b)`, so [`StepBatches`] resumes it exactly.
+pub fn loader<D: Dataset + 'static>(
+    ds: D,
+    batch_size: usize,
+    seed: u64,
+    device: &Device,
+    transform: Option<Arc<dyn Transform>>,
+) -> Result<DataLoader<D>> {
+    let mut b = DataLoader::builder(ds, batch_size)
+        .shuffle(true)
+        .seed(seed)
+        .device(device.clone());
+    if let Some(t) = transform {
+        b = b.transform_arc(t);
+    }
+    Ok(b.build()?)
+}

@@ -1,0 +1,303 @@
+//! A method's target network, its training and its test.
+
+use std::fmt;
+
+use xfer_data::Dataset;
+use xfer_losses::{DistillationLoss, L2Sp};
+use xfer_models::{
+    Classifier, ClassifierConfig, ParamGroup, Selection, Transfer, TransferReport, first_blocks,
+    last_blocks,
+};
+use xfer_ops::ParamSnapshot;
+
+use super::loader;
+use super::method::{BlockEnd, CopiedBlocks, Method};
+use super::objective::{FinetuneObjective, Regulariser, accuracy, logits_of};
+use super::pretrain::{FinetuneConfig, Pretrained};
+use super::stage::{CheckpointOptions, StageConfig};
+use crate::trainer::{TrainReport, derive_seed};
+use crate::{Result, TrainError};
+
+/// What one method achieved.
+#[derive(Debug, Clone)]
+pub struct MethodOutcome {
+    /// The method's run name ([`Method::name`]).
+    pub name: String,
+    /// Accuracy on the target test data.
+    pub target_acc: f64,
+    /// Accuracy on the labelled target training examples.
+    pub train_acc: f64,
+    /// For methods starting from the source: the source model's accuracy on the target test
+    /// data before any target training.
+    pub source_only_acc: Option<f64>,
+    /// Layer transfer: what was copied (and what was not).
+    pub transfer: Option<TransferReport>,
+    /// Layer transfer: the block prefixes copied.
+    pub copied_blocks: Vec<String>,
+    /// The target training run (per-step loss, `ce`, regulariser, batch accuracy).
+    pub report: TrainReport,
+}
+
+/// A method's target network, initialised (and partly copied from the source, and partly
+/// frozen) as the method prescribes, with its regulariser and parameter groups: ready for
+/// [`MethodSetup::train`].
+pub struct MethodSetup {
+    /// The method's run name.
+    pub name: String,
+    /// The target network.
+    pub net: Classifier,
+    /// What the objective adds to cross-entropy.
+    pub regulariser: Regulariser,
+    /// Parameter groups (layer transfer with a smaller rate for the copied blocks).
+    pub groups: Vec<ParamGroup>,
+    /// What was copied from the source (every method but scratch).
+    pub transfer: Option<TransferReport>,
+    /// Layer transfer: the block prefixes copied.
+    pub copied_blocks: Vec<String>,
+    /// The training stage (scratch or fine-tuning settings).
+    pub stage: StageConfig,
+    /// Augmentation of the training examples.
+    pub transform: Option<std::sync::Arc<dyn xfer_data::Transform>>,
+    /// Checkpoints and resuming.
+    pub checkpoints: Option<CheckpointOptions>,
+}
+
+impl fmt::Debug for MethodSetup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MethodSetup")
+            .field("name", &self.name)
+            .field("net", &self.net)
+            .field("regulariser", &self.regulariser)
+            .field("copied_blocks", &self.copied_blocks)
+            .finish()
+    }
+}
+
+impl MethodSetup {
+    /// Builds the target network of `method` for `target_train` (`num_classes` classes).
+    /// `pretrained` is required by every method but scratch. When the target's number of
+    /// classes differs from the source's, the source head is not copied: a new head is
+    /// initialised (L2-SP's `β` term applies to it). Every random value comes from `seed`.
+    pub fn new<D: Dataset + Clone + 'static>(
+        method: &Method,
+        pretrained: Option<&Pretrained>,
+        target_train: &D,
+        num_classes: usize,
+        cfg: &FinetuneConfig,
+        seed: u64,
+    ) -> Result<Self> {
+        let dev = &cfg.device;
+        let name = method.name();
+        let init_seed = derive_seed(seed, &[0x5441_5247]);
+        let source = || {
+            pretrained.ok_or_else(|| {
+                TrainError::Config(format!("method {name} needs a pretrained source model"))
+            })
+        };
+        let spec = pretrained.map_or(&cfg.backbone, |p| &p.backbone);
+        let net = Classifier::new(
+            &ClassifierConfig::new(spec.clone(), target_train.sample_shape(), num_classes),
+            init_seed,
+            dev,
+        )?;
+        let new_head = pretrained.is_some_and(|p| p.needs_new_head(num_classes));
+        let head_sel = Selection::parse(net.head_block())?;
+        // Copies every source weight that fits (all but a head for other classes).
+        let copy_all = |p: &Pretrained| -> Result<TransferReport> {
+            let mut t = Transfer::new();
+            if new_head {
+                t = t.select(Selection::parse(&format!("!{}", net.head_block()))?);
+            }
+            let report = t.run(&p.weights, net.store())?;
+            if !report.shape_mismatches.is_empty() || !report.missing_in_source.is_empty() {
+                return Err(TrainError::Config(format!(
+                    "the source model does not fit the target model: {report}"
+                )));
+            }
+            Ok(report)
+        };
+        let mut transfer = None;
+        let mut copied_blocks = Vec::new();
+        let mut groups = Vec::new();
+        let regulariser = match method {
+            Method::Scratch => Regulariser::None,
+            Method::Finetune => {
+                transfer = Some(copy_all(source()?)?);
+                Regulariser::None
+            }
+            Method::L2Sp { alpha, beta } => {
+                let p = source()?;
+                transfer = Some(copy_all(p)?);
+                // w⁰: the source weights of the layers the target kept (a new head is "new").
+                let anchor = ParamSnapshot::capture(
+                    p.weights
+                        .iter()
+                        .filter(|(n, _)| {
+                            net.store().contains(n) && !(new_head && head_sel.matches(n))
+                        })
+                        .map(|(n, t)| (n.as_str(), t)),
+                )?;
+                Regulariser::L2Sp(L2Sp::new(anchor, *alpha, *beta)?)
+            }
+            Method::Distill {
+                weight,
+                temperature,
+            } => {
+                let p = source()?;
+                if new_head {
+                    let why = if p.has_head {
+                        format!("the source has {} classes", p.num_classes)
+                    } else {
+                        format!("the pretrained backbone {} has no source head", p.backbone)
+                    };
+                    return Err(TrainError::Config(format!(
+                        "distillation compares class distributions: {why}, the target \
+                         {num_classes}"
+                    )));
+                }
+                // The frozen source model's logits on the target training inputs.
+                let teacher = p.instantiate(init_seed, dev)?;
+                teacher.store().freeze(&Selection::All);
+                let (teacher_logits, _) = logits_of(&teacher, target_train)?;
+                transfer = Some(copy_all(p)?);
+                Regulariser::Distill {
+                    teacher_logits,
+                    loss: DistillationLoss::kl(*weight, *temperature)?,
+                }
+            }
+            Method::LayerTransfer(lt) => {
+                let p = source()?;
+                let blocks = net.blocks();
+                if lt.k == 0 || lt.k >= blocks.len() {
+                    return Err(TrainError::Config(format!(
+                        "layer transfer: K = {} but the network has {} blocks ({}): K must be \
+                         in 1..={}",
+                        lt.k,
+                        blocks.len(),
+                        blocks.join(", "),
+                        blocks.len().saturating_sub(1)
+                    )));
+                }
+                copied_blocks = match lt.end {
+                    BlockEnd::First => blocks.get(..lt.k),
+                    BlockEnd::Last => blocks.get(blocks.len() - lt.k..),
+                }
+                .unwrap_or(&[])
+                .to_vec();
+                let sel = match lt.end {
+                    BlockEnd::First => first_blocks(&blocks, lt.k)?,
+                    BlockEnd::Last => last_blocks(&blocks, lt.k)?,
+                };
+                let report = Transfer::new()
+                    .select(sel.clone())
+                    .run(&p.weights, net.store())?;
+                if !report.is_clean() {
+                    return Err(TrainError::Config(format!(
+                        "layer transfer could not copy the selected blocks: {report}"
+                    )));
+                }
+                match lt.copied {
+                    CopiedBlocks::Freeze => {
+                        net.store().freeze(&sel);
+                    }
+                    CopiedBlocks::LrMult(m) => {
+                        groups.push(ParamGroup::new("copied", sel).with_lr_mult(m));
+                    }
+                }
+                transfer = Some(report);
+                Regulariser::None
+            }
+        };
+        if let Some(r) = &transfer {
+            tracing::info!(target: "xfer_train::methods", method = %name, "{r}");
+        }
+        let stage = match method {
+            Method::Scratch => cfg.scratch.clone(),
+            _ => cfg.finetune.clone(),
+        };
+        // A pretrained backbone trains more slowly than the new head (TLlib's habit).
+        let mult = match method {
+            Method::Scratch => 1.0,
+            _ => cfg
+                .backbone_lr_mult
+                .unwrap_or_else(|| net.default_backbone_lr_mult()),
+        };
+        if mult != 1.0 {
+            groups.extend(net.param_groups(mult)?);
+        }
+        Ok(Self {
+            name,
+            net,
+            regulariser,
+            groups,
+            transfer,
+            copied_blocks,
+            stage,
+            transform: cfg.train_transform.clone(),
+            checkpoints: cfg.checkpoints.clone(),
+        })
+    }
+
+    /// Trains the network on `target_train` in the one [`Trainer`].
+    pub fn train<D: Dataset + Clone + 'static>(
+        &self,
+        target_train: &D,
+        seed: u64,
+        quiet: bool,
+    ) -> Result<TrainReport> {
+        let data = loader(
+            target_train.clone(),
+            self.stage.batch_size,
+            seed,
+            self.net.device(),
+            self.transform.clone(),
+        )?;
+        let mut obj = FinetuneObjective::new(&self.net, &data, self.regulariser.clone())?;
+        let spe = data.batches_per_epoch();
+        self.stage.fit(
+            &self.name,
+            self.net.store(),
+            &self.groups,
+            &mut obj,
+            spe,
+            None,
+            seed,
+            quiet,
+            self.checkpoints.as_ref(),
+        )
+    }
+}
+
+/// Builds the target network of `method` ([`MethodSetup::new`]), trains it on
+/// `target_train` and tests it on `target_test`.
+pub fn run_method<D: Dataset + Clone + 'static>(
+    method: &Method,
+    pretrained: Option<&Pretrained>,
+    target_train: &D,
+    target_test: &D,
+    num_classes: usize,
+    cfg: &FinetuneConfig,
+    seed: u64,
+) -> Result<MethodOutcome> {
+    let setup = MethodSetup::new(method, pretrained, target_train, num_classes, cfg, seed)?;
+    let same_head = pretrained.is_some_and(|p| !p.needs_new_head(num_classes));
+    let source_only_acc = match method {
+        Method::Finetune | Method::L2Sp { .. } | Method::Distill { .. } if same_head => {
+            Some(accuracy(&setup.net, target_test)?)
+        }
+        _ => None,
+    };
+    let report = setup.train(target_train, seed, cfg.quiet)?;
+    let target_acc = accuracy(&setup.net, target_test)?;
+    let train_acc = accuracy(&setup.net, target_train)?;
+    tracing::info!(target: "xfer_train::methods", method = %setup.name, target_acc, train_acc, "trained on the target");
+    Ok(MethodOutcome {
+        name: setup.name,
+        target_acc,
+        train_acc,
+        source_only_acc,
+        transfer: setup.transfer,
+        copied_blocks: setup.copied_blocks,
+        report,
+    })
+}
