@@ -5,7 +5,13 @@
 //! cargo run --release --example finetune -- --method all --shots 1
 //! cargo run --release --example finetune -- --method scratch,l2sp,layer-transfer:2 --shots 5 --json
 //! cargo run --release --example finetune -- --source csv:mine.csv --target idx:t-images-idx3-ubyte:scale=0.0627
+//! cargo run --release --example finetune -- --backbone resnet18:weights=resnet18.safetensors \
+//!     --target folder:photos --shots 10 --image-size 128 --method l2sp,finetune,linear
 //! ```
+//!
+//! With a pretrained backbone (`weights=`, or a text model folder) the loaded network *is* the
+//! source model: there is no source data and no pretraining; every method starts from it with
+//! a new head for the target's classes (`linear` trains only that head on frozen features).
 //!
 //! Source: synthetic digits (default `synth-digits:n=500`, 5,000 generated digits); target:
 //! the embedded optdigits (1,797 real digits). Methods: `scratch`, `finetune`, `l2sp`,
@@ -17,11 +23,22 @@ use std::path::Path;
 
 use clap::Parser;
 use xfer::data;
+use xfer::data::{Dataset, LabeledSet, Preprocess};
+use xfer::models::{BackboneSpec, Classifier, ClassifierConfig};
 use xfer::prelude::*;
 use xfer::train::methods::finetune::{
-    Arch, FinetuneConfig, Method, MethodOutcome, OptimizerKind, Pretrained, pretrain, run_method,
+    FinetuneConfig, Method, MethodOutcome, OptimizerKind, Pretrained, pretrain, run_method,
 };
 use xfer::train::plot::{Series, plot_curves};
+
+/// An optimiser of the command line.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Optim {
+    /// SGD with momentum 0.9.
+    Sgd,
+    /// Adam with PyTorch's defaults.
+    Adam,
+}
 
 #[derive(Debug, Parser)]
 #[command(about = "Fine-tuning: scratch, full fine-tuning, L2-SP, distillation, layer transfer")]
@@ -42,9 +59,17 @@ struct Args {
     /// A separate target test set.
     #[arg(long)]
     target_test: Option<String>,
-    /// The network: `cnn` (square images), `mlp` or `mlp:W1,W2,...`; default by input shape.
+    /// The network: `cnn` (square images), `mlp[:W1,W2,...]`, `lenet`,
+    /// `resnet18|34|50[:weights=PATH]`, `minilm:DIR`; default by input shape.
+    #[arg(long, alias = "model")]
+    backbone: Option<String>,
+    /// Side of the (square) network input for pretrained image backbones: images are resized
+    /// (short side to 8/7 of it) and centre-cropped to it.
+    #[arg(long, default_value_t = 224)]
+    image_size: usize,
+    /// Learning-rate multiplier of a pretrained backbone relative to its new head.
     #[arg(long)]
-    model: Option<String>,
+    backbone_lr_mult: Option<f64>,
     /// Fraction of the source held out for early stopping of the pretraining.
     #[arg(long, default_value_t = 0.1)]
     source_val: f64,
@@ -63,18 +88,21 @@ struct Args {
     /// Epochs of the target stage (methods that start from the source).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Optimiser of the target stage: `sgd` (momentum 0.9) or `adam`.
+    /// Optimiser of the target stage (SGD with momentum 0.9, or Adam).
+    #[arg(long, value_enum)]
+    optim: Option<Optim>,
+    /// Mini-batch size of the target stage and of scratch.
     #[arg(long)]
-    optim: Option<String>,
+    batch_size: Option<usize>,
     /// Learning rate of the scratch baseline.
     #[arg(long)]
     scratch_lr: Option<f64>,
     /// Epochs of the scratch baseline.
     #[arg(long)]
     scratch_epochs: Option<usize>,
-    /// Optimiser of the scratch baseline: `sgd` or `adam`.
-    #[arg(long)]
-    scratch_optim: Option<String>,
+    /// Optimiser of the scratch baseline.
+    #[arg(long, value_enum)]
+    scratch_optim: Option<Optim>,
     /// Weight decay of the target stage and of scratch.
     #[arg(long)]
     weight_decay: Option<f64>,
@@ -87,6 +115,8 @@ struct Args {
     #[arg(long)]
     augment: Option<String>,
     #[command(flatten)]
+    checkpoints: common::CheckpointArgs,
+    #[command(flatten)]
     common: common::CommonArgs,
 }
 
@@ -94,7 +124,15 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.common.init()?;
     let seed = args.common.seed;
-    let dev = Device::Cpu;
+    let dev = args.common.device()?;
+    let spec = args
+        .backbone
+        .as_deref()
+        .map(str::parse::<BackboneSpec>)
+        .transpose()?;
+    if let Some(spec) = spec.as_ref().filter(|s| s.is_pretrained()) {
+        return run_pretrained(&args, spec, &dev);
+    }
 
     // Data: the source, the target's K-shot training set and its test set.
     let mut source = data::load(&args.source, seed)?;
@@ -146,13 +184,11 @@ fn main() -> anyhow::Result<()> {
     // when they differ).
     let (source_classes, num_classes) = (source.num_classes(), target.num_classes());
 
-    let arch = match &args.model {
-        Some(m) => m.parse::<Arch>()?,
-        None => Arch::for_input(source.sample_shape()),
-    };
+    let arch = spec.unwrap_or_else(|| BackboneSpec::for_input(source.sample_shape()));
     let mut cfg = FinetuneConfig::new(arch.clone());
     cfg.quiet = args.common.json;
     cfg.device = dev.clone();
+    cfg.checkpoints = args.checkpoints.options();
     if let Some(a) = &args.augment {
         let v: Vec<f32> = a
             .split(',')
@@ -172,42 +208,12 @@ fn main() -> anyhow::Result<()> {
         cfg.finetune.epochs = 30;
         cfg.scratch.epochs = 100;
     }
-    let optim = |s: &str| -> anyhow::Result<OptimizerKind> {
-        match s {
-            "sgd" => Ok(OptimizerKind::Sgd { momentum: 0.9 }),
-            "adam" => Ok(OptimizerKind::Adam),
-            o => anyhow::bail!("optimiser {o:?}: expected sgd or adam"),
-        }
-    };
-    if let Some(v) = args.lr {
-        cfg.finetune.lr = v;
-    }
-    if let Some(v) = args.epochs {
-        cfg.finetune.epochs = v;
-    }
-    if let Some(v) = &args.optim {
-        cfg.finetune.optimizer = optim(v)?;
-    }
-    if let Some(v) = args.scratch_lr {
-        cfg.scratch.lr = v;
-    }
-    if let Some(v) = args.scratch_epochs {
-        cfg.scratch.epochs = v;
-    }
-    if let Some(v) = &args.scratch_optim {
-        cfg.scratch.optimizer = optim(v)?;
-    }
-    if let Some(v) = args.weight_decay {
-        cfg.finetune.weight_decay = v;
-        cfg.scratch.weight_decay = v;
-    }
+    apply_stage_flags(&args, &mut cfg);
     if let Some(v) = args.pretrain_epochs {
         cfg.pretrain.epochs = v;
     }
-    let num_blocks = xfer::train::methods::finetune::Net::new(
-        &arch,
-        source.sample_shape(),
-        source_classes,
+    let num_blocks = Classifier::new(
+        &ClassifierConfig::new(arch.clone(), source.sample_shape(), source_classes),
         0,
         &dev,
     )?
@@ -278,53 +284,16 @@ fn main() -> anyhow::Result<()> {
         None
     };
 
-    let mut outcomes: Vec<MethodOutcome> = Vec::new();
-    for m in &methods {
-        if matches!(m, Method::Distill { .. }) && source_classes != num_classes {
-            println!(
-                "{:>24}: skipped: it compares class distributions, and the source has {source_classes} classes, the target {num_classes}",
-                m.name()
-            );
-            continue;
-        }
-        let t = std::time::Instant::now();
-        let o = run_method(
-            m,
-            pretrained.as_ref(),
-            &support_t,
-            &test_t,
-            num_classes,
-            &cfg,
-            seed,
-        )?;
-        println!(
-            "{:>24}: target accuracy {:.4} (train {:.4}){}  [{:.1}s]",
-            o.name,
-            o.target_acc,
-            o.train_acc,
-            o.source_only_acc
-                .map(|a| format!(", source model before training {a:.4}"))
-                .unwrap_or_default(),
-            t.elapsed().as_secs_f64()
-        );
-        if let Some(tr) = o.transfer.as_ref().filter(|_| !o.copied_blocks.is_empty()) {
-            println!(
-                "{:>24}  copied blocks [{}]: {} tensors ({}); re-initialised: {}",
-                "",
-                o.copied_blocks.join(", "),
-                tr.copied.len(),
-                tr.copied.join(", "),
-                tr.not_selected.len()
-            );
-        }
-        let acc_key = if validate { "val_acc" } else { "target_acc" };
-        let mut metrics = vec![(acc_key, o.target_acc), ("train_acc", o.train_acc)];
-        if let Some(a) = o.source_only_acc {
-            metrics.push(("source_only_acc", a));
-        }
-        report.run(&o.name, &metrics);
-        outcomes.push(o);
-    }
+    let outcomes = run_methods(
+        &methods,
+        pretrained.as_ref(),
+        (&support_t, &test_t),
+        num_classes,
+        &cfg,
+        seed,
+        validate,
+        &mut report,
+    )?;
     if let Some(p) = &pretrained {
         report.arg("source_val_acc", p.source_val_acc.unwrap_or(f64::NAN));
     }
@@ -351,5 +320,198 @@ fn plot_runs(out: &Path, shots: usize, outcomes: &[MethodOutcome]) -> anyhow::Re
         )?;
         println!("wrote {}", path.display());
     }
+    Ok(())
+}
+
+/// The target-stage flags (`--lr`, `--epochs`, `--optim`, scratch and weight decay).
+fn apply_stage_flags(args: &Args, cfg: &mut FinetuneConfig) {
+    let optim = |o: Optim| match o {
+        Optim::Sgd => OptimizerKind::Sgd { momentum: 0.9 },
+        Optim::Adam => OptimizerKind::Adam,
+    };
+    if let Some(v) = args.lr {
+        cfg.finetune.lr = v;
+    }
+    if let Some(v) = args.epochs {
+        cfg.finetune.epochs = v;
+    }
+    if let Some(v) = args.optim {
+        cfg.finetune.optimizer = optim(v);
+    }
+    if let Some(v) = args.scratch_lr {
+        cfg.scratch.lr = v;
+    }
+    if let Some(v) = args.scratch_epochs {
+        cfg.scratch.epochs = v;
+    }
+    if let Some(v) = args.scratch_optim {
+        cfg.scratch.optimizer = optim(v);
+    }
+    if let Some(v) = args.weight_decay {
+        cfg.finetune.weight_decay = v;
+        cfg.scratch.weight_decay = v;
+    }
+    if let Some(v) = args.batch_size {
+        cfg.finetune.batch_size = v;
+        cfg.scratch.batch_size = v;
+    }
+    cfg.backbone_lr_mult = args.backbone_lr_mult;
+}
+
+/// Runs every method on the target's labelled examples, tests it, prints a line per method
+/// and records it in the report.
+#[allow(clippy::too_many_arguments)]
+fn run_methods<D: Dataset + Clone + 'static>(
+    methods: &[Method],
+    pretrained: Option<&Pretrained>,
+    (support, test): (&D, &D),
+    num_classes: usize,
+    cfg: &FinetuneConfig,
+    seed: u64,
+    validate: bool,
+    report: &mut common::Report,
+) -> anyhow::Result<Vec<MethodOutcome>> {
+    let mut outcomes: Vec<MethodOutcome> = Vec::new();
+    for m in methods {
+        if matches!(m, Method::Distill { .. })
+            && pretrained.is_some_and(|p| p.needs_new_head(num_classes))
+        {
+            println!(
+                "{:>24}: skipped: it compares class distributions, and the source model has no head for the target's {num_classes} classes",
+                m.name()
+            );
+            continue;
+        }
+        let t = std::time::Instant::now();
+        let o = run_method(m, pretrained, support, test, num_classes, cfg, seed)?;
+        println!(
+            "{:>24}: target accuracy {:.4} (train {:.4}){}  [{:.1}s]",
+            o.name,
+            o.target_acc,
+            o.train_acc,
+            o.source_only_acc
+                .map(|a| format!(", source model before training {a:.4}"))
+                .unwrap_or_default(),
+            t.elapsed().as_secs_f64()
+        );
+        if let Some(tr) = o.transfer.as_ref().filter(|_| !o.copied_blocks.is_empty()) {
+            println!(
+                "{:>24}  copied blocks [{}]: {} tensors; re-initialised: {}",
+                "",
+                o.copied_blocks.join(", "),
+                tr.copied.len(),
+                tr.not_selected.len()
+            );
+        }
+        let acc_key = if validate { "val_acc" } else { "target_acc" };
+        let mut metrics = vec![(acc_key, o.target_acc), ("train_acc", o.train_acc)];
+        if let Some(a) = o.source_only_acc {
+            metrics.push(("source_only_acc", a));
+        }
+        report.run(&o.name, &metrics);
+        outcomes.push(o);
+    }
+    Ok(outcomes)
+}
+
+/// Fine-tuning from a pretrained backbone: no source data; the target's `--shots` labelled
+/// examples per class train, the rest test.
+fn run_pretrained(args: &Args, spec: &BackboneSpec, dev: &Device) -> anyhow::Result<()> {
+    let seed = args.common.seed;
+    anyhow::ensure!(
+        !spec.is_text(),
+        "text backbones need a text data set: `--target csv:PATH:text=COL,label=COL`"
+    );
+    // An RGB backbone reads every image as RGB (grayscale repeated).
+    let mut target_spec = args.target.clone();
+    if target_spec.starts_with("folder:") && !target_spec.contains("channels=") {
+        target_spec.push_str(":channels=3");
+    }
+    let target = data::load_data(&target_spec, seed)?;
+    let (support, mut test) = data::few_shot(&target, args.shots, seed)?;
+    if let Some(t) = &args.target_test {
+        test = data::load_data(t, seed)?;
+    }
+    let num_classes = LabeledSet::num_classes(&target);
+    let size = args.image_size;
+    let preset = Preprocess::imagenet(size, size * 8 / 7);
+    anyhow::ensure!(
+        target.sample_shape().first() == Some(&3),
+        "backbone {spec} takes RGB images; the target {} has samples of shape {:?}",
+        args.target,
+        target.sample_shape()
+    );
+    let mut cfg = FinetuneConfig::new(spec.clone());
+    cfg.quiet = args.common.json;
+    cfg.device = dev.clone();
+    cfg.checkpoints = args.checkpoints.options();
+    // Pretrained-backbone defaults: 15 epochs of SGD (momentum 0.9) in batches of 10, head
+    // lr 0.01 and backbone 0.001 (multiplier 0.1); scratch the same at one rate.
+    for st in [&mut cfg.finetune, &mut cfg.scratch] {
+        st.epochs = 15;
+        st.batch_size = 10;
+        st.lr = 0.01;
+        st.optimizer = OptimizerKind::Sgd { momentum: 0.9 };
+    }
+    if args.common.quick {
+        cfg.finetune.epochs = 2;
+        cfg.scratch.epochs = 2;
+    }
+    apply_stage_flags(args, &mut cfg);
+    // Training: the evaluation chain plus a random horizontal flip (random resized crops
+    // with `--augment crop`).
+    cfg.eval_transform = Some(preset.eval_transform()?);
+    cfg.train_transform = Some(match args.augment.as_deref() {
+        Some("crop") => preset.train_transform()?,
+        _ => std::sync::Arc::new(
+            data::transform::Compose::new()
+                .then(data::transform::ResizeShortSide {
+                    size: preset.resize_size,
+                })
+                .then(data::transform::CenterCrop {
+                    height: size,
+                    width: size,
+                })
+                .then(data::transform::RandomHorizontalFlip { p: 0.5 })
+                .then(data::transform::Normalize::new(
+                    preset.mean.clone(),
+                    preset.std.clone(),
+                )?),
+        ),
+    });
+    let input = [3, size, size];
+    let pretrained = Pretrained::from_backbone(spec, &input, dev)?;
+    let probe = Classifier::new(
+        &ClassifierConfig::new(spec.clone(), &input, num_classes),
+        0,
+        dev,
+    )?;
+    let methods = Method::parse_list(&args.method, probe.blocks().len())?;
+    println!(
+        "pretrained backbone {spec} ({} tensors), target {} ({} labelled = {} per class, {} test), input {size}x{size}",
+        pretrained.weights.len(),
+        LabeledSet::name(&target),
+        support.len(),
+        args.shots,
+        test.len()
+    );
+    let mut report = common::Report::new("finetune", seed);
+    report
+        .arg("shots", args.shots)
+        .arg("target", args.target.as_str())
+        .arg("model", spec.to_string())
+        .arg("image_size", size);
+    let outcomes = run_methods(
+        &methods,
+        Some(&pretrained),
+        (&support, &test),
+        num_classes,
+        &cfg,
+        seed,
+        false,
+        &mut report,
+    )?;
+    plot_runs(&args.common.out, args.shots, &outcomes)?;
+    report.finish(args.common.json, &args.common.out)?;
     Ok(())
 }

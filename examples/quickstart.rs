@@ -29,7 +29,8 @@ use xfer::data::{self, TensorDataset, UnlabeledDataset, embedded};
 use xfer::prelude::*;
 use xfer::train::methods::dann::{self, Architecture, DannConfig, DannMethod, DiscriminatorConfig};
 use xfer::train::methods::finetune::{
-    Arch, Classifier, FinetuneConfig, Method, OptimizerKind, StageConfig, pretrain, run_method,
+    BackboneSpec, FinetuneConfig, Method, OptimizerKind, StageConfig, accuracy, pretrain,
+    run_method,
 };
 use xfer::train::methods::multitask::{
     MultitaskConfig, MultitaskModel, ProgressiveConfig, TaskLabels, TaskSet, Weighting,
@@ -99,7 +100,7 @@ fn main() -> anyhow::Result<()> {
         println!("== fine-tuning (LECTURE.md §1): synthetic digits → optdigits, 1 label per class");
         let (src_train, src_val) = data::stratified_split(&synth, 0.1, seed)?;
         let (support, test) = data::few_shot(&real, 1, seed)?;
-        let mut cfg = FinetuneConfig::new(Arch::cnn());
+        let mut cfg = FinetuneConfig::new(BackboneSpec::cnn());
         cfg.quiet = quiet;
         if quick {
             cfg.pretrain.epochs = 3;
@@ -430,10 +431,10 @@ fn main() -> anyhow::Result<()> {
         let (ae, r_ae) = train_autoencoder(&unlabelled, &ae_cfg, seed, &dev, quiet)?;
         let scratch_net = EncoderClassifier::new(support5.sample_shape(), &widths, 10, seed, &dev)?;
         let r_sc = train_classifier(&scratch_net, &support5, &clf, seed, quiet)?;
-        let st_scratch = scratch_net.accuracy(&test5)?;
+        let st_scratch = accuracy(&scratch_net, &test5)?;
         let (st_net, _) = EncoderClassifier::from_autoencoder(&ae, 10, seed, false)?;
         let r_st = train_classifier(&st_net, &support5, &clf, seed, quiet)?;
-        let st_acc = st_net.accuracy(&test5)?;
+        let st_acc = accuracy(&st_net, &test5)?;
         report.run("self_taught_scratch", &[("target_acc", st_scratch)]);
         report.run("self_taught", &[("target_acc", st_acc)]);
         rows.push(Row {

@@ -18,7 +18,7 @@ mod common;
 use clap::Parser;
 use xfer::data::{self, Dataset};
 use xfer::prelude::*;
-use xfer::train::methods::finetune::{Classifier, OptimizerKind, StageConfig};
+use xfer::train::methods::finetune::{OptimizerKind, StageConfig, accuracy};
 use xfer::train::methods::self_taught::{
     AutoencoderConfig, EncoderClassifier, train_autoencoder, train_classifier,
 };
@@ -153,7 +153,7 @@ fn main() -> anyhow::Result<()> {
             ),
         };
         let r = train_classifier(&net, &support, &clf_stage, seed, args.common.json)?;
-        let acc = net.accuracy(&test)?;
+        let acc = accuracy(&net, &test)?;
         println!(
             "{name:>20}: target accuracy {acc:.4}  [{:.1}s]",
             t.elapsed().as_secs_f64()

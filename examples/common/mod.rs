@@ -22,6 +22,40 @@ pub struct CommonArgs {
     /// Folder for plots and reports.
     #[arg(long, default_value = "target/xfer-report")]
     pub out: PathBuf,
+    /// Where the networks run: `cpu`, `cuda[:N]`, `metal[:N]` or `auto`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Threads for the CPU kernels (default: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+/// Checkpoint flags of the examples whose training stages can be interrupted and resumed.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckpointArgs {
+    /// Write atomic checkpoints of every training stage under DIR/<stage>/.
+    #[arg(long, value_name = "DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
+    /// A checkpoint every N steps (and one at the end of each stage).
+    #[arg(long, default_value_t = 50, value_name = "N")]
+    pub checkpoint_every: usize,
+    /// Continue each stage from the latest checkpoint in --checkpoint-dir (a finished stage
+    /// is not repeated); on the CPU the result is bit-identical to an uninterrupted run.
+    #[arg(long, requires = "checkpoint_dir")]
+    pub resume: bool,
+}
+
+impl CheckpointArgs {
+    /// The options for the training stages, when a folder was given.
+    pub fn options(&self) -> Option<xfer::train::methods::finetune::CheckpointOptions> {
+        self.checkpoint_dir
+            .as_ref()
+            .map(|dir| xfer::train::methods::finetune::CheckpointOptions {
+                dir: dir.clone(),
+                every: self.checkpoint_every.max(1),
+                resume: self.resume,
+            })
+    }
 }
 
 impl CommonArgs {
@@ -36,7 +70,20 @@ impl CommonArgs {
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
             .try_init();
+        if let Some(n) = self.threads {
+            anyhow::ensure!(n > 0, "--threads must be at least 1");
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global()
+                .map_err(|e| anyhow::anyhow!("--threads {n}: {e}"))?;
+        }
         Ok(())
+    }
+
+    /// The device `--device` names; a one-line error when this build lacks its backend.
+    pub fn device(&self) -> anyhow::Result<xfer::candle::Device> {
+        let pref: xfer::ops::DevicePreference = self.device.parse()?;
+        Ok(xfer::ops::select_device(pref)?)
     }
 }
 

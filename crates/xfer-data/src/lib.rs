@@ -45,6 +45,7 @@ pub mod error;
 pub mod formats;
 pub mod image_ops;
 pub mod loader;
+pub mod mapped;
 pub mod paired;
 pub mod preset;
 pub mod seed;
@@ -57,6 +58,7 @@ pub use dataset::{ClassAttributes, Dataset, MAX_CLASSES, Sample, TensorDataset, 
 pub use error::{DataError, Result};
 pub use formats::folder::{FolderOptions, ImageFolder};
 pub use loader::{Batch, Batches, DataLoader, DataLoaderBuilder};
+pub use mapped::Mapped;
 pub use paired::{PairedBatches, PairedLoader};
 pub use preset::Preprocess;
 pub use spec::{Data, DataSpec, check_compatible, load, load_data};

@@ -60,7 +60,7 @@ pub fn select_device(pref: DevicePreference) -> crate::Result<Device> {
         DevicePreference::Cuda(i) => {
             if !candle_core::utils::cuda_is_available() {
                 return Err(crate::OpsError::Device(
-                    "CUDA requested but xfer was built without the `cuda` feature".into(),
+                    "CUDA requested but xfer was built without the `cuda` feature: build with `cargo xtask build --cuda` (or `--features cuda`)".into(),
                 ));
             }
             Device::new_cuda(i)
@@ -69,7 +69,7 @@ pub fn select_device(pref: DevicePreference) -> crate::Result<Device> {
         DevicePreference::Metal(i) => {
             if !candle_core::utils::metal_is_available() {
                 return Err(crate::OpsError::Device(
-                    "Metal requested but xfer was built without the `metal` feature".into(),
+                    "Metal requested but xfer was built without the `metal` feature: build with `cargo xtask build --metal` (or `--features metal`)".into(),
                 ));
             }
             Device::new_metal(i)

@@ -57,6 +57,9 @@ pub enum Method {
     },
     /// Copy some blocks, freeze them or train them slowly, re-initialise the rest.
     LayerTransfer(LayerTransfer),
+    /// A new head trained on the frozen source network (every block but the last copied and
+    /// frozen): the "linear classifier on frozen features" baseline.
+    LinearProbe,
 }
 
 impl Method {
@@ -75,6 +78,7 @@ impl Method {
             Method::Finetune => "finetune".into(),
             Method::L2Sp { .. } => "l2sp".into(),
             Method::Distill { .. } => "distill".into(),
+            Method::LinearProbe => "linear_probe".into(),
             Method::LayerTransfer(lt) => {
                 let end = match lt.end {
                     BlockEnd::First => "first",
@@ -95,7 +99,7 @@ impl Method {
         let bad = |why: &str| {
             TrainError::Config(format!(
                 "method {s:?}: {why}; expected scratch, finetune, l2sp[:ALPHA[,BETA]], \
-                 distill[:LAMBDA[,T]] or layer-transfer:[first:|last:]K[:lr=X]"
+                 distill[:LAMBDA[,T]], linear or layer-transfer:[first:|last:]K[:lr=X]"
             ))
         };
         let nums = |rest: &str, n: usize| -> Result<Vec<f64>> {
@@ -119,6 +123,7 @@ impl Method {
         };
         match (head.replace('_', "-").as_str(), rest) {
             ("scratch", None) => Ok(Method::Scratch),
+            ("linear" | "linear-probe", None) => Ok(Method::LinearProbe),
             ("finetune" | "fine-tune", None) => Ok(Method::Finetune),
             ("l2sp" | "l2-sp", None) => Ok(Method::L2Sp {
                 alpha: L2SP_ALPHA,

@@ -44,9 +44,9 @@ use xfer_data::{DataLoader, Dataset, TensorDataset, Transform};
 
 pub use method::{BlockEnd, CopiedBlocks, LayerTransfer, Method};
 pub use objective::{AccuracyEval, FinetuneObjective, Regulariser, accuracy, logits_of};
-pub use pretrain::{FinetuneConfig, Pretrained, pretrain};
+pub use pretrain::{FinetuneConfig, Pretrained, eval_view, pretrain};
 pub use setup::{MethodOutcome, MethodSetup, run_method};
-pub use stage::{OptimizerKind, StageConfig};
+pub use stage::{CheckpointOptions, OptimizerKind, StageConfig};
 pub use xfer_models::{BackboneSpec, Classifier, ClassifierConfig};
 
 use crate::{Result, TrainError};

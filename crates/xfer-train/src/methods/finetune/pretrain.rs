@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
-use xfer_data::{Dataset, Transform};
+use xfer_data::transform::Compose;
+use xfer_data::{Dataset, Mapped, Transform};
 use xfer_models::{BackboneSpec, Classifier, ClassifierConfig, Transfer};
 use xfer_ops::ParamSnapshot;
 
@@ -25,6 +26,9 @@ pub struct FinetuneConfig {
     pub backbone_lr_mult: Option<f64>,
     /// A per-sample transform of the target training examples (augmentation).
     pub train_transform: Option<Arc<dyn Transform>>,
+    /// A fixed per-sample transform of every evaluated example (e.g. resize, centre crop,
+    /// normalise); the training transform should end in the same shape.
+    pub eval_transform: Option<Arc<dyn Transform>>,
     /// Checkpoints of every training stage (each in its own sub-folder), and resuming.
     pub checkpoints: Option<CheckpointOptions>,
     /// Pretraining on the source.
@@ -53,6 +57,7 @@ impl FinetuneConfig {
             backbone,
             backbone_lr_mult: None,
             train_transform: None,
+            eval_transform: None,
             checkpoints: None,
             pretrain: StageConfig {
                 epochs: 30,
@@ -84,6 +89,15 @@ impl FinetuneConfig {
             quiet: false,
         }
     }
+}
+
+/// `data` as evaluation sees it: through [`FinetuneConfig::eval_transform`] when there is one.
+pub fn eval_view<D: Dataset + Clone>(data: &D, cfg: &FinetuneConfig) -> Result<Mapped<D>> {
+    let t: Arc<dyn Transform> = match &cfg.eval_transform {
+        Some(t) => t.clone(),
+        None => Arc::new(Compose::new()),
+    };
+    Ok(Mapped::new(data.clone(), t)?)
 }
 
 /// What a source-model file records besides the weights.
@@ -279,7 +293,7 @@ pub fn pretrain<D: Dataset + Clone + 'static>(
     let spe = data.batches_per_epoch();
     let report = match val {
         Some(v) => {
-            let mut eval = AccuracyEval::new(&net, v, "val_acc")?;
+            let mut eval = AccuracyEval::new(&net, &eval_view(v, cfg)?, "val_acc")?;
             let es = EarlyStopping::max("val_acc", cfg.pretrain_patience);
             cfg.pretrain.fit(
                 "pretrain",
@@ -306,7 +320,7 @@ pub fn pretrain<D: Dataset + Clone + 'static>(
         )?,
     };
     let source_val_acc = match val {
-        Some(v) => Some(accuracy(&net, v)?),
+        Some(v) => Some(accuracy(&net, &eval_view(v, cfg)?)?),
         None => None,
     };
     tracing::info!(

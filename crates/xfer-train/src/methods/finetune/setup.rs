@@ -11,9 +11,9 @@ use xfer_models::{
 use xfer_ops::ParamSnapshot;
 
 use super::loader;
-use super::method::{BlockEnd, CopiedBlocks, Method};
+use super::method::{BlockEnd, CopiedBlocks, LayerTransfer, Method};
 use super::objective::{FinetuneObjective, Regulariser, accuracy, logits_of};
-use super::pretrain::{FinetuneConfig, Pretrained};
+use super::pretrain::{FinetuneConfig, Pretrained, eval_view};
 use super::stage::{CheckpointOptions, StageConfig};
 use crate::trainer::{TrainReport, derive_seed};
 use crate::{Result, TrainError};
@@ -158,16 +158,24 @@ impl MethodSetup {
                 // The frozen source model's logits on the target training inputs.
                 let teacher = p.instantiate(init_seed, dev)?;
                 teacher.store().freeze(&Selection::All);
-                let (teacher_logits, _) = logits_of(&teacher, target_train)?;
+                let (teacher_logits, _) = logits_of(&teacher, &eval_view(target_train, cfg)?)?;
                 transfer = Some(copy_all(p)?);
                 Regulariser::Distill {
                     teacher_logits,
                     loss: DistillationLoss::kl(*weight, *temperature)?,
                 }
             }
-            Method::LayerTransfer(lt) => {
+            Method::LayerTransfer(_) | Method::LinearProbe => {
                 let p = source()?;
                 let blocks = net.blocks();
+                let lt = match method {
+                    Method::LayerTransfer(lt) => *lt,
+                    _ => LayerTransfer {
+                        end: BlockEnd::First,
+                        k: blocks.len().saturating_sub(1),
+                        copied: CopiedBlocks::Freeze,
+                    },
+                };
                 if lt.k == 0 || lt.k >= blocks.len() {
                     return Err(TrainError::Config(format!(
                         "layer transfer: K = {} but the network has {} blocks ({}): K must be \
@@ -281,15 +289,16 @@ pub fn run_method<D: Dataset + Clone + 'static>(
 ) -> Result<MethodOutcome> {
     let setup = MethodSetup::new(method, pretrained, target_train, num_classes, cfg, seed)?;
     let same_head = pretrained.is_some_and(|p| !p.needs_new_head(num_classes));
+    let test_view = eval_view(target_test, cfg)?;
     let source_only_acc = match method {
         Method::Finetune | Method::L2Sp { .. } | Method::Distill { .. } if same_head => {
-            Some(accuracy(&setup.net, target_test)?)
+            Some(accuracy(&setup.net, &test_view)?)
         }
         _ => None,
     };
     let report = setup.train(target_train, seed, cfg.quiet)?;
-    let target_acc = accuracy(&setup.net, target_test)?;
-    let train_acc = accuracy(&setup.net, target_train)?;
+    let target_acc = accuracy(&setup.net, &test_view)?;
+    let train_acc = accuracy(&setup.net, &eval_view(target_train, cfg)?)?;
     tracing::info!(target: "xfer_train::methods", method = %setup.name, target_acc, train_acc, "trained on the target");
     Ok(MethodOutcome {
         name: setup.name,
