@@ -22,14 +22,20 @@ mod common;
 use std::path::Path;
 
 use clap::Parser;
+use std::sync::Arc;
 use xfer::data;
-use xfer::data::{Dataset, LabeledSet, Preprocess};
+
+use xfer::data::transform::{
+    CenterCrop, Compose, Normalize, RandomHorizontalFlip, ResizeShortSide,
+};
+use xfer::data::{Data, Dataset, LabeledSet, Preprocess, Transform};
 use xfer::models::{BackboneSpec, Classifier, ClassifierConfig};
 use xfer::prelude::*;
 use xfer::train::methods::finetune::{
     FinetuneConfig, Method, MethodOutcome, OptimizerKind, Pretrained, pretrain, run_method,
 };
 use xfer::train::plot::{Series, plot_curves};
+use xfer::train::text::token_dataset;
 
 /// An optimiser of the command line.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -415,32 +421,88 @@ fn run_methods<D: Dataset + Clone + 'static>(
 }
 
 /// Fine-tuning from a pretrained backbone: no source data; the target's `--shots` labelled
-/// examples per class train, the rest test.
+/// examples per class train, the rest test. Images (a folder, lazily decoded) go through the
+/// backbone's preset; texts through its tokenizer.
 fn run_pretrained(args: &Args, spec: &BackboneSpec, dev: &Device) -> anyhow::Result<()> {
     let seed = args.common.seed;
-    anyhow::ensure!(
-        !spec.is_text(),
-        "text backbones need a text data set: `--target csv:PATH:text=COL,label=COL`"
-    );
-    // An RGB backbone reads every image as RGB (grayscale repeated).
     let mut target_spec = args.target.clone();
-    if target_spec.starts_with("folder:") && !target_spec.contains("channels=") {
+    if !spec.is_text() && target_spec.starts_with("folder:") && !target_spec.contains("channels=") {
+        // An RGB backbone reads every image as RGB (grayscale repeated).
         target_spec.push_str(":channels=3");
     }
-    let target = data::load_data(&target_spec, seed)?;
+    let load = |s: &str| data::load_data(s, seed);
+    let test = args.target_test.as_deref().map(load).transpose()?;
+    match (load(&target_spec)?, test) {
+        (Data::Text(t), test) => {
+            let tok = spec
+                .tokenizer()?
+                .ok_or_else(|| anyhow::anyhow!("backbone {spec} does not read text"))?;
+            let test = match test {
+                Some(Data::Text(t)) => Some(token_dataset(&t, &tok)?),
+                Some(_) => anyhow::bail!("--target-test must be text like --target"),
+                None => None,
+            };
+            run_pretrained_on(args, spec, dev, token_dataset(&t, &tok)?, test, None)
+        }
+        (_, _) if spec.is_text() => {
+            anyhow::bail!("backbone {spec} reads text: give `--target csv:PATH:text=COL,label=COL`")
+        }
+        (Data::Images(f), test) => {
+            let test = match test {
+                Some(Data::Images(t)) => Some(t),
+                Some(_) => anyhow::bail!("--target-test must be an image folder like --target"),
+                None => None,
+            };
+            let tf = image_transforms(args)?;
+            run_pretrained_on(args, spec, dev, f, test, Some(tf))
+        }
+        (Data::Tensors(t), test) => {
+            let test = test.map(Data::into_tensors).transpose()?;
+            let tf = image_transforms(args)?;
+            run_pretrained_on(args, spec, dev, t, test, Some(tf))
+        }
+    }
+}
+
+/// The training and evaluation transforms of an ImageNet backbone at `--image-size`: resize
+/// the short side to 8/7 of it, centre crop, normalise with ImageNet's statistics; training
+/// adds a random horizontal flip (or, with `--augment crop`, uses random resized crops).
+fn image_transforms(args: &Args) -> anyhow::Result<(Arc<dyn Transform>, Arc<dyn Transform>)> {
+    let size = args.image_size;
+    anyhow::ensure!(size >= 8, "--image-size must be at least 8");
+    let preset = Preprocess::imagenet(size, size * 8 / 7);
+    let train: Arc<dyn Transform> = match args.augment.as_deref() {
+        Some("crop") => preset.train_transform()?,
+        _ => Arc::new(
+            Compose::new()
+                .then(ResizeShortSide {
+                    size: preset.resize_size,
+                })
+                .then(CenterCrop {
+                    height: size,
+                    width: size,
+                })
+                .then(RandomHorizontalFlip { p: 0.5 })
+                .then(Normalize::new(preset.mean.clone(), preset.std.clone())?),
+        ),
+    };
+    Ok((train, preset.eval_transform()?))
+}
+
+fn run_pretrained_on<D: Dataset + LabeledSet + Clone + 'static>(
+    args: &Args,
+    spec: &BackboneSpec,
+    dev: &Device,
+    target: D,
+    target_test: Option<D>,
+    transforms: Option<(Arc<dyn Transform>, Arc<dyn Transform>)>,
+) -> anyhow::Result<()> {
+    let seed = args.common.seed;
     let (support, mut test) = data::few_shot(&target, args.shots, seed)?;
-    if let Some(t) = &args.target_test {
-        test = data::load_data(t, seed)?;
+    if let Some(t) = target_test {
+        test = t;
     }
     let num_classes = LabeledSet::num_classes(&target);
-    let size = args.image_size;
-    let preset = Preprocess::imagenet(size, size * 8 / 7);
-    anyhow::ensure!(
-        target.sample_shape().first() == Some(&3),
-        "backbone {spec} takes RGB images; the target {} has samples of shape {:?}",
-        args.target,
-        target.sample_shape()
-    );
     let mut cfg = FinetuneConfig::new(spec.clone());
     cfg.quiet = args.common.json;
     cfg.device = dev.clone();
@@ -458,28 +520,14 @@ fn run_pretrained(args: &Args, spec: &BackboneSpec, dev: &Device) -> anyhow::Res
         cfg.scratch.epochs = 2;
     }
     apply_stage_flags(args, &mut cfg);
-    // Training: the evaluation chain plus a random horizontal flip (random resized crops
-    // with `--augment crop`).
-    cfg.eval_transform = Some(preset.eval_transform()?);
-    cfg.train_transform = Some(match args.augment.as_deref() {
-        Some("crop") => preset.train_transform()?,
-        _ => std::sync::Arc::new(
-            data::transform::Compose::new()
-                .then(data::transform::ResizeShortSide {
-                    size: preset.resize_size,
-                })
-                .then(data::transform::CenterCrop {
-                    height: size,
-                    width: size,
-                })
-                .then(data::transform::RandomHorizontalFlip { p: 0.5 })
-                .then(data::transform::Normalize::new(
-                    preset.mean.clone(),
-                    preset.std.clone(),
-                )?),
-        ),
-    });
-    let input = [3, size, size];
+    let input = match &transforms {
+        Some((train, eval)) => {
+            cfg.train_transform = Some(train.clone());
+            cfg.eval_transform = Some(eval.clone());
+            eval.output_shape(target.sample_shape())?
+        }
+        None => target.sample_shape().to_vec(),
+    };
     let pretrained = Pretrained::from_backbone(spec, &input, dev)?;
     let probe = Classifier::new(
         &ClassifierConfig::new(spec.clone(), &input, num_classes),
@@ -488,7 +536,7 @@ fn run_pretrained(args: &Args, spec: &BackboneSpec, dev: &Device) -> anyhow::Res
     )?;
     let methods = Method::parse_list(&args.method, probe.blocks().len())?;
     println!(
-        "pretrained backbone {spec} ({} tensors), target {} ({} labelled = {} per class, {} test), input {size}x{size}",
+        "pretrained backbone {spec} ({} tensors), target {} ({} labelled = {} per class, {} test), input {input:?}",
         pretrained.weights.len(),
         LabeledSet::name(&target),
         support.len(),
@@ -500,7 +548,7 @@ fn run_pretrained(args: &Args, spec: &BackboneSpec, dev: &Device) -> anyhow::Res
         .arg("shots", args.shots)
         .arg("target", args.target.as_str())
         .arg("model", spec.to_string())
-        .arg("image_size", size);
+        .arg("input_shape", serde_json::json!(input));
     let outcomes = run_methods(
         &methods,
         Some(&pretrained),

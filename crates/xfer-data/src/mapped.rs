@@ -8,7 +8,6 @@ use xfer_ops::SeededRng;
 
 use crate::dataset::{Dataset, Sample};
 use crate::error::Result;
-use crate::spec::Data;
 use crate::split::LabeledSet;
 use crate::transform::Transform;
 
@@ -100,36 +99,6 @@ impl<D: Dataset + LabeledSet> LabeledSet for Mapped<D> {
             transform: self.transform.clone(),
             shape: self.shape.clone(),
         })
-    }
-}
-
-impl Dataset for Data {
-    fn len(&self) -> usize {
-        Data::len(self)
-    }
-    fn sample_shape(&self) -> &[usize] {
-        Data::sample_shape(self)
-    }
-    fn get(&self, i: usize) -> Result<Sample> {
-        match self {
-            Data::Tensors(t) => t.get(i),
-            Data::Images(f) => f.get(i),
-        }
-    }
-    fn get_natural(&self, i: usize) -> Result<Option<(Sample, Vec<usize>)>> {
-        match self {
-            Data::Tensors(t) => t.get_natural(i),
-            Data::Images(f) => f.get_natural(i),
-        }
-    }
-    fn name(&self) -> &str {
-        LabeledSet::name(self)
-    }
-    fn has_labels(&self) -> bool {
-        true
-    }
-    fn is_lazy(&self) -> bool {
-        matches!(self, Data::Images(_))
     }
 }
 

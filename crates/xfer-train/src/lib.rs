@@ -28,6 +28,7 @@ pub mod optim;
 pub mod pca;
 pub mod plot;
 pub mod schedule;
+pub mod text;
 pub mod trainer;
 
 pub use batches::{StepBatches, StepSource};
