@@ -25,6 +25,7 @@ use clap::Parser;
 use std::sync::Arc;
 use xfer::data;
 
+use xfer::data::preset::{IMAGENET_MEAN, IMAGENET_STD};
 use xfer::data::transform::{
     CenterCrop, Compose, Normalize, RandomHorizontalFlip, ResizeShortSide,
 };
@@ -453,24 +454,31 @@ fn run_pretrained(args: &Args, spec: &BackboneSpec, dev: &Device) -> anyhow::Res
                 Some(_) => anyhow::bail!("--target-test must be an image folder like --target"),
                 None => None,
             };
-            let tf = image_transforms(args)?;
+            let tf = image_transforms(args, spec)?;
             run_pretrained_on(args, spec, dev, f, test, Some(tf))
         }
         (Data::Tensors(t), test) => {
             let test = test.map(Data::into_tensors).transpose()?;
-            let tf = image_transforms(args)?;
+            let tf = image_transforms(args, spec)?;
             run_pretrained_on(args, spec, dev, t, test, Some(tf))
         }
     }
 }
 
-/// The training and evaluation transforms of an ImageNet backbone at `--image-size`: resize
-/// the short side to 8/7 of it, centre crop, normalise with ImageNet's statistics; training
-/// adds a random horizontal flip (or, with `--augment crop`, uses random resized crops).
-fn image_transforms(args: &Args) -> anyhow::Result<(Arc<dyn Transform>, Arc<dyn Transform>)> {
+/// The training and evaluation transforms of a pretrained image backbone at `--image-size`:
+/// resize the short side to 8/7 of it, centre crop, normalise with the statistics its weights
+/// were trained with; training adds a random horizontal flip (or, with `--augment crop`, uses
+/// random resized crops).
+fn image_transforms(
+    args: &Args,
+    spec: &BackboneSpec,
+) -> anyhow::Result<(Arc<dyn Transform>, Arc<dyn Transform>)> {
     let size = args.image_size;
     anyhow::ensure!(size >= 8, "--image-size must be at least 8");
-    let preset = Preprocess::imagenet(size, size * 8 / 7);
+    let (mean, std) = spec
+        .preprocess()
+        .map_or((IMAGENET_MEAN, IMAGENET_STD), |p| (p.mean, p.std));
+    let preset = Preprocess::new(size, size * 8 / 7, mean.to_vec(), std.to_vec())?;
     let train: Arc<dyn Transform> = match args.augment.as_deref() {
         Some("crop") => preset.train_transform()?,
         _ => Arc::new(

@@ -140,6 +140,19 @@ impl BackboneSpec {
         }
     }
 
+    /// The image preprocessing its pretrained weights expect (input size, resize and crop,
+    /// normalisation), for the image backbones; `None` for the others.
+    pub fn preprocess(&self) -> Option<crate::preprocess::Preprocess> {
+        use crate::preprocess::Preprocess;
+        match self {
+            Self::Resnet { .. } | Self::MobilenetV2 { .. } => {
+                Some(Preprocess::torchvision_imagenet(224))
+            }
+            Self::EfficientnetLite0 { .. } => Some(Preprocess::efficientnet_lite(224)),
+            _ => None,
+        }
+    }
+
     /// Whether the backbone reads text (token ids + mask) rather than numbers.
     pub fn is_text(&self) -> bool {
         matches!(self, Self::Minilm { .. })
