@@ -32,7 +32,8 @@ pub struct Batch {
     pub y: Option<Tensor>,
     /// Domain ids `(B,)` u32, where the data set has them.
     pub domain: Option<Tensor>,
-    /// Indices of the samples in the data set.
+    /// Indices of the samples in the data set (a sample the data set skipped as unreadable,
+    /// e.g. an image folder with `skip_bad`, is left out, so the batch is that much smaller).
     pub indices: Vec<usize>,
     /// The epoch this batch belongs to.
     pub epoch: u64,
