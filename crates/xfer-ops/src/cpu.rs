@@ -4,8 +4,10 @@
 use candle_core::{CpuStorage, Layout, bail};
 
 /// Element types with a CPU kernel (f32 and f64; f16 and bf16 are computed in f32 by the
-/// public wrappers).
-pub(crate) trait Elem:
+/// public wrappers): xfer's one dtype dispatch for hand-written CPU kernels (xfer-ops' conv,
+/// norm and pool kernels, xfer-train's fused optimiser updates). Scalars convert with
+/// [`candle_core::WithDType::from_f64`] (`x as f32` for f32).
+pub trait Elem:
     Copy
     + Send
     + Sync
@@ -24,6 +26,10 @@ pub(crate) trait Elem:
     fn exp(self) -> Self;
     /// Whether this is a NaN.
     fn is_nan(self) -> bool;
+    /// The square root.
+    fn sqrt(self) -> Self;
+    /// The elements of a CPU storage of this dtype, mutably (`None` for another dtype).
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
 }
 
 impl Elem for f32 {
@@ -33,6 +39,15 @@ impl Elem for f32 {
     fn is_nan(self) -> bool {
         f32::is_nan(self)
     }
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
+        match s {
+            CpuStorage::F32(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 impl Elem for f64 {
@@ -41,6 +56,15 @@ impl Elem for f64 {
     }
     fn is_nan(self) -> bool {
         f64::is_nan(self)
+    }
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    fn slice_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
+        match s {
+            CpuStorage::F64(v) => Some(v),
+            _ => None,
+        }
     }
 }
 

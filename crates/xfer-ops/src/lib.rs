@@ -47,6 +47,7 @@ pub mod snapshot;
 pub use activation::{add_relu, relu, relu6, relu6_portable};
 pub use bn_eval::{batch_norm_eval, batch_norm_eval_portable};
 pub use conv::{Conv2dConfig, conv2d, conv2d_portable};
+pub use cpu::Elem;
 pub use depthwise::{
     DepthwiseConfig, Padding2d, depthwise_conv2d, depthwise_conv2d_portable, same_padding,
 };

@@ -7,67 +7,15 @@
 //! ops use (`affine(a, b)` is `x·a + b` with `a`, `b` cast to the element type), so both paths
 //! give bit-identical results; a test checks that.
 
-use std::ops::{Add, Div, Mul, Sub};
-
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, DType, Device, InplaceOp2, InplaceOp3, Layout, Tensor, bail};
-
-pub(crate) trait Elem:
-    Copy + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self> + Div<Output = Self>
-{
-    fn of(x: f64) -> Self;
-    fn sqrt(self) -> Self;
-    fn get(s: &CpuStorage) -> Option<&[Self]>;
-    fn get_mut(s: &mut CpuStorage) -> Option<&mut [Self]>;
-}
-
-impl Elem for f32 {
-    fn of(x: f64) -> Self {
-        x as f32
-    }
-    fn sqrt(self) -> Self {
-        f32::sqrt(self)
-    }
-    fn get(s: &CpuStorage) -> Option<&[Self]> {
-        match s {
-            CpuStorage::F32(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn get_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
-        match s {
-            CpuStorage::F32(v) => Some(v),
-            _ => None,
-        }
-    }
-}
-
-impl Elem for f64 {
-    fn of(x: f64) -> Self {
-        x
-    }
-    fn sqrt(self) -> Self {
-        f64::sqrt(self)
-    }
-    fn get(s: &CpuStorage) -> Option<&[Self]> {
-        match s {
-            CpuStorage::F64(v) => Some(v),
-            _ => None,
-        }
-    }
-    fn get_mut(s: &mut CpuStorage) -> Option<&mut [Self]> {
-        match s {
-            CpuStorage::F64(v) => Some(v),
-            _ => None,
-        }
-    }
-}
+use xfer_ops::Elem;
 
 fn view<'a, T: Elem>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [T]> {
     let Some((a, b)) = l.contiguous_offsets() else {
         bail!("{op}: operand is not contiguous")
     };
-    match T::get(s).and_then(|v| v.get(a..b)) {
+    match T::cpu_storage_as_slice(s).ok().and_then(|v| v.get(a..b)) {
         Some(v) => Ok(v),
         None => bail!("{op}: operand dtype or extent does not match"),
     }
@@ -81,7 +29,7 @@ fn view_mut<'a, T: Elem>(
     let Some((a, b)) = l.contiguous_offsets() else {
         bail!("{op}: destination is not contiguous")
     };
-    match T::get_mut(s).and_then(|v| v.get_mut(a..b)) {
+    match T::slice_mut(s).and_then(|v| v.get_mut(a..b)) {
         Some(v) => Ok(v),
         None => bail!("{op}: destination dtype or extent does not match"),
     }
@@ -125,10 +73,10 @@ pub(crate) struct SgdBuffer {
 
 impl SgdBuffer {
     fn run<T: Elem>(&self, b: &mut [T], w: &[T], g: &[T]) {
-        let zero = T::of(0.0);
-        let wd = (self.weight_decay != 0.0).then(|| T::of(self.weight_decay));
-        let mu = T::of(self.momentum);
-        let damp = (self.dampening != 0.0).then(|| T::of(1.0 - self.dampening));
+        let zero = T::from_f64(0.0);
+        let wd = (self.weight_decay != 0.0).then(|| T::from_f64(self.weight_decay));
+        let mu = T::from_f64(self.momentum);
+        let damp = (self.dampening != 0.0).then(|| T::from_f64(1.0 - self.dampening));
         for ((bi, &wi), &gi) in b.iter_mut().zip(w).zip(g) {
             let d = decayed(gi, wi, wd, zero);
             *bi = if self.first {
@@ -188,9 +136,9 @@ pub(crate) struct SgdStep {
 
 impl SgdStep {
     fn run<T: Elem>(&self, w: &mut [T], b: Option<&[T]>, g: &[T]) {
-        let zero = T::of(0.0);
-        let wd = (self.weight_decay != 0.0).then(|| T::of(self.weight_decay));
-        let (mu, eta) = (T::of(self.momentum), T::of(self.lr));
+        let zero = T::from_f64(0.0);
+        let wd = (self.weight_decay != 0.0).then(|| T::from_f64(self.weight_decay));
+        let (mu, eta) = (T::from_f64(self.momentum), T::from_f64(self.lr));
         for (i, (wi, &gi)) in w.iter_mut().zip(g).enumerate() {
             let u = match b.and_then(|b| b.get(i)) {
                 Some(&bi) if self.nesterov => decayed(gi, *wi, wd, zero) + (bi * mu + zero),
@@ -272,9 +220,9 @@ pub(crate) struct AdamMoment {
 
 impl AdamMoment {
     fn run<T: Elem>(&self, m: &mut [T], w: &[T], g: &[T]) {
-        let zero = T::of(0.0);
-        let wd = (self.coupled_decay != 0.0).then(|| T::of(self.coupled_decay));
-        let (b, one_minus_b) = (T::of(self.beta), T::of(1.0 - self.beta));
+        let zero = T::from_f64(0.0);
+        let wd = (self.coupled_decay != 0.0).then(|| T::from_f64(self.coupled_decay));
+        let (b, one_minus_b) = (T::from_f64(self.beta), T::from_f64(1.0 - self.beta));
         for ((mi, &wi), &gi) in m.iter_mut().zip(w).zip(g) {
             let d = decayed(gi, wi, wd, zero);
             let x = if self.second { d * d } else { d };
@@ -327,12 +275,12 @@ pub(crate) struct AdamStep {
 
 impl AdamStep {
     fn run<T: Elem>(&self, w: &mut [T], m: &[T], v: &[T]) {
-        let zero = T::of(0.0);
-        let decay = self.decay_factor.map(T::of);
+        let zero = T::from_f64(0.0);
+        let decay = self.decay_factor.map(T::from_f64);
         let (step, inv, eps) = (
-            T::of(self.step_size),
-            T::of(self.inv_bc2_sqrt),
-            T::of(self.eps),
+            T::from_f64(self.step_size),
+            T::from_f64(self.inv_bc2_sqrt),
+            T::from_f64(self.eps),
         );
         for ((wi, &mi), &vi) in w.iter_mut().zip(m).zip(v) {
             let base = match decay {
