@@ -145,7 +145,7 @@ impl SgdStep {
                 Some(&bi) => bi,
                 None => decayed(gi, *wi, wd, zero),
             };
-            *wi = *wi - (u * eta + zero);
+            *wi -= u * eta + zero;
         }
     }
 
