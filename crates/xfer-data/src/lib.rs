@@ -60,7 +60,7 @@ pub use formats::folder::{FolderOptions, ImageFolder};
 pub use loader::{Batch, Batches, DataLoader, DataLoaderBuilder};
 pub use mapped::Mapped;
 pub use paired::{PairedBatches, PairedLoader};
-pub use preset::Preprocess;
+pub use preset::{EvalResize, Preprocess};
 pub use spec::{Data, DataSpec, check_compatible, load, load_data};
 pub use split::{
     LabeledSet, class_split, few_shot, indices_by_class, random_unseen_classes, stratified_split,

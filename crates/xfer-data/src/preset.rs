@@ -4,7 +4,10 @@
 //! - train: [`RandomResizedCrop`] to the input size (scale (0.08, 1), ratio (3/4, 4/3)),
 //!   [`RandomHorizontalFlip`] (p = 0.5), [`Normalize`];
 //! - eval: [`ResizeShortSide`] to the resize size, [`CenterCrop`] to the input size,
-//!   [`Normalize`].
+//!   [`Normalize`] — or, for TensorFlow-style presets ([`EvalResize::CropThenResize`],
+//!   EfficientNet-Lite), [`CenterCropFraction`] of the short side then [`Resample`] to the
+//!   input size; the filter ([`Filter`]) and antialiasing of the evaluation resize are part of
+//!   the preset.
 //!
 //! Pixels come from the image folder in `[0, 1]` (torchvision's `ToTensor`), so the
 //! ImageNet statistics apply unchanged. `xfer-models` does not depend on this crate: a model
@@ -12,9 +15,10 @@
 //! [`Preprocess::new`] (or the struct literal: every field is public).
 
 use crate::error::{DataError, Result};
+pub use crate::image_ops::Filter;
 use crate::transform::{
-    CenterCrop, Compose, Normalize, RandomHorizontalFlip, RandomResizedCrop, ResizeShortSide,
-    Transform,
+    CenterCrop, CenterCropFraction, Compose, Normalize, RandomHorizontalFlip, RandomResizedCrop,
+    Resample, ResampleSize, ResizeShortSide, Transform,
 };
 use std::sync::Arc;
 
@@ -22,6 +26,19 @@ use std::sync::Arc;
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// The ImageNet standard deviation of torchvision's models (RGB, pixels in `[0, 1]`).
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// How the evaluation chain brings an image to the input size.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EvalResize {
+    /// torchvision: resize the short side to `resize_size`, centre crop the input size.
+    ResizeThenCrop,
+    /// TensorFlow EfficientNet: centre square of `crop_fraction` of the short side, resized
+    /// to the input size.
+    CropThenResize {
+        /// Kept fraction of the short side (224/256 = 0.875).
+        crop_fraction: f64,
+    },
+}
 
 /// A backbone's input preprocessing, as data.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,6 +51,12 @@ pub struct Preprocess {
     pub mean: Vec<f32>,
     /// Per-channel standard deviation.
     pub std: Vec<f32>,
+    /// The evaluation resize-and-crop rule (default [`EvalResize::ResizeThenCrop`]).
+    pub eval_resize: EvalResize,
+    /// The filter of the evaluation resize (default bilinear).
+    pub filter: Filter,
+    /// Whether the evaluation resize antialiases when shrinking (default true, as torchvision).
+    pub antialias: bool,
 }
 
 impl Preprocess {
@@ -50,6 +73,9 @@ impl Preprocess {
             resize_size,
             mean,
             std,
+            eval_resize: EvalResize::ResizeThenCrop,
+            filter: Filter::Bilinear,
+            antialias: true,
         };
         p.check()?;
         Ok(p)
@@ -63,7 +89,40 @@ impl Preprocess {
             resize_size,
             mean: IMAGENET_MEAN.to_vec(),
             std: IMAGENET_STD.to_vec(),
+            eval_resize: EvalResize::ResizeThenCrop,
+            filter: Filter::Bilinear,
+            antialias: true,
         }
+    }
+
+    /// TensorFlow EfficientNet-Lite's evaluation preset at `size`: centre square of
+    /// `size / (size + 32)` of the short side, bicubic resize (no antialiasing) to
+    /// `size × size`, mean 127/255 and std 128/255 on every channel (`(p − 127) / 128`).
+    pub fn efficientnet_lite(size: usize) -> Self {
+        Self {
+            input_size: (size, size),
+            resize_size: size + 32,
+            mean: vec![127.0 / 255.0; 3],
+            std: vec![128.0 / 255.0; 3],
+            eval_resize: EvalResize::CropThenResize {
+                crop_fraction: size as f64 / (size + 32) as f64,
+            },
+            filter: Filter::Bicubic,
+            antialias: false,
+        }
+    }
+
+    /// The same preset with another evaluation resize rule, filter and antialiasing.
+    pub fn with_eval_resize(
+        mut self,
+        eval_resize: EvalResize,
+        filter: Filter,
+        antialias: bool,
+    ) -> Self {
+        self.eval_resize = eval_resize;
+        self.filter = filter;
+        self.antialias = antialias;
+        self
     }
 
     /// The number of channels the backbone takes (the length of `mean`).
@@ -111,21 +170,46 @@ impl Preprocess {
         ))
     }
 
-    /// The evaluation chain: resize the short side, centre crop to the input size, normalise.
+    /// The evaluation chain: resize the short side, centre crop to the input size, normalise
+    /// (or, for [`EvalResize::CropThenResize`], crop the centre then resize).
     pub fn eval_transform(&self) -> Result<Arc<dyn Transform>> {
         self.check()?;
         let (h, w) = self.input_size;
-        Ok(Arc::new(
-            Compose::new()
-                .then(ResizeShortSide {
-                    size: self.resize_size,
+        let chain = match self.eval_resize {
+            EvalResize::ResizeThenCrop if self.filter == Filter::Bilinear && self.antialias => {
+                Compose::new()
+                    .then(ResizeShortSide {
+                        size: self.resize_size,
+                    })
+                    .then(CenterCrop {
+                        height: h,
+                        width: w,
+                    })
+            }
+            EvalResize::ResizeThenCrop => Compose::new()
+                .then(Resample {
+                    size: ResampleSize::ShortSide(self.resize_size),
+                    filter: self.filter,
+                    antialias: self.antialias,
                 })
                 .then(CenterCrop {
                     height: h,
                     width: w,
+                }),
+            EvalResize::CropThenResize { crop_fraction } => Compose::new()
+                .then(CenterCropFraction {
+                    fraction: crop_fraction,
                 })
-                .then(Normalize::new(self.mean.clone(), self.std.clone())?),
-        ))
+                .then(Resample {
+                    size: ResampleSize::Exact(h, w),
+                    filter: self.filter,
+                    antialias: self.antialias,
+                }),
+        };
+        Ok(Arc::new(chain.then(Normalize::new(
+            self.mean.clone(),
+            self.std.clone(),
+        )?)))
     }
 }
 
@@ -145,6 +229,19 @@ mod tests {
             // Channel 0 sits exactly at its mean.
             assert!(y[..64].iter().all(|v| v.abs() < 1e-5));
         }
+        // EfficientNet-Lite at 8: the centre 8/40 of the short side (13 → 3 pixels), bicubic
+        // up to 8×8; a constant image at the mean normalises to 0.
+        let e = Preprocess::efficientnet_lite(8);
+        let t = e.eval_transform().unwrap();
+        assert_eq!(t.output_shape(&[3, 13, 21]).unwrap(), vec![3, 8, 8]);
+        let y = t
+            .apply(
+                &vec![127.0 / 255.0; 3 * 13 * 21],
+                &[3, 13, 21],
+                &mut SeededRng::new(0),
+            )
+            .unwrap();
+        assert!(y.iter().all(|v| v.abs() < 1e-5));
         assert!(Preprocess::new(8, 4, vec![0.5], vec![0.5]).is_err());
         assert!(Preprocess::new(8, 8, vec![0.5, 0.5], vec![0.5, 0.5]).is_err());
         assert_eq!(

@@ -235,6 +235,83 @@ impl Transform for ResizeShortSide {
     }
 }
 
+/// The target of a [`Resample`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResampleSize {
+    /// Exactly `(height, width)`.
+    Exact(usize, usize),
+    /// The shorter side becomes this, the longer `floor(size · long / short)` (torchvision's
+    /// `Resize(int)`).
+    ShortSide(usize),
+}
+
+/// Resize with a chosen filter ([`image_ops::Filter`]) and antialiasing:
+/// [`ResizeShortSide`] is `Resample { size: ShortSide(n), filter: Bilinear, antialias: true }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resample {
+    /// The output size.
+    pub size: ResampleSize,
+    /// The resampling filter.
+    pub filter: image_ops::Filter,
+    /// Widen the filter when shrinking (PIL, torchvision `antialias=True`).
+    pub antialias: bool,
+}
+
+impl Transform for Resample {
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        match self.size {
+            ResampleSize::ShortSide(size) => ResizeShortSide { size }.output_shape(input),
+            ResampleSize::Exact(h, w) => Resize {
+                height: h,
+                width: w,
+            }
+            .output_shape(input),
+        }
+    }
+    fn apply(&self, x: &[f32], shape: &[usize], _rng: &mut SeededRng) -> Result<Vec<f32>> {
+        let out = self.output_shape(shape)?;
+        let dims = chw("Resample", shape)?;
+        let (_, oh, ow) = chw("Resample", &out)?;
+        image_ops::resample(x, dims, oh, ow, self.filter, self.antialias)
+    }
+}
+
+/// The centred square whose side is `fraction` of the image's shorter side (rounded; at
+/// least one pixel): TensorFlow EfficientNet's evaluation crop before its resize.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CenterCropFraction {
+    /// The kept fraction of the shorter side, in `(0, 1]`.
+    pub fraction: f64,
+}
+
+impl CenterCropFraction {
+    fn side(&self, h: usize, w: usize) -> usize {
+        ((h.min(w) as f64 * self.fraction).round() as usize).clamp(1, h.min(w))
+    }
+}
+
+impl Transform for CenterCropFraction {
+    fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let (c, h, w) = chw("CenterCropFraction", input)?;
+        if !(self.fraction > 0.0 && self.fraction <= 1.0) {
+            return Err(DataError::invalid(
+                "CenterCropFraction",
+                format!("fraction {} must be in (0, 1]", self.fraction),
+            ));
+        }
+        let s = self.side(h, w);
+        Ok(image_shape(input, c, s, s))
+    }
+    fn apply(&self, x: &[f32], shape: &[usize], _rng: &mut SeededRng) -> Result<Vec<f32>> {
+        self.output_shape(shape)?;
+        let dims = chw("CenterCropFraction", shape)?;
+        let s = self.side(dims.1, dims.2);
+        let top = ((dims.1 - s) / 2) as isize;
+        let left = ((dims.2 - s) / 2) as isize;
+        image_ops::crop(x, dims, top, left, s, s, 0.0)
+    }
+}
+
 /// torchvision's `RandomResizedCrop`: a window of random area (a fraction in `scale` of the
 /// image's) and random aspect ratio (log-uniform in `ratio`), placed uniformly, resized
 /// (antialiased bilinear) to `(height, width)`. Up to 10 draws for a window that fits; then
@@ -451,6 +528,45 @@ mod tests {
         assert_eq!(y.len(), 3 * 4 * 4);
         assert!(y.iter().all(|v| (v - 0.25).abs() < 1e-6));
         assert!(RandomResizedCrop::new(0).output_shape(&[3, 4, 4]).is_err());
+    }
+
+    #[test]
+    fn resample_and_fractional_centre_crop() {
+        let t = CenterCropFraction { fraction: 0.875 };
+        assert_eq!(t.output_shape(&[3, 256, 300]).unwrap(), vec![3, 224, 224]);
+        let x: Vec<f32> = (0..16).map(|v| v as f32).collect();
+        let y = CenterCropFraction { fraction: 0.5 }
+            .apply(&x, &[4, 4], &mut SeededRng::new(0))
+            .unwrap();
+        assert_eq!(y, vec![5.0, 6.0, 9.0, 10.0]);
+        assert!(
+            CenterCropFraction { fraction: 0.0 }
+                .output_shape(&[4, 4])
+                .is_err()
+        );
+        let r = Resample {
+            size: ResampleSize::Exact(3, 5),
+            filter: image_ops::Filter::Bicubic,
+            antialias: false,
+        };
+        assert_eq!(r.output_shape(&[2, 7, 9]).unwrap(), vec![2, 3, 5]);
+        let y = r
+            .apply(&[0.5; 2 * 63], &[2, 7, 9], &mut SeededRng::new(0))
+            .unwrap();
+        assert!(y.iter().all(|v| (v - 0.5).abs() < 1e-6));
+        // ShortSide with bilinear + antialias is ResizeShortSide.
+        let img: Vec<f32> = (0..3 * 6 * 9).map(|v| (v % 7) as f32).collect();
+        let a = Resample {
+            size: ResampleSize::ShortSide(4),
+            filter: image_ops::Filter::Bilinear,
+            antialias: true,
+        }
+        .apply(&img, &[3, 6, 9], &mut SeededRng::new(0))
+        .unwrap();
+        let b = ResizeShortSide { size: 4 }
+            .apply(&img, &[3, 6, 9], &mut SeededRng::new(0))
+            .unwrap();
+        assert_eq!(a, b);
     }
 
     #[test]
