@@ -323,3 +323,37 @@ fn the_spec_chooses_lazy_or_eager_and_presets_feed_the_loader() {
         }
     }
 }
+
+#[test]
+fn animal_mnist_opens_lazily_and_feeds_a_128px_preset() {
+    let shared = std::env::var_os("XFER_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared"))
+        });
+    let dir = shared.join("data/animal-mnist");
+    if !dir.is_dir() {
+        println!("skipped: animal-mnist (not found at {})", dir.display());
+        return;
+    }
+    // Grayscale silhouettes: one channel found from the headers; three when asked.
+    let d = load_data(&format!("folder:{}", dir.display()), 0).unwrap();
+    assert_eq!((d.len(), d.num_classes()), (1000, 10));
+    assert_eq!(d.sample_shape(), Some(&[1usize, 28, 28][..]));
+    let f = ImageFolder::open(&dir, &opts3()).unwrap();
+    let (support, test) = few_shot(&f, 10, 0).unwrap();
+    assert_eq!((support.len(), test.len()), (100, 900));
+    let p = Preprocess::new(
+        128,
+        146,
+        vec![0.485, 0.456, 0.406],
+        vec![0.229, 0.224, 0.225],
+    )
+    .unwrap();
+    let loader = DataLoader::builder(support, 32)
+        .transform_arc(p.train_transform().unwrap())
+        .build()
+        .unwrap();
+    let b = loader.epoch(0).next().unwrap().unwrap();
+    assert_eq!(b.x.dims(), [32, 3, 128, 128]);
+}
