@@ -8,10 +8,23 @@
 //! cargo run --release --example zero_shot -- --dataset shapes
 //! cargo run --release --example zero_shot -- --dataset digits --unseen 7,8,9 --json
 //! cargo run --release --example zero_shot -- --data csv:x.csv --attributes attrs.csv --unseen cat,owl
+//! cargo run --release --example zero_shot -- \
+//!     --backbone mobilenet_v2:weights=../shared/models/mobilenet_v2/model.safetensors \
+//!     --data folder:../shared/data/animal-mnist:channels=3 \
+//!     --class-text minilm:../shared/models/all-MiniLM-L6-v2 --unseen cat,sheep,zebra --json
 //! ```
 //!
 //! The attributes file has one row per class: its name, then the attribute values (a header
 //! row with the attribute names is optional).
+//!
+//! With `--backbone SPEC`, `f(x)` is a linear map of the backbone's frozen features (computed
+//! once through its evaluation preset at `--image-size`, cached under `--feature-cache` and
+//! read back with `--reuse-features`; standardised with the training part's statistics).
+//! With `--class-text minilm:DIR`, `g(y)` is a linear map of the sentence embedding of each
+//! class name (`--class-names`, default the data's) or description (`--descriptions FILE`,
+//! `class<TAB>text` lines). Every method reports GZSL with calibrated stacking: `γ` is
+//! subtracted from seen-class scores, chosen on pseudo-splits of the training classes
+//! (`--calibration-folds`), never with unseen labels; `h_uncalibrated` is `γ = 0`.
 
 mod common;
 
@@ -24,8 +37,9 @@ use xfer::data::{ClassAttributes, TensorDataset, embedded, spec};
 use xfer::prelude::*;
 use xfer::train::methods::dann::Architecture;
 use xfer::train::methods::zero_shot::{
-    self, ZeroShotConfig, ZeroShotData, ZeroShotModel, ZslMethod,
+    self, AttributeScaling, ZeroShotConfig, ZeroShotData, ZeroShotModel, ZslMethod,
 };
+use xfer::train::methods::{zsl_calibration, zsl_inputs};
 use xfer::train::plot::{EmbeddingPanel, plot_embedding, plot_history};
 
 #[derive(Debug, Parser)]
@@ -36,18 +50,49 @@ struct Args {
     /// Built-in data set with attributes: shapes | digits.
     #[arg(long, conflicts_with = "data")]
     dataset: Option<String>,
-    /// Your own data (a data spec, e.g. csv:PATH or folder:DIR); needs --attributes.
-    #[arg(long, requires = "attributes")]
+    /// Your own data (a data spec, e.g. csv:PATH or folder:DIR); needs --attributes or
+    /// --class-text.
+    #[arg(long)]
     data: Option<String>,
     /// Class attributes CSV for --data: one row per class, its name first.
     #[arg(long, requires = "data")]
     attributes: Option<String>,
+    /// Frozen backbone for f(x) on --data (a backbone spec, e.g.
+    /// mobilenet_v2:weights=PATH); f is then a linear map of its features.
+    #[arg(long, requires = "data")]
+    backbone: Option<String>,
+    /// Image size the backbone sees (its evaluation preset at this size).
+    #[arg(long, default_value_t = 128)]
+    image_size: usize,
+    /// Folder of the feature cache (keyed by backbone, data and image size).
+    #[arg(long, default_value = "target/xfer-cache")]
+    feature_cache: std::path::PathBuf,
+    /// Read the features from the cache when it has them.
+    #[arg(long)]
+    reuse_features: bool,
+    /// Text model for g(y): minilm:DIR (class names or descriptions embedded).
+    #[arg(long, requires = "data", conflicts_with = "attributes")]
+    class_text: Option<String>,
+    /// The texts of the classes, in the data's class order (default: the class names).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        requires = "class_text",
+        conflicts_with = "descriptions"
+    )]
+    class_names: Option<Vec<String>>,
+    /// One description per class: `class<TAB>text` lines.
+    #[arg(long, requires = "class_text")]
+    descriptions: Option<String>,
+    /// Pseudo-splits of the seen classes that choose the calibration γ (0: no calibration).
+    #[arg(long, default_value_t = 3)]
+    calibration_folds: usize,
     /// Unseen classes, by id or name (default: shapes 1,6,10,13,20,23; digits 7,8,9).
     #[arg(long, value_delimiter = ',')]
     unseen: Option<Vec<String>>,
-    /// Methods to run.
-    #[arg(long, value_delimiter = ',', default_value = "hinge,dap,conse")]
-    methods: Vec<String>,
+    /// Methods to run (default: hinge,dap,conse; hinge,conse with --class-text).
+    #[arg(long, value_delimiter = ',')]
+    methods: Option<Vec<String>>,
     /// Network: mlp | cnn | lenet (default: chosen from the data).
     #[arg(long)]
     model: Option<String>,
@@ -171,6 +216,62 @@ fn build(args: &Args) -> anyhow::Result<Problem> {
     let seed = args.common.seed;
     let quick = args.common.quick;
     let (name, ds, attributes, default_unseen, mut cfg) = match (&args.dataset, &args.data) {
+        (_, Some(data)) if args.backbone.is_some() || args.class_text.is_some() => {
+            let dev = Device::Cpu;
+            let ds = match &args.backbone {
+                Some(b) => {
+                    let spec: xfer::models::BackboneSpec =
+                        b.parse().with_context(|| format!("--backbone {b}"))?;
+                    zsl_inputs::frozen_features(
+                        &spec,
+                        data,
+                        args.image_size,
+                        Some(&args.feature_cache),
+                        args.reuse_features,
+                        seed,
+                        args.common.json,
+                        &dev,
+                    )
+                    .with_context(|| format!("--backbone {b} on --data {data}"))?
+                }
+                None => spec::load(data, data_seed(seed, 0))
+                    .with_context(|| format!("--data {data}"))?,
+            };
+            let class_names: Vec<String> = if ds.class_names().is_empty() {
+                (0..ds.num_classes()).map(|c| c.to_string()).collect()
+            } else {
+                ds.class_names().to_vec()
+            };
+            let (attributes, scaling) = match (&args.class_text, &args.attributes) {
+                (Some(text), _) => {
+                    let texts = match (&args.descriptions, &args.class_names) {
+                        (Some(path), _) => {
+                            zsl_inputs::read_descriptions(Path::new(path), &class_names)?
+                        }
+                        (None, Some(names)) if names.len() == class_names.len() => names.clone(),
+                        (None, Some(names)) => bail!(
+                            "--class-names has {} names but `{data}` has {} classes ({})",
+                            names.len(),
+                            class_names.len(),
+                            class_names.join(", ")
+                        ),
+                        (None, None) => class_names.clone(),
+                    };
+                    let a = zsl_inputs::class_text_embeddings(text, &texts)
+                        .with_context(|| format!("--class-text {text}"))?;
+                    (a, AttributeScaling::None)
+                }
+                (None, Some(path)) => (read_attributes(path, &ds)?, AttributeScaling::MinMax),
+                (None, None) => bail!("--data needs --attributes CSV or --class-text minilm:DIR"),
+            };
+            let arch = Architecture::mlp(&[]);
+            let cfg = ZeroShotConfig {
+                embed_dim: 256,
+                scaling,
+                ..ZeroShotConfig::new(arch)
+            };
+            (data.clone(), ds, attributes, None, cfg)
+        }
         (_, Some(data)) => {
             let ds =
                 spec::load(data, data_seed(seed, 0)).with_context(|| format!("--data {data}"))?;
@@ -226,7 +327,19 @@ fn build(args: &Args) -> anyhow::Result<Problem> {
         (None, Some(u)) => class_ids(&ds, &u)?,
         (None, None) => bail!("--unseen c1,c2,...: which classes to hold out"),
     };
-    let data = ZeroShotData::split(&ds, &attributes, &unseen, 0.2, data_seed(seed, 1))?;
+    let mut data = ZeroShotData::split(&ds, &attributes, &unseen, 0.2, data_seed(seed, 1))?;
+    if args.backbone.is_some() {
+        // z-scores with the training part's statistics (no test sample looked at).
+        let z = zsl_inputs::standardize(
+            &data.train,
+            &[&data.train, &data.seen_test, &data.unseen_test],
+        );
+        let [train, seen_test, unseen_test] = <[TensorDataset; 3]>::try_from(z)
+            .map_err(|_| anyhow::anyhow!("standardize returned the wrong number of sets"))?;
+        data.train = train;
+        data.seen_test = seen_test;
+        data.unseen_test = unseen_test;
+    }
     if let Some(m) = &args.model {
         cfg.arch = match m.as_str() {
             "mlp" => Architecture::mlp(args.hidden.as_deref().unwrap_or(&[128, 128])),
@@ -325,11 +438,25 @@ fn main() -> anyhow::Result<()> {
     args.common.init()?;
     let seed = args.common.seed;
     let problem = build(&args)?;
-    let methods = args
+    let text = args.class_text.is_some();
+    let default_methods = if text {
+        "hinge,conse"
+    } else {
+        "hinge,dap,conse"
+    };
+    let given = args
         .methods
+        .clone()
+        .unwrap_or_else(|| default_methods.split(',').map(String::from).collect());
+    let methods = given
         .iter()
         .map(|m| parse_method(m))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if text && methods.contains(&ZslMethod::Dap) {
+        bail!(
+            "--methods dap needs per-class attributes in [0, 1] (--attributes), not --class-text embeddings"
+        );
+    }
     let d = &problem.data;
     let names = |ids: &[u32]| {
         ids.iter()
@@ -351,14 +478,45 @@ fn main() -> anyhow::Result<()> {
     report.arg("dataset", problem.name.as_str());
     report.arg("unseen", d.unseen.clone());
     report.arg("model", problem.cfg.arch.name());
+    if let Some(b) = &args.backbone {
+        report.arg("backbone", b.as_str());
+        report.arg("image_size", args.image_size);
+    }
+    if let Some(t) = &args.class_text {
+        report.arg("class_text", t.as_str());
+        report.arg(
+            "class_text_source",
+            if args.descriptions.is_some() {
+                "descriptions"
+            } else {
+                "names"
+            },
+        );
+    }
+    report.arg("calibration_folds", args.calibration_folds);
     report.arg("steps", problem.cfg.steps);
     report.arg("quick", args.common.quick);
     let dev = Device::Cpu;
     let mut models = Vec::new();
     for method in methods {
         let t0 = std::time::Instant::now();
-        let (model, r) = zero_shot::run(method, &problem.cfg, d, seed, &dev)?;
-        let mut metrics = r.metrics();
+        let (model, mut metrics) = if args.calibration_folds > 0 {
+            let (model, r) = zsl_calibration::run_calibrated(
+                method,
+                &problem.cfg,
+                d,
+                args.calibration_folds,
+                seed,
+                &dev,
+            )?;
+            (model, r.metrics())
+        } else {
+            let (model, r) = zero_shot::run(method, &problem.cfg, d, seed, &dev)?;
+            let mut m = r.metrics();
+            m.push(("h_uncalibrated", r.h));
+            m.push(("gamma", 0.0));
+            (model, m)
+        };
         metrics.push(("seconds", t0.elapsed().as_secs_f64()));
         report.run(method.name(), &metrics);
         models.push(model);
