@@ -388,7 +388,7 @@ mod tests {
             candidates: vec![0, 1, 2],
             is_seen: vec![true, true, false],
         };
-        let (g, h) = select_gamma(&[s.clone()]).unwrap();
+        let (g, h) = select_gamma(std::slice::from_ref(&s)).unwrap();
         assert!(g > 0.4 && g < 1.0, "γ {g}");
         assert!((h - 1.0).abs() < 1e-12, "H {h}");
         let (ss, u, hh) = gzsl_at(&s.seen, &s.unseen, &s.candidates, &s.is_seen, g).unwrap();
