@@ -25,20 +25,15 @@ use crate::{Result, TrainError};
 
 /// The evaluation preset of `spec` at `image_size` for images of `channels` channels:
 /// ImageNet statistics and a resize of the short side to `⌈size·256/224⌉` for the torchvision
-/// backbones (ResNet, MobileNetV2); mean 127/255, std 128/255 and a resize to `size + 32` for
-/// EfficientNet-Lite; mean and std 0.5 per channel and no margin for the networks trained
+/// backbones (ResNet, MobileNetV2); [`Preprocess::efficientnet_lite`] for EfficientNet-Lite;
+/// mean and std 0.5 per channel and no margin for the networks trained
 /// from scratch.
 pub fn image_preset(spec: &BackboneSpec, image_size: usize, channels: usize) -> Result<Preprocess> {
     let p = match spec {
         BackboneSpec::Resnet { .. } | BackboneSpec::MobilenetV2 { .. } => {
             Preprocess::imagenet(image_size, (image_size * 256).div_ceil(224))
         }
-        BackboneSpec::EfficientnetLite0 { .. } => Preprocess {
-            input_size: (image_size, image_size),
-            resize_size: image_size + 32,
-            mean: vec![127.0 / 255.0; 3],
-            std: vec![128.0 / 255.0; 3],
-        },
+        BackboneSpec::EfficientnetLite0 { .. } => Preprocess::efficientnet_lite(image_size),
         BackboneSpec::Minilm { .. } => {
             return Err(TrainError::Config(format!(
                 "backbone `{spec}` is a text encoder: image features need an image backbone"
