@@ -25,6 +25,31 @@
 //! MiniLM given with `weights=` (then the loaded backbone *is* the source model:
 //! [`Pretrained::from_backbone`]).
 //!
+//! L2-SP fine-tuning of a pretrained backbone on a folder of images, ten labels per class
+//! (the shortest complete program; `docs/backbones.md` walks through it):
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use xfer_data::{FolderOptions, ImageFolder, Preprocess, few_shot};
+//! use xfer_models::BackboneSpec;
+//! use xfer_train::methods::finetune::{FinetuneConfig, Method, Pretrained, run_method};
+//!
+//! let spec: BackboneSpec = "resnet18:weights=resnet18.safetensors".parse()?;
+//! let opts = FolderOptions { channels: Some(3), ..FolderOptions::default() };
+//! let photos = ImageFolder::open("photos".as_ref(), &opts)?; // decoded lazily
+//! let (train, test) = few_shot(&photos, 10, 0)?; // 10 labels per class, the rest to test
+//! let preset = Preprocess::imagenet(224, 256);
+//! let mut cfg = FinetuneConfig::new(spec.clone());
+//! cfg.train_transform = Some(preset.train_transform()?);
+//! cfg.eval_transform = Some(preset.eval_transform()?);
+//! let source = Pretrained::from_backbone(&spec, &[3, 224, 224], &cfg.device)?;
+//! let l2sp = Method::parse("l2sp")?;
+//! let out = run_method(&l2sp, Some(&source), &train, &test, photos.num_classes(), &cfg, 0)?;
+//! println!("target accuracy {:.3}", out.target_acc);
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Files: [`stage`] (one training stage in the [`crate::Trainer`]), [`objective`] (the loss of
 //! every method, evaluation), [`method`] (the methods and their parsing), [`pretrain`] (the
 //! source model), [`setup`] (a method's target network and its run).
