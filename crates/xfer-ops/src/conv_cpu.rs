@@ -88,6 +88,10 @@ impl Geom {
     fn out_dims(&self) -> (usize, usize, usize, usize) {
         (self.n, self.o, self.oh, self.ow)
     }
+    /// A 1×1 kernel with stride 1 and no padding: im2col of one sample is the sample itself.
+    fn pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == 1 && self.pad == 0
+    }
 
     /// Output positions `j0..j1` along an axis of `size` inputs and `out` outputs whose input
     /// position `s·j + d·k − pad` (kernel tap `k`) lies inside `0..size`.
@@ -282,16 +286,21 @@ fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> candle_co
         |(cols, tmp), yb, xb| {
             let b = xb.len() / g.chw();
             let ld = b * ohw;
-            for (k, xn) in xb.chunks_exact(g.chw()).enumerate() {
-                im2col(g, xn, cols, ld, k * ohw);
+            // One sample of a pointwise convolution: the sample is its own im2col.
+            let direct = b == 1 && g.pointwise();
+            if !direct {
+                for (k, xn) in xb.chunks_exact(g.chw()).enumerate() {
+                    im2col(g, xn, cols, ld, k * ohw);
+                }
             }
+            let src: &[T] = if direct { xb } else { cols };
             // One sample: the GEMM writes (O, OH·OW) straight into y.
             let dst: &mut [T] = if b == 1 { yb } else { tmp };
             for gi in 0..g.groups {
                 gemm_into(
                     (&mut dst[gi * og * ld..], Mat::row_major(og, ld)),
                     (&w[gi * og * cgkk..], Mat::row_major(og, cgkk)),
-                    (&cols[gi * cgkk * ld..], Mat::row_major(cgkk, ld)),
+                    (&src[gi * cgkk * ld..], Mat::row_major(cgkk, ld)),
                     false,
                     par,
                 )?;
@@ -343,17 +352,23 @@ fn backward_input<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> candle_core::Result<V
                 gather_block(g, dyblk, b, dyb);
                 dyb
             };
+            // One sample of a pointwise convolution: col2im is the identity, so the GEMM
+            // writes the input gradient directly.
+            let direct = b == 1 && g.pointwise();
+            let dst: &mut [T] = if direct { dxb } else { dcols };
             for gi in 0..g.groups {
                 gemm_into(
-                    (&mut dcols[gi * cgkk * ld..], Mat::row_major(cgkk, ld)),
+                    (&mut dst[gi * cgkk * ld..], Mat::row_major(cgkk, ld)),
                     (&w[gi * og * cgkk..], Mat::row_major(og, cgkk).t()),
                     (&dyv[gi * og * ld..], Mat::row_major(og, ld)),
                     false,
                     par,
                 )?;
             }
-            for (k, dxn) in dxb.chunks_exact_mut(g.chw()).enumerate() {
-                col2im_add(g, dcols, ld, k * ohw, dxn);
+            if !direct {
+                for (k, dxn) in dxb.chunks_exact_mut(g.chw()).enumerate() {
+                    col2im_add(g, dcols, ld, k * ohw, dxn);
+                }
             }
             Ok(())
         },
@@ -383,16 +398,25 @@ fn backward_weight<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> candle_core::Result<
                 let n0 = blk * bs;
                 let b = bs.min(g.n - n0);
                 let ld = b * ohw;
-                for k in 0..b {
-                    let n = n0 + k;
-                    im2col(
-                        g,
-                        &x[n * g.chw()..(n + 1) * g.chw()],
-                        &mut cols,
-                        ld,
-                        k * ohw,
-                    );
+                // One sample of a pointwise convolution: the sample is its own im2col.
+                let direct = b == 1 && g.pointwise();
+                if !direct {
+                    for k in 0..b {
+                        let n = n0 + k;
+                        im2col(
+                            g,
+                            &x[n * g.chw()..(n + 1) * g.chw()],
+                            &mut cols,
+                            ld,
+                            k * ohw,
+                        );
+                    }
                 }
+                let src: &[T] = if direct {
+                    &x[n0 * g.chw()..(n0 + 1) * g.chw()]
+                } else {
+                    &cols
+                };
                 let dyblk = &dy[n0 * g.o * ohw..(n0 + b) * g.o * ohw];
                 let dyv: &[T] = if b == 1 {
                     dyblk
@@ -404,7 +428,7 @@ fn backward_weight<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> candle_core::Result<
                     gemm_into(
                         (&mut dw[gi * og * cgkk..], Mat::row_major(og, cgkk)),
                         (&dyv[gi * og * ld..], Mat::row_major(og, ld)),
-                        (&cols[gi * cgkk * ld..], Mat::row_major(cgkk, ld).t()),
+                        (&src[gi * cgkk * ld..], Mat::row_major(cgkk, ld).t()),
                         !first,
                         par,
                     )?;

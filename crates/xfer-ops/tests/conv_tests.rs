@@ -78,6 +78,9 @@ fn cases() -> Vec<([usize; 4], [usize; 4], Conv2dConfig)> {
         ([2, 1, 2, 1], [2, 1, 7, 7], cfg(2, 3, 1, 1)),
         // Enough samples for several blocks of several samples, the last one ragged.
         ([11, 2, 5, 4], [4, 1, 3, 3], cfg(1, 1, 1, 2)),
+        // Pointwise (1×1, stride 1, no padding): one-sample blocks skip im2col/col2im.
+        ([1, 4, 5, 6], [6, 4, 1, 1], cfg(1, 0, 1, 1)),
+        ([3, 4, 17, 16], [6, 2, 1, 1], cfg(1, 0, 1, 2)),
     ]
 }
 
