@@ -20,10 +20,6 @@ const OVERSIZED: &[(&str, usize)] = &[
     ("crates/xfer-models/src/bert.rs", 1000),
     // ResNet basic/bottleneck blocks, stages and the torchvision name layout.
     ("crates/xfer-models/src/resnet.rs", 900),
-    // DANN: networks, objective, evaluation and the run driver.
-    ("crates/xfer-train/src/methods/dann.rs", 1050),
-    // Fine-tuning methods (being split into a folder, one concern per file).
-    ("crates/xfer-train/src/methods/finetune.rs", 1800),
     // Multitask and progressive networks: objective, evaluation and drivers.
     ("crates/xfer-train/src/methods/multitask.rs", 950),
     // Zero-shot: hinge, DAP, ConSE and their evaluation.
