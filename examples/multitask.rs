@@ -22,7 +22,6 @@ mod common;
 
 use clap::Parser;
 use xfer::data::{self, TensorDataset, UnlabeledDataset};
-use xfer::prelude::*;
 use xfer::train::methods::finetune::{OptimizerKind, StageConfig};
 use xfer::train::methods::multitask::{
     MultitaskConfig, MultitaskModel, ProgressiveConfig, TaskLabels, TaskSet, Weighting,
@@ -77,7 +76,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.common.init()?;
     let seed = args.common.seed;
-    let dev = Device::Cpu;
+    let dev = args.common.device()?;
 
     let base = data::load(&args.data, seed)?;
     let specs = parse_tasks(&args.tasks, &base, seed)?;

@@ -69,7 +69,7 @@ fn main() -> anyhow::Result<()> {
     let seed = args.common.seed;
     let quick = args.common.quick;
     let out = args.common.out.clone();
-    let dev = Device::Cpu;
+    let dev = args.common.device()?;
     let quiet = args.common.json;
     let start = Instant::now();
     let mut report = common::Report::new("quickstart", seed);

@@ -17,7 +17,6 @@ mod common;
 
 use clap::Parser;
 use xfer::data::{self, Dataset};
-use xfer::prelude::*;
 use xfer::train::methods::finetune::{OptimizerKind, StageConfig, accuracy};
 use xfer::train::methods::self_taught::{
     AutoencoderConfig, EncoderClassifier, train_autoencoder, train_classifier,
@@ -53,7 +52,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.common.init()?;
     let seed = args.common.seed;
-    let dev = Device::Cpu;
+    let dev = args.common.device()?;
 
     let source = data::load(&args.source, seed)?;
     let target = data::load(&args.target, seed)?;

@@ -146,7 +146,7 @@ fn main() -> anyhow::Result<()> {
     report.arg("unseen", data.unseen.clone());
     report.arg("steps", cfg.steps);
     report.arg("quick", quick);
-    let dev = Device::Cpu;
+    let dev = args.common.device()?;
     for method in [ZslMethod::Hinge, ZslMethod::Conse] {
         let t0 = std::time::Instant::now();
         let (_, r) = zero_shot::run(method, &cfg, &data, seed, &dev)?;
