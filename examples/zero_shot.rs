@@ -257,8 +257,8 @@ fn build(args: &Args) -> anyhow::Result<Problem> {
                         ),
                         (None, None) => class_names.clone(),
                     };
-                    let a = zsl_inputs::class_text_embeddings(text, &texts)
-                        .with_context(|| format!("--class-text {text}"))?;
+                    // The error names the folder or file at fault: one line, no context.
+                    let a = zsl_inputs::class_text_embeddings(text, &texts)?;
                     (a, AttributeScaling::None)
                 }
                 (None, Some(path)) => (read_attributes(path, &ds)?, AttributeScaling::MinMax),
