@@ -34,7 +34,7 @@
 //! | `coral` | `λ_p · w_coral · CORAL(f_s, f_t)` ([`xfer_losses::coral()`]) |
 //!
 //! **Target labels are never used** during training or for any choice made during training:
-//! [`train`] takes the target as an [`UnlabeledDataset`]; its evaluations log source
+//! [`train`] takes the target as an [`xfer_data::UnlabeledDataset`]; its evaluations log source
 //! validation accuracy and every label-free score ([`crate::model_selection::score_all`]),
 //! and the kept weights are chosen by [`DannConfig::selection`]. The optional `oracle`
 //! target test set of [`train`] is only *recorded* at each evaluation

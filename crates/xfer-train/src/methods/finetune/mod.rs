@@ -16,8 +16,8 @@
 //! source head is kept and anchored like every other layer; otherwise a new head is
 //! initialised and gets L2-SP's `β` term.
 //!
-//! Every method is an [`Objective`] ([`FinetuneObjective`]) run by the one [`Trainer`]:
-//! [`pretrain`] trains the source model once and keeps its weights in memory
+//! Every method is an [`crate::trainer::Objective`] ([`FinetuneObjective`]) run by the one
+//! [`crate::Trainer`]: [`pretrain()`] trains the source model once and keeps its weights in memory
 //! ([`Pretrained`]) so that every method of a run starts from the same source model.
 //!
 //! The network is an [`xfer_models::Classifier`] on any backbone ([`BackboneSpec`]): the
@@ -51,7 +51,7 @@
 //! ```
 //!
 //! Files: [`stage`] (one training stage in the [`crate::Trainer`]), [`objective`] (the loss of
-//! every method, evaluation), [`method`] (the methods and their parsing), [`pretrain`] (the
+//! every method, evaluation), [`method`] (the methods and their parsing), [`mod@pretrain`] (the
 //! source model), [`setup`] (a method's target network and its run).
 
 pub mod method;
@@ -94,7 +94,7 @@ pub fn dataset_tensors(ds: &TensorDataset, device: &Device) -> Result<(Tensor, T
 
 /// A shuffled, seeded loader of `ds` in batches of `batch_size` on `device`, with an
 /// optional per-sample transform (augmentation): batch `b` of epoch `e` is a pure function
-/// of `(seed, e, b)`, so [`StepBatches`] resumes it exactly.
+/// of `(seed, e, b)`, so [`crate::batches::StepBatches`] resumes it exactly.
 pub fn loader<D: Dataset + 'static>(
     ds: D,
     batch_size: usize,

@@ -246,7 +246,7 @@ impl MethodSetup {
         })
     }
 
-    /// Trains the network on `target_train` in the one [`Trainer`].
+    /// Trains the network on `target_train` in the one [`crate::Trainer`].
     pub fn train<D: Dataset + Clone + 'static>(
         &self,
         target_train: &D,
