@@ -394,19 +394,8 @@ impl EfficientNetLite {
                 "EfficientNet-Lite needs at least one output class".to_string(),
             ));
         }
-        let store = self.scope.store().clone();
         let fs = self.scope.sub("_fc");
-        store.remove(&fs.path("weight"));
-        store.remove(&fs.path("bias"));
-        self.fc = Linear::new(
-            &fs,
-            self.feature_dim(),
-            n,
-            true,
-            rng,
-            self.dtype,
-            &self.device,
-        )?;
+        self.fc = Linear::replace(&fs, self.feature_dim(), n, rng, self.dtype, &self.device)?;
         self.config.num_classes = n;
         Ok(self)
     }

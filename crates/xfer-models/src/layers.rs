@@ -64,6 +64,22 @@ impl Linear {
         Ok(Self { weight, bias })
     }
 
+    /// A new head in place of an old one: removes whatever `weight`/`bias` `scope` holds,
+    /// then registers a fresh layer there with a bias, initialised as PyTorch's `nn.Linear`
+    /// from `rng` (`model.fc = nn.Linear(in_dim, out_dim)`).
+    pub fn replace(
+        scope: &Scope,
+        in_dim: usize,
+        out_dim: usize,
+        rng: &mut SeededRng,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Self> {
+        scope.store().remove(&scope.path("weight"));
+        scope.store().remove(&scope.path("bias"));
+        Self::new(scope, in_dim, out_dim, true, rng, dtype, dev)
+    }
+
     /// Input width.
     pub fn in_dim(&self) -> usize {
         self.weight.var().dims()[1]

@@ -299,19 +299,9 @@ impl MobileNetV2 {
                 "MobileNetV2 needs at least one output class".to_string(),
             ));
         }
-        let store = self.scope.store().clone();
         let cs = self.scope.sub("classifier").sub("1");
-        store.remove(&cs.path("weight"));
-        store.remove(&cs.path("bias"));
-        self.classifier = Linear::new(
-            &cs,
-            self.feature_dim(),
-            n,
-            true,
-            rng,
-            self.dtype,
-            &self.device,
-        )?;
+        self.classifier =
+            Linear::replace(&cs, self.feature_dim(), n, rng, self.dtype, &self.device)?;
         self.config.num_classes = n;
         Ok(self)
     }

@@ -586,15 +586,11 @@ impl ResNet {
                 "ResNet needs at least one output class".to_string(),
             ));
         }
-        let store = self.scope.store().clone();
         let fc_scope = self.scope.sub("fc");
-        store.remove(&fc_scope.path("weight"));
-        store.remove(&fc_scope.path("bias"));
-        self.fc = Linear::new(
+        self.fc = Linear::replace(
             &fc_scope,
             self.feature_dim(),
             n,
-            true,
             rng,
             self.dtype,
             &self.device,
