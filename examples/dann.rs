@@ -26,7 +26,7 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use common::{CommonArgs, Report};
 use xfer::data::{TensorDataset, embedded, spec, stratified_split};
-use xfer::models::BackboneSpec;
+use xfer::models::{BackboneSpec, BottleneckSpec};
 use xfer::prelude::*;
 use xfer::train::Scorer;
 use xfer::train::methods::dann::{
@@ -175,9 +175,10 @@ struct Args {
     /// Backbone spec: mlp[:W1,W2,...] | cnn | lenet | resnet18[:weights=PATH] | ...
     #[arg(long)]
     backbone: Option<String>,
-    /// Width of a batch-norm bottleneck between backbone and head (AdaBN needs one); 0 for none.
-    #[arg(long)]
-    bottleneck: Option<usize>,
+    /// Bottleneck between backbone and head: a width W (linear → batch norm → ReLU, what
+    /// AdaBN needs), bn:W, linear:W, or none (0).
+    #[arg(long, value_name = "SPEC")]
+    bottleneck: Option<BottleneckSpec>,
     /// Points per domain of the moons task (150 in the paper).
     #[arg(long, default_value_t = embedded::moons::MOONS_PER_DOMAIN)]
     points: usize,
@@ -302,7 +303,7 @@ fn digits_cfg(quick: bool) -> DannConfig {
             dropout: 0.0,
         },
         eval_every: if quick { 50 } else { 250 },
-        bottleneck: Some(128),
+        bottleneck: BottleneckSpec::LinearBnRelu(128),
         selection: Some(Scorer::Dev),
         ..DannConfig::paper(BackboneSpec::cnn())
     }
@@ -456,7 +457,7 @@ fn apply_overrides(args: &Args, task: &mut Task) -> anyhow::Result<()> {
         }
     }
     if let Some(b) = args.bottleneck {
-        cfg.bottleneck = (b > 0).then_some(b);
+        cfg.bottleneck = b;
     }
     if let Some(v) = args.steps {
         cfg.steps = v;
@@ -660,7 +661,7 @@ fn main() -> anyhow::Result<()> {
     }
     let selection = task.cfg.selection;
     println!(
-        "{}: source {} train / {} test, target {} unlabelled / {} test, backbone {}, bottleneck {:?}, {} steps, selection {}",
+        "{}: source {} train / {} test, target {} unlabelled / {} test, backbone {}, bottleneck {}, {} steps, selection {}",
         task.name,
         task.source.len(),
         task.source_test.len(),

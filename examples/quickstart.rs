@@ -27,7 +27,7 @@ use std::time::Instant;
 use clap::Parser;
 use xfer::data::{self, TensorDataset, UnlabeledDataset, embedded};
 use xfer::prelude::*;
-use xfer::train::methods::dann::{self, Architecture, DannConfig, DannMethod, DiscriminatorConfig};
+use xfer::train::methods::dann::{self, DannConfig, DannMethod, DiscriminatorConfig};
 use xfer::train::methods::finetune::{
     BackboneSpec, FinetuneConfig, Method, OptimizerKind, StageConfig, accuracy, pretrain,
     run_method,
@@ -37,7 +37,8 @@ use xfer::train::methods::multitask::{
     train_multitask, train_progressive,
 };
 use xfer::train::methods::self_taught::{
-    AutoencoderConfig, EncoderClassifier, train_autoencoder, train_classifier,
+    AutoencoderConfig, classifier_from_autoencoder, encoder_classifier, train_autoencoder,
+    train_classifier,
 };
 use xfer::train::methods::zero_shot::{self, ZeroShotConfig, ZeroShotData, ZslMethod};
 use xfer::train::plot::{Series, plot_curves, plot_features_pca};
@@ -382,7 +383,7 @@ fn main() -> anyhow::Result<()> {
         let zcfg = ZeroShotConfig {
             steps: args.zsl_steps.unwrap_or(if quick { 100 } else { 500 }),
             quiet,
-            ..ZeroShotConfig::new(Architecture::cnn())
+            ..ZeroShotConfig::new(BackboneSpec::cnn())
         };
         let mut zline = Vec::new();
         for method in ZslMethod::all() {
@@ -429,10 +430,10 @@ fn main() -> anyhow::Result<()> {
             ..stage.clone()
         };
         let (ae, r_ae) = train_autoencoder(&unlabelled, &ae_cfg, seed, &dev, quiet)?;
-        let scratch_net = EncoderClassifier::new(support5.sample_shape(), &widths, 10, seed, &dev)?;
+        let scratch_net = encoder_classifier(support5.sample_shape(), &widths, 10, seed, &dev)?;
         let r_sc = train_classifier(&scratch_net, &support5, &clf, seed, quiet)?;
         let st_scratch = accuracy(&scratch_net, &test5)?;
-        let (st_net, _) = EncoderClassifier::from_autoencoder(&ae, 10, seed, false)?;
+        let (st_net, _) = classifier_from_autoencoder(&ae, 10, seed, false)?;
         let r_st = train_classifier(&st_net, &support5, &clf, seed, quiet)?;
         let st_acc = accuracy(&st_net, &test5)?;
         report.run("self_taught_scratch", &[("target_acc", st_scratch)]);

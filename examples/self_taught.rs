@@ -19,7 +19,8 @@ use clap::Parser;
 use xfer::data::{self, Dataset};
 use xfer::train::methods::finetune::{OptimizerKind, StageConfig, accuracy};
 use xfer::train::methods::self_taught::{
-    AutoencoderConfig, EncoderClassifier, train_autoencoder, train_classifier,
+    AutoencoderConfig, classifier_from_autoencoder, encoder_classifier, train_autoencoder,
+    train_classifier,
 };
 use xfer::train::plot::{Series, plot_curves};
 
@@ -130,14 +131,14 @@ fn main() -> anyhow::Result<()> {
         let (name, net) = match *m {
             "scratch" => (
                 "scratch",
-                EncoderClassifier::new(support.sample_shape(), &widths, num_classes, seed, &dev)?,
+                encoder_classifier(support.sample_shape(), &widths, num_classes, seed, &dev)?,
             ),
             "self-taught" | "self_taught" | "self-taught-frozen" | "self_taught_frozen" => {
                 let Some(ae) = &ae else {
                     anyhow::bail!("no auto-encoder");
                 };
                 let frozen = m.ends_with("frozen");
-                let (net, _) = EncoderClassifier::from_autoencoder(ae, num_classes, seed, frozen)?;
+                let (net, _) = classifier_from_autoencoder(ae, num_classes, seed, frozen)?;
                 (
                     if frozen {
                         "self_taught_frozen"

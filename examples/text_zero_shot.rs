@@ -21,7 +21,6 @@ use common::{CommonArgs, Report};
 use xfer::data::{ClassAttributes, TensorDataset, embedded};
 use xfer::models::bert::SentenceEncoder;
 use xfer::prelude::*;
-use xfer::train::methods::dann::Architecture;
 use xfer::train::methods::zero_shot::{
     self, AttributeScaling, ZeroShotConfig, ZeroShotData, ZslMethod,
 };
@@ -120,7 +119,7 @@ fn main() -> anyhow::Result<()> {
     let mut cfg = ZeroShotConfig {
         scaling: AttributeScaling::None,
         embed_dim: 32,
-        ..ZeroShotConfig::new(Architecture::cnn())
+        ..ZeroShotConfig::new(BackboneSpec::cnn())
     };
     if quick {
         cfg.steps = 200;

@@ -35,7 +35,6 @@ use clap::Parser;
 use common::{CommonArgs, Report};
 use xfer::data::{ClassAttributes, TensorDataset, embedded, spec};
 use xfer::prelude::*;
-use xfer::train::methods::dann::Architecture;
 use xfer::train::methods::zero_shot::{
     self, AttributeScaling, ZeroShotConfig, ZeroShotData, ZeroShotModel, ZslMethod,
 };
@@ -264,7 +263,7 @@ fn build(args: &Args) -> anyhow::Result<Problem> {
                 (None, Some(path)) => (read_attributes(path, &ds)?, AttributeScaling::MinMax),
                 (None, None) => bail!("--data needs --attributes CSV or --class-text minilm:DIR"),
             };
-            let arch = Architecture::mlp(&[]);
+            let arch = BackboneSpec::mlp_hidden(&[]);
             let cfg = ZeroShotConfig {
                 embed_dim: 256,
                 scaling,
@@ -279,7 +278,7 @@ fn build(args: &Args) -> anyhow::Result<Problem> {
             let ds = ds.scale(k);
             let path = args.attributes.as_deref().unwrap_or_default();
             let attributes = read_attributes(path, &ds)?;
-            let arch = Architecture::auto(ds.sample_shape(), &[128, 128])?;
+            let arch = BackboneSpec::auto(ds.sample_shape(), &[128, 128])?;
             (
                 data.clone(),
                 ds,
@@ -298,7 +297,7 @@ fn build(args: &Args) -> anyhow::Result<Problem> {
             let cfg = ZeroShotConfig {
                 steps: 1500,
                 embed_dim: 32,
-                ..ZeroShotConfig::new(Architecture::cnn())
+                ..ZeroShotConfig::new(BackboneSpec::cnn())
             };
             let unseen = ["1", "6", "10", "13", "20", "23"]
                 .map(String::from)
@@ -314,7 +313,7 @@ fn build(args: &Args) -> anyhow::Result<Problem> {
             let cfg = ZeroShotConfig {
                 steps: 1500,
                 embed_dim: 32,
-                ..ZeroShotConfig::new(Architecture::cnn())
+                ..ZeroShotConfig::new(BackboneSpec::cnn())
             };
             let unseen = ["7", "8", "9"].map(String::from).to_vec();
             ("digits".to_string(), ds, attributes, Some(unseen), cfg)
@@ -341,11 +340,9 @@ fn build(args: &Args) -> anyhow::Result<Problem> {
         data.unseen_test = unseen_test;
     }
     if let Some(m) = &args.model {
-        cfg.arch = match m.as_str() {
-            "mlp" => Architecture::mlp(args.hidden.as_deref().unwrap_or(&[128, 128])),
-            "cnn" => Architecture::cnn(),
-            "lenet" => Architecture::lenet(),
-            _ => bail!("--model {m}: expected mlp, cnn or lenet"),
+        cfg.backbone = match m.as_str() {
+            "mlp" => BackboneSpec::mlp_hidden(args.hidden.as_deref().unwrap_or(&[128, 128])),
+            spec => spec.parse::<BackboneSpec>()?,
         };
     }
     if quick {
@@ -477,7 +474,7 @@ fn main() -> anyhow::Result<()> {
     let mut report = Report::new("zero_shot", seed);
     report.arg("dataset", problem.name.as_str());
     report.arg("unseen", d.unseen.clone());
-    report.arg("model", problem.cfg.arch.name());
+    report.arg("model", problem.cfg.backbone.to_string());
     if let Some(b) = &args.backbone {
         report.arg("backbone", b.as_str());
         report.arg("image_size", args.image_size);

@@ -20,6 +20,8 @@ pub use xfer_train as train;
 /// The names most programs need.
 pub mod prelude {
     pub use candle_core::{DType, Device, Tensor, Var};
-    pub use xfer_models::{Param, ParamStore, Selection};
+    pub use xfer_models::{
+        BackboneSpec, BottleneckSpec, Classifier, ClassifierConfig, Param, ParamStore, Selection,
+    };
     pub use xfer_ops::{ParamSnapshot, SeededRng, grad_reverse};
 }

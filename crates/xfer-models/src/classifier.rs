@@ -19,8 +19,7 @@
 //! learning rate by default (TLlib's `get_parameters` habit).
 
 use std::fmt;
-use std::path::{Path, PathBuf};
-use std::str::FromStr;
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -31,297 +30,34 @@ use crate::bert::{BertConfig, BertModel};
 use crate::digits_cnn::{DigitsCnn, DigitsCnnConfig};
 use crate::efficientnet::{EfficientNetLite, EfficientNetLiteConfig};
 use crate::groups::ParamGroup;
-use crate::layers::{Linear, ModuleT};
+use crate::layers::{BatchNorm, Linear, Module, ModuleT};
 use crate::lenet::{DannLeNet, LeNetConfig};
 use crate::mlp::{Mlp, MlpConfig};
 use crate::mobilenet::{MobileNetV2, MobileNetV2Config};
 use crate::params::{ParamStore, Selection};
 use crate::pretrained::LoadOptions;
-use crate::resnet::{ResNet, ResNetConfig, ResNetDepth};
-use crate::tokenizer::Tokenizer;
+use crate::resnet::{ResNet, ResNetConfig};
+pub use crate::spec::{BackboneSpec, BottleneckSpec, TEXT_MAX_LEN};
 use crate::transfer::TransferReport;
 use crate::{ModelError, Result};
 
-/// Longest token sequence a text backbone reads (sentence-transformers' default).
-pub const TEXT_MAX_LEN: usize = 256;
-
-/// Which backbone a [`Classifier`] is built on; see the module documentation for the syntax.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum BackboneSpec {
-    /// An MLP on the flattened input.
-    Mlp {
-        /// Hidden widths.
-        hidden: Vec<usize>,
-        /// Dropout after every hidden layer (0 for none).
-        dropout: f64,
-    },
-    /// The small digits CNN ([`DigitsCnn`], default widths).
-    Cnn {
-        /// Dropout before the last layer (0 for none).
-        dropout: f64,
-    },
-    /// The DANN paper's LeNet ([`DannLeNet`], hidden width 100).
-    Lenet,
-    /// A torchvision ResNet.
-    Resnet {
-        /// 18, 34 or 50.
-        depth: ResNetDepth,
-        /// torchvision weights (safetensors) to start from.
-        weights: Option<PathBuf>,
-    },
-    /// torchvision's MobileNetV2 (width 1.0).
-    MobilenetV2 {
-        /// torchvision weights (safetensors) to start from.
-        weights: Option<PathBuf>,
-    },
-    /// EfficientNet-Lite0 with lukemelas' names.
-    EfficientnetLite0 {
-        /// Weights (safetensors) to start from.
-        weights: Option<PathBuf>,
-    },
-    /// A BERT-layout text encoder folder (`config.json`, `model.safetensors`,
-    /// `tokenizer.json`), e.g. all-MiniLM-L6-v2.
-    Minilm {
-        /// The model folder.
-        dir: PathBuf,
-    },
-    /// A backbone the program built itself ([`Classifier::from_parts`]); not buildable from
-    /// a spec.
-    Custom {
-        /// A name for reports.
-        name: String,
-    },
-}
-
-const SPEC_HELP: &str = "expected mlp[:W1,W2,...][:dropout=P], cnn[:dropout=P], lenet, \
-                         resnet18|resnet34|resnet50[:weights=PATH], \
-                         mobilenet_v2[:weights=PATH], efficientnet_lite0[:weights=PATH] or minilm:DIR";
-
-impl BackboneSpec {
-    /// An MLP with hidden widths 256, 128, no dropout.
-    pub fn mlp() -> Self {
-        Self::Mlp {
-            hidden: vec![256, 128],
-            dropout: 0.0,
-        }
-    }
-
-    /// The digits CNN without dropout.
-    pub fn cnn() -> Self {
-        Self::Cnn { dropout: 0.0 }
-    }
-
-    /// The default network for inputs of `sample_shape`: the CNN for `[C, S, S]` images with
-    /// `S` a multiple of 4, else an MLP with hidden widths 256, 128.
-    pub fn for_input(sample_shape: &[usize]) -> Self {
-        match sample_shape {
-            [_, h, w] if h == w && *h >= 4 && h.is_multiple_of(4) => Self::cnn(),
-            _ => Self::mlp(),
-        }
-    }
-
-    /// The same spec with dropout `p` (MLP and CNN; the others are unchanged).
-    pub fn with_dropout(mut self, p: f64) -> Self {
-        if let Self::Mlp { dropout, .. } | Self::Cnn { dropout } = &mut self {
-            *dropout = p;
-        }
-        self
-    }
-
-    /// Whether the backbone starts from pretrained weights (`weights=` or a model folder).
-    pub fn is_pretrained(&self) -> bool {
-        match self {
-            Self::Resnet { weights, .. }
-            | Self::MobilenetV2 { weights }
-            | Self::EfficientnetLite0 { weights } => weights.is_some(),
-            Self::Minilm { .. } => true,
-            _ => false,
-        }
-    }
-
-    /// The image preprocessing its pretrained weights expect (input size, resize and crop,
-    /// normalisation), for the image backbones; `None` for the others.
-    pub fn preprocess(&self) -> Option<crate::preprocess::Preprocess> {
-        use crate::preprocess::Preprocess;
-        match self {
-            Self::Resnet { .. } | Self::MobilenetV2 { .. } => {
-                Some(Preprocess::torchvision_imagenet(224))
-            }
-            Self::EfficientnetLite0 { .. } => Some(Preprocess::efficientnet_lite(224)),
-            _ => None,
-        }
-    }
-
-    /// Whether the backbone reads text (token ids + mask) rather than numbers.
-    pub fn is_text(&self) -> bool {
-        matches!(self, Self::Minilm { .. })
-    }
-
-    /// The pretrained weights file, when there is one.
-    pub fn weights_file(&self) -> Option<PathBuf> {
-        match self {
-            Self::Resnet { weights, .. }
-            | Self::MobilenetV2 { weights }
-            | Self::EfficientnetLite0 { weights } => weights.clone(),
-            Self::Minilm { dir } => Some(dir.join("model.safetensors")),
-            _ => None,
-        }
-    }
-
-    /// The tokenizer of a text backbone (`DIR/tokenizer.json`), `None` for the others.
-    pub fn tokenizer(&self) -> Result<Option<Tokenizer>> {
-        match self {
-            Self::Minilm { dir } => {
-                let path = dir.join("tokenizer.json");
-                if !path.is_file() {
-                    return Err(ModelError::File {
-                        path,
-                        msg: "the text model folder has no tokenizer.json".into(),
-                    });
-                }
-                Ok(Some(Tokenizer::from_file(path, TEXT_MAX_LEN)?))
-            }
-            _ => Ok(None),
-        }
-    }
-}
-
-impl FromStr for BackboneSpec {
-    type Err = ModelError;
-
-    fn from_str(s: &str) -> Result<Self> {
-        let bad = |why: &str| ModelError::Config(format!("backbone {s:?}: {why}; {SPEC_HELP}"));
-        let (head, rest) = match s.split_once(':') {
-            Some((h, r)) => (h.trim(), Some(r)),
-            None => (s.trim(), None),
-        };
-        let mut spec = match head {
-            "mlp" => Self::mlp(),
-            "cnn" => Self::cnn(),
-            "lenet" => Self::Lenet,
-            "resnet18" | "resnet34" | "resnet50" => Self::Resnet {
-                depth: match head {
-                    "resnet18" => ResNetDepth::ResNet18,
-                    "resnet34" => ResNetDepth::ResNet34,
-                    _ => ResNetDepth::ResNet50,
-                },
-                weights: None,
-            },
-            "mobilenet_v2" | "mobilenetv2" => Self::MobilenetV2 { weights: None },
-            "efficientnet_lite0" | "efficientnet-lite0" => {
-                Self::EfficientnetLite0 { weights: None }
-            }
-            "minilm" | "bert" => {
-                let dir = rest.filter(|r| !r.trim().is_empty()).ok_or_else(|| {
-                    bad("a text backbone needs its model folder, e.g. minilm:models/all-MiniLM-L6-v2")
-                })?;
-                return Ok(Self::Minilm {
-                    dir: PathBuf::from(dir),
-                });
-            }
-            _ => return Err(bad("unknown backbone")),
-        };
-        for part in rest.into_iter().flat_map(|r| r.split(':')) {
-            let part = part.trim();
-            if let Some(p) = part.strip_prefix("dropout=") {
-                let p = p
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|p| (0.0..1.0).contains(p))
-                    .ok_or_else(|| bad("dropout must be a number in [0, 1)"))?;
-                match &spec {
-                    Self::Mlp { .. } | Self::Cnn { .. } => spec = spec.with_dropout(p),
-                    _ => return Err(bad("this backbone takes no dropout")),
-                }
-            } else if let Some(w) = part.strip_prefix("weights=") {
-                match &mut spec {
-                    Self::Resnet { weights, .. }
-                    | Self::MobilenetV2 { weights }
-                    | Self::EfficientnetLite0 { weights }
-                        if !w.is_empty() =>
-                    {
-                        *weights = Some(PathBuf::from(w))
-                    }
-                    _ => return Err(bad("weights= needs a path, on a pretrained architecture")),
-                }
-            } else if let Self::Mlp { hidden, .. } = &mut spec {
-                *hidden = part
-                    .split(',')
-                    .map(|w| w.trim().parse::<usize>().ok().filter(|&w| w > 0))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| bad("hidden widths must be positive integers"))?;
-            } else {
-                return Err(bad(&format!("unexpected option {part:?}")));
-            }
-        }
-        Ok(spec)
-    }
-}
-
-impl fmt::Display for BackboneSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let dropout = |f: &mut fmt::Formatter<'_>, p: f64| {
-            if p > 0.0 {
-                write!(f, ":dropout={p}")
-            } else {
-                Ok(())
-            }
-        };
-        match self {
-            Self::Mlp { hidden, dropout: p } => {
-                let w: Vec<String> = hidden.iter().map(ToString::to_string).collect();
-                write!(f, "mlp:{}", w.join(","))?;
-                dropout(f, *p)
-            }
-            Self::Cnn { dropout: p } => {
-                f.write_str("cnn")?;
-                dropout(f, *p)
-            }
-            Self::Lenet => f.write_str("lenet"),
-            Self::Resnet { depth, weights } => {
-                let d = match depth {
-                    ResNetDepth::ResNet18 => 18,
-                    ResNetDepth::ResNet34 => 34,
-                    ResNetDepth::ResNet50 => 50,
-                };
-                write!(f, "resnet{d}")?;
-                match weights {
-                    Some(w) => write!(f, ":weights={}", w.display()),
-                    None => Ok(()),
-                }
-            }
-            Self::MobilenetV2 { weights } | Self::EfficientnetLite0 { weights } => {
-                f.write_str(if matches!(self, Self::MobilenetV2 { .. }) {
-                    "mobilenet_v2"
-                } else {
-                    "efficientnet_lite0"
-                })?;
-                match weights {
-                    Some(w) => write!(f, ":weights={}", w.display()),
-                    None => Ok(()),
-                }
-            }
-            Self::Minilm { dir } => write!(f, "minilm:{}", dir.display()),
-            Self::Custom { name } => write!(f, "custom:{name}"),
-        }
-    }
-}
+/// Tag of the bottleneck's random stream (`seed ^ BOTTLENECK_STREAM`).
+const BOTTLENECK_STREAM: u64 = 0xB07_7E11;
 
 /// How a [`Classifier`] is built: backbone, classes, input shape and an optional bottleneck.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClassifierConfig {
     /// The backbone.
     pub backbone: BackboneSpec,
-    /// The shape of one input example (`[2, L]` for text).
+    /// The shape of one input example (`[2, L]` for text; `[S, S]` images are read as one
+    /// channel by the convolutional backbones).
     pub input_shape: Vec<usize>,
-    /// Number of classes of the head.
+    /// Number of outputs of the head: classes, or the width of an embedding or attribute
+    /// predictor.
     pub num_classes: usize,
-    /// Width of a `Linear → ReLU` bottleneck between backbone and head (`bottleneck.0`; the
-    /// head is then a new `head` layer), as TLlib puts on pretrained backbones for domain
-    /// adaptation; `None` for the backbone's own head layout.
+    /// What sits between backbone and head.
     #[serde(default)]
-    pub bottleneck: Option<usize>,
+    pub bottleneck: BottleneckSpec,
 }
 
 impl ClassifierConfig {
@@ -331,9 +67,21 @@ impl ClassifierConfig {
             backbone,
             input_shape: input_shape.to_vec(),
             num_classes,
-            bottleneck: None,
+            bottleneck: BottleneckSpec::None,
         }
     }
+
+    /// The same configuration with `bottleneck`.
+    pub fn with_bottleneck(mut self, bottleneck: BottleneckSpec) -> Self {
+        self.bottleneck = bottleneck;
+        self
+    }
+}
+
+/// The layers of a [`BottleneckSpec`].
+struct Bottleneck {
+    linear: Linear,
+    bn: Option<BatchNorm>,
 }
 
 /// Backbone + optional bottleneck + head, with its parameters in one [`ParamStore`].
@@ -345,7 +93,9 @@ pub struct Classifier {
     config: ClassifierConfig,
     store: ParamStore,
     backbone: Box<dyn Backbone>,
-    bottleneck: Option<Linear>,
+    /// The shape the backbone reads (`input_shape` with a channel axis for `[S, S]` images).
+    net_shape: Vec<usize>,
+    bottleneck: Option<Bottleneck>,
     head: Box<dyn ModuleT + Send + Sync>,
     head_blocks: Vec<String>,
     load_report: Option<TransferReport>,
@@ -361,14 +111,10 @@ impl fmt::Debug for Classifier {
     }
 }
 
-/// Applies a linear layer and ReLU.
-fn linear_relu(l: &Linear, x: &Tensor) -> Result<Tensor> {
-    Ok(xfer_ops::relu(&crate::layers::Module::forward(l, x)?)?)
-}
-
 fn square_image(spec: &BackboneSpec, shape: &[usize]) -> Result<(usize, usize)> {
     match shape {
         [c, h, w] if h == w => Ok((*c, *h)),
+        [h, w] if h == w => Ok((1, *h)),
         _ => Err(ModelError::Config(format!(
             "backbone {spec} needs square images [C, S, S], got examples of shape {shape:?}; \
              use an MLP (`--backbone mlp`)"
@@ -378,8 +124,31 @@ fn square_image(spec: &BackboneSpec, shape: &[usize]) -> Result<(usize, usize)> 
 
 impl Classifier {
     /// A classifier initialised from `seed` (every value drawn from it; pretrained weights
-    /// loaded where the spec names them), in f32 on `device`.
+    /// loaded where the spec names them), in f32 on `device`. The bottleneck and its new head
+    /// draw from a stream of their own (derived from `seed`), so adding a bottleneck leaves
+    /// the backbone's initial weights as they were.
     pub fn new(config: &ClassifierConfig, seed: u64, device: &Device) -> Result<Self> {
+        let mut rng = SeededRng::new(seed);
+        let mut head_rng = SeededRng::new(seed ^ BOTTLENECK_STREAM);
+        Self::build(config, &mut rng, Some(&mut head_rng), device)
+    }
+
+    /// A classifier drawing every initial value from `rng` (backbone first, then the
+    /// bottleneck and its head), for callers that build more parameters from the same stream.
+    pub fn with_rng(
+        config: &ClassifierConfig,
+        rng: &mut SeededRng,
+        device: &Device,
+    ) -> Result<Self> {
+        Self::build(config, rng, None, device)
+    }
+
+    fn build(
+        config: &ClassifierConfig,
+        rng: &mut SeededRng,
+        head_rng: Option<&mut SeededRng>,
+        device: &Device,
+    ) -> Result<Self> {
         let spec = &config.backbone;
         let n = config.num_classes;
         if n == 0 {
@@ -390,7 +159,6 @@ impl Classifier {
         let shape = config.input_shape.as_slice();
         let store = ParamStore::new();
         let root = store.scope("");
-        let mut rng = SeededRng::new(seed);
         let dt = DType::F32;
         let mut load_report = None;
         let (backbone, head, head_blocks): (
@@ -403,7 +171,7 @@ impl Classifier {
                     dropout: *dropout,
                     ..MlpConfig::new(shape.iter().product(), hidden, n)
                 };
-                let mut m = Mlp::new(&root, &cfg, &mut rng, dt, device)?;
+                let mut m = Mlp::new(&root, &cfg, rng, dt, device)?;
                 let head = m
                     .take_head()
                     .ok_or_else(|| ModelError::Config("mlp built without a head".into()))?;
@@ -418,7 +186,7 @@ impl Classifier {
                     dropout: *dropout,
                     ..DigitsCnnConfig::default()
                 };
-                let mut m = DigitsCnn::new(&root, &cfg, &mut rng, dt, device)?;
+                let mut m = DigitsCnn::new(&root, &cfg, rng, dt, device)?;
                 let head = m.take_classifier();
                 // [Linear, ReLU(, Dropout), Linear].
                 let last = if *dropout > 0.0 { 3 } else { 2 };
@@ -433,7 +201,7 @@ impl Classifier {
                     num_classes: n,
                     ..LeNetConfig::default()
                 };
-                let mut m = DannLeNet::new(&root, &cfg, &mut rng, dt, device)?;
+                let mut m = DannLeNet::new(&root, &cfg, rng, dt, device)?;
                 let head = m.take_classifier();
                 let blocks = (0..3).map(|i| format!("classifier.{}", 2 * i)).collect();
                 (Box::new(m), Box::new(head), blocks)
@@ -449,7 +217,7 @@ impl Classifier {
                     depth: *depth,
                     num_classes: n,
                 };
-                let m = ResNet::new(&root, &cfg, &mut rng, dt, device)?;
+                let m = ResNet::new(&root, &cfg, rng, dt, device)?;
                 if let Some(w) = weights {
                     load_report = Some(load_with_head(w, n, "fc", |opts| {
                         m.load_torchvision_with(w, opts)
@@ -461,7 +229,7 @@ impl Classifier {
             BackboneSpec::MobilenetV2 { weights } => {
                 rgb_image(spec, shape)?;
                 let cfg = MobileNetV2Config::new(n);
-                let m = MobileNetV2::new(&root, &cfg, &mut rng, dt, device)?;
+                let m = MobileNetV2::new(&root, &cfg, rng, dt, device)?;
                 if let Some(w) = weights {
                     load_report = Some(load_with_head(w, n, "classifier.1", |opts| {
                         m.load_torchvision_with(w, opts)
@@ -473,7 +241,7 @@ impl Classifier {
             BackboneSpec::EfficientnetLite0 { weights } => {
                 rgb_image(spec, shape)?;
                 let cfg = EfficientNetLiteConfig::lite(0, n)?;
-                let m = EfficientNetLite::new(&root, &cfg, &mut rng, dt, device)?;
+                let m = EfficientNetLite::new(&root, &cfg, rng, dt, device)?;
                 if let Some(w) = weights {
                     load_report = Some(load_with_head(w, n, "_fc", |opts| {
                         m.load_pretrained_with(w, opts)
@@ -491,14 +259,14 @@ impl Classifier {
                 }
                 spec.tokenizer()?;
                 let bcfg = BertConfig::from_file(dir.join("config.json"))?;
-                let bert = BertModel::new(&root, &bcfg, &mut rng, dt, device)?;
+                let bert = BertModel::new(&root, &bcfg, rng, dt, device)?;
                 load_report = Some(bert.load_hf(dir.join("model.safetensors"))?);
                 let head = Linear::new(
                     &root.sub("classifier"),
                     bcfg.hidden_size,
                     n,
                     true,
-                    &mut rng,
+                    rng,
                     dt,
                     device,
                 )?;
@@ -513,8 +281,15 @@ impl Classifier {
             }
         };
         let (bottleneck, head, head_blocks) = match config.bottleneck {
-            None => (None, head, head_blocks),
-            Some(b) => {
+            BottleneckSpec::None => (None, head, head_blocks),
+            BottleneckSpec::Linear(0) | BottleneckSpec::LinearBnRelu(0) => {
+                return Err(ModelError::InvalidValue {
+                    name: "bottleneck".into(),
+                    value: "0".into(),
+                    expected: "a width > 0 (or none)".into(),
+                });
+            }
+            BottleneckSpec::Linear(b) | BottleneckSpec::LinearBnRelu(b) => {
                 // The backbone's own head is replaced: drop its parameters from the store.
                 let own = Selection::parse(&head_blocks.join(","))?;
                 for name in store.names() {
@@ -522,17 +297,38 @@ impl Classifier {
                         store.remove(&name);
                     }
                 }
+                let head_rng = match head_rng {
+                    Some(r) => r,
+                    None => &mut *rng,
+                };
                 let d = backbone.feature_dim();
-                let bn = Linear::new(&root.sub("bottleneck.0"), d, b, true, &mut rng, dt, device)?;
-                let head = Linear::new(&root.sub("head"), b, n, true, &mut rng, dt, device)?;
+                let linear =
+                    Linear::new(&root.sub("bottleneck.0"), d, b, true, head_rng, dt, device)?;
+                let bn = match config.bottleneck {
+                    BottleneckSpec::LinearBnRelu(_) => {
+                        Some(BatchNorm::new(&root.sub("bottleneck.1"), b, dt, device)?)
+                    }
+                    _ => None,
+                };
+                let mut blocks = vec!["bottleneck.0".to_string()];
+                if bn.is_some() {
+                    blocks.push("bottleneck.1".into());
+                }
+                blocks.push("head".into());
+                let head = Linear::new(&root.sub("head"), b, n, true, head_rng, dt, device)?;
                 let head: Box<dyn ModuleT + Send + Sync> = Box::new(head);
-                (Some(bn), head, vec!["bottleneck.0".into(), "head".into()])
+                (Some(Bottleneck { linear, bn }), head, blocks)
             }
+        };
+        let net_shape = match (spec, shape) {
+            (BackboneSpec::Cnn { .. } | BackboneSpec::Lenet, [h, w]) => vec![1, *h, *w],
+            _ => shape.to_vec(),
         };
         Ok(Self {
             config: config.clone(),
             store,
             backbone,
+            net_shape,
             bottleneck,
             head,
             head_blocks,
@@ -563,6 +359,7 @@ impl Classifier {
             ),
             store,
             backbone,
+            net_shape: input_shape.to_vec(),
             bottleneck: None,
             head,
             head_blocks,
@@ -611,12 +408,45 @@ impl Classifier {
         self.load_report.as_ref()
     }
 
+    /// `x` as the backbone reads it: a batch `[N, input_shape...]` (an error naming both
+    /// shapes otherwise), with a channel axis added for `[S, S]` images.
+    fn input(&self, x: &Tensor) -> Result<Tensor> {
+        let shape = self.input_shape();
+        if x.dims().get(1..) != Some(shape) {
+            return Err(ModelError::Shape(format!(
+                "the network ({}) takes batches of shape [N, {}], got {:?}",
+                self.spec(),
+                shape
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                x.dims()
+            )));
+        }
+        if self.net_shape.as_slice() == shape {
+            return Ok(x.clone());
+        }
+        let mut to = vec![x.dim(0)?];
+        to.extend(&self.net_shape);
+        Ok(x.reshape(to)?)
+    }
+
+    /// The backbone's features `[N, D]` of a batch (before any bottleneck).
+    pub fn backbone_features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.backbone.features_t(&self.input(x)?, train)
+    }
+
     /// The features `[N, D]` (after the bottleneck when there is one) of a batch.
     pub fn features(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let f = self.backbone.features_t(x, train)?;
+        let f = self.backbone_features(x, train)?;
         match &self.bottleneck {
-            Some(b) => linear_relu(b, &f),
             None => Ok(f),
+            Some(Bottleneck { linear, bn: None }) => Ok(linear.forward(&f)?),
+            Some(Bottleneck {
+                linear,
+                bn: Some(bn),
+            }) => Ok(xfer_ops::relu(&bn.forward_t(&linear.forward(&f)?, train)?)?),
         }
     }
 
@@ -624,7 +454,49 @@ impl Classifier {
     pub fn feature_dim(&self) -> usize {
         self.config
             .bottleneck
+            .width()
             .unwrap_or_else(|| self.backbone.feature_dim())
+    }
+
+    /// Whether the bottleneck holds a batch norm for [`Classifier::adapt_batch_norm`].
+    pub fn has_batch_norm(&self) -> bool {
+        matches!(&self.bottleneck, Some(Bottleneck { bn: Some(_), .. }))
+    }
+
+    /// AdaBN (Li, Wang, Shi, Liu & Hou, "Revisiting Batch Normalization for Practical Domain
+    /// Adaptation", ICLR-W 2017): replaces the bottleneck batch norm's running statistics
+    /// with the mean and (unbiased) variance of its input over all of `x` — the target
+    /// inputs, `chunk` rows at a time — leaving every weight as trained. An error when the
+    /// network has no batch-norm bottleneck or `x` has fewer than two rows.
+    pub fn adapt_batch_norm(&self, x: &Tensor, chunk: usize) -> Result<()> {
+        let Some(Bottleneck {
+            linear,
+            bn: Some(bn),
+        }) = &self.bottleneck
+        else {
+            return Err(ModelError::Incompatible(
+                "AdaBN re-estimates batch-norm statistics, but this network has none: give it \
+                 a batch-norm bottleneck (BottleneckSpec::LinearBnRelu, --bottleneck N)"
+                    .into(),
+            ));
+        };
+        let n = x.dims().first().copied().unwrap_or(0);
+        if n < 2 {
+            return Err(ModelError::Shape(format!(
+                "AdaBN needs at least two target examples, got {n}"
+            )));
+        }
+        let pre = self
+            .map_chunks(x, chunk, |c| {
+                Ok(linear.forward(&self.backbone_features(c, false)?)?)
+            })?
+            .to_dtype(DType::F64)?;
+        let mean = pre.mean(0)?;
+        let var = (pre.broadcast_sub(&mean)?.sqr()?.sum(0)? / (n - 1) as f64)?;
+        let dtype = bn.running_mean.var().dtype();
+        bn.running_mean.set(&mean.to_dtype(dtype)?)?;
+        bn.running_var.set(&var.to_dtype(dtype)?)?;
+        Ok(())
     }
 
     /// The head applied to features from [`Classifier::features`].

@@ -38,6 +38,22 @@ pub enum ModelError {
     /// A configuration value is unknown or out of range.
     #[error("configuration: {0}")]
     Config(String),
+    /// A named setting has a value it cannot take.
+    #[error("{name} = {value:?}: expected {expected}")]
+    InvalidValue {
+        /// The setting (a flag or field name).
+        name: String,
+        /// The value given.
+        value: String,
+        /// What it accepts.
+        expected: String,
+    },
+    /// Input data of a shape the network cannot read.
+    #[error("{0}")]
+    Shape(String),
+    /// The network cannot do what was asked of it (e.g. AdaBN without a batch norm).
+    #[error("{0}")]
+    Incompatible(String),
     /// The file is not a safetensors file (a PyTorch pickle or zip checkpoint, or something
     /// else entirely). Pickles are never loaded: unpickling can run arbitrary code.
     #[error("{path}: not a safetensors file: {reason}")]

@@ -45,12 +45,13 @@ pub mod progressive;
 pub mod resnet;
 pub mod safetensors_file;
 pub mod sequential;
+pub mod spec;
 pub mod tokenizer;
 pub mod transfer;
 
 pub use backbone::{Backbone, BertBackbone, encode_tokens, names_in_blocks};
 pub use bert::{BertConfig, BertModel, HiddenAct, SentenceEncoder, l2_normalize, mean_pool};
-pub use classifier::{BackboneSpec, Classifier, ClassifierConfig, TEXT_MAX_LEN};
+pub use classifier::{BackboneSpec, BottleneckSpec, Classifier, ClassifierConfig, TEXT_MAX_LEN};
 pub use digits_cnn::{DigitsCnn, DigitsCnnConfig};
 pub use efficientnet::{
     EFFICIENTNET_B0_STAGES, EfficientNetLite, EfficientNetLiteConfig, StageArgs,

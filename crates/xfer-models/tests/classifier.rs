@@ -138,7 +138,7 @@ fn built_in_nets_keep_their_names_and_blocks() {
 fn bottleneck_replaces_the_own_head() {
     let dev = Device::Cpu;
     let mut cfg = ClassifierConfig::new(BackboneSpec::Lenet, &[3, 28, 28], 10);
-    cfg.bottleneck = Some(32);
+    cfg.bottleneck = xfer_models::BottleneckSpec::Linear(32);
     let net = Classifier::new(&cfg, 3, &dev).unwrap();
     let names = net.store().names();
     assert!(

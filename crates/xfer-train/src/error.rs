@@ -27,6 +27,24 @@ pub enum TrainError {
     /// A configuration value is missing, unknown or out of range.
     #[error("configuration: {0}")]
     Config(String),
+    /// A named setting has a value it cannot take (fix the setting `name`).
+    #[error("{name} = {value}: expected {expected}")]
+    InvalidValue {
+        /// The setting (a field or flag name).
+        name: String,
+        /// The value given.
+        value: String,
+        /// What it accepts.
+        expected: String,
+    },
+    /// The data cannot serve the method as given (shapes that differ between domains, too
+    /// few classes or examples): fix the data, not the settings.
+    #[error("{0}")]
+    BadData(String),
+    /// The method cannot run on this network (AdaBN without a batch norm, distillation
+    /// across different class sets): choose another method or backbone.
+    #[error("{0}")]
+    Incompatible(String),
     /// Optimiser state that does not fit the optimiser it is loaded into.
     #[error("optimiser state: {0}")]
     OptimizerState(String),
@@ -86,6 +104,19 @@ impl TrainError {
     /// Wraps any error of a user objective or evaluation.
     pub fn objective(e: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         TrainError::Objective(e.into())
+    }
+
+    /// A [`TrainError::InvalidValue`].
+    pub fn invalid(
+        name: impl Into<String>,
+        value: impl std::fmt::Display,
+        expected: impl Into<String>,
+    ) -> Self {
+        TrainError::InvalidValue {
+            name: name.into(),
+            value: value.to_string(),
+            expected: expected.into(),
+        }
     }
 
     pub(crate) fn metric(metric: &'static str, msg: impl Into<String>) -> Self {

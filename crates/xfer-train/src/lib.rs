@@ -27,6 +27,7 @@ pub mod model_selection;
 pub mod optim;
 pub mod pca;
 pub mod plot;
+pub mod run;
 pub mod schedule;
 pub mod text;
 pub mod trainer;
@@ -37,6 +38,7 @@ pub use error::{Result, TrainError};
 pub use history::{EvalRecord, History, Metrics, StepRecord};
 pub use model_selection::Scorer;
 pub use optim::{Adam, AdamConfig, GroupSpec, Optimizer, OptimizerState, Sgd, SgdConfig};
+pub use run::{CheckpointOptions, Length, LrSchedule, OptimizerKind, RunCtx, Stage};
 pub use schedule::{Schedule, progress};
 pub use trainer::{
     BestMetric, CheckpointConfig, Duration, EarlyStopping, EvalCtx, Evaluator, Mode, Objective,

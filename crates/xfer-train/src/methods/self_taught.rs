@@ -263,72 +263,65 @@ pub fn train_autoencoder(
     Ok((ae, report))
 }
 
-/// A classifier `softmax(W f(x) + b)` on an encoder `f` (ReLU layers), as a [`Classifier`]
-/// with its own store: `encoder.features.*` (the encoder, named as in the auto-encoder) and
-/// `head.*`.
-#[derive(Debug, Clone, Copy)]
-pub struct EncoderClassifier;
+/// A seeded classifier `softmax(W f(x) + b)` on an encoder `f` (ReLU layers of widths
+/// `widths`) for inputs of `input_shape`: a [`Classifier`] with its own store,
+/// `encoder.features.*` (the encoder, named as in the auto-encoder) and `head.*`.
+pub fn encoder_classifier(
+    input_shape: &[usize],
+    widths: &[usize],
+    num_classes: usize,
+    seed: u64,
+    device: &Device,
+) -> Result<Classifier> {
+    let input_dim: usize = input_shape.iter().product();
+    let cfg = encoder_config(input_dim, widths)?;
+    let store = ParamStore::new();
+    let mut rng = SeededRng::new(seed);
+    let encoder = Mlp::new(&store.scope(ENCODER), &cfg, &mut rng, DType::F32, device)?;
+    let head = Linear::new(
+        &store.scope("head"),
+        encoder.feature_dim(),
+        num_classes,
+        true,
+        &mut rng,
+        DType::F32,
+        device,
+    )?;
+    Ok(Classifier::from_parts(
+        "encoder",
+        input_shape,
+        num_classes,
+        store,
+        Box::new(encoder),
+        Box::new(head),
+        vec!["head".into()],
+        device,
+    ))
+}
 
-impl EncoderClassifier {
-    /// A seeded classifier for inputs of `input_shape` with encoder widths `widths`.
-    #[allow(clippy::new_ret_no_self)]
-    pub fn new(
-        input_shape: &[usize],
-        widths: &[usize],
-        num_classes: usize,
-        seed: u64,
-        device: &Device,
-    ) -> Result<Classifier> {
-        let input_dim: usize = input_shape.iter().product();
-        let cfg = encoder_config(input_dim, widths)?;
-        let store = ParamStore::new();
-        let mut rng = SeededRng::new(seed);
-        let encoder = Mlp::new(&store.scope(ENCODER), &cfg, &mut rng, DType::F32, device)?;
-        let head = Linear::new(
-            &store.scope("head"),
-            encoder.feature_dim(),
-            num_classes,
-            true,
-            &mut rng,
-            DType::F32,
-            device,
-        )?;
-        Ok(Classifier::from_parts(
-            "encoder",
-            input_shape,
-            num_classes,
-            store,
-            Box::new(encoder),
-            Box::new(head),
-            vec!["head".into()],
-            device,
-        ))
+/// An [`encoder_classifier`] whose encoder is a copy of `ae`'s (the head seeded from `seed`),
+/// frozen when `freeze` (then only the head trains); returns the transfer report too.
+pub fn classifier_from_autoencoder(
+    ae: &Autoencoder,
+    num_classes: usize,
+    seed: u64,
+    freeze: bool,
+) -> Result<(Classifier, TransferReport)> {
+    let device = ae
+        .store()
+        .all()
+        .first()
+        .map_or(Device::Cpu, |p| p.var().device().clone());
+    let net = encoder_classifier(ae.input_shape(), ae.widths(), num_classes, seed, &device)?;
+    let sel = Selection::parse(ENCODER)?;
+    let report = Transfer::new()
+        .select(sel.clone())
+        .strict(true)
+        .run(ae.store(), net.store())?;
+    if freeze {
+        net.store().freeze(&sel);
     }
-
-    /// A classifier whose encoder is a copy of `ae`'s (the head seeded from `seed`), frozen
-    /// when `freeze` (then only the head trains); returns the transfer report too.
-    pub fn from_autoencoder(
-        ae: &Autoencoder,
-        num_classes: usize,
-        seed: u64,
-        freeze: bool,
-    ) -> Result<(Classifier, TransferReport)> {
-        let device = ae
-            .store()
-            .all()
-            .first()
-            .map_or(Device::Cpu, |p| p.var().device().clone());
-        let net = Self::new(ae.input_shape(), ae.widths(), num_classes, seed, &device)?;
-        let sel = Selection::parse(ENCODER)?;
-        let report = Transfer::new()
-            .select(sel.clone())
-            .strict(true)
-            .run(ae.store(), net.store())?;
-        if freeze {
-            net.store().freeze(&sel);
-        }
-        Ok((net, report))
-    }
+    Ok((net, report))
 }
 
 /// Trains `net` on the labelled `train` examples (cross-entropy) with `stage`.
@@ -455,7 +448,7 @@ mod tests {
             stage: stage(3),
         };
         let (ae, _) = train_autoencoder(&data(40, 8).unlabeled(), &cfg, 9, &dev, true).unwrap();
-        let (net, report) = EncoderClassifier::from_autoencoder(&ae, 4, 10, true).unwrap();
+        let (net, report) = classifier_from_autoencoder(&ae, 4, 10, true).unwrap();
         assert_eq!(
             report.copied,
             [
@@ -479,7 +472,7 @@ mod tests {
             values(net.store().get("head.weight").unwrap().var().as_tensor())
         );
         // Not frozen: the encoder is fine-tuned.
-        let (tuned, _) = EncoderClassifier::from_autoencoder(&ae, 4, 10, false).unwrap();
+        let (tuned, _) = classifier_from_autoencoder(&ae, 4, 10, false).unwrap();
         train_classifier(&tuned, &train, &stage(30), 11, true).unwrap();
         assert_ne!(
             values(

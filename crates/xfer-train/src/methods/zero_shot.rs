@@ -28,11 +28,13 @@ use serde::{Deserialize, Serialize};
 use xfer_data::{ClassAttributes, DataLoader, TensorDataset};
 use xfer_losses::{ZeroShotHinge, attribute_bce, cross_entropy, dap_class_scores};
 use xfer_models::heads::l2_normalize;
-use xfer_models::{EmbeddingHead, EmbeddingHeadConfig, ModuleT, ParamStore};
+use xfer_models::{
+    BackboneSpec, Classifier, ClassifierConfig, EmbeddingHead, EmbeddingHeadConfig, ModuleT,
+    ParamStore,
+};
 use xfer_ops::SeededRng;
 
-use super::dann::{Architecture, Net, chunked};
-use crate::batches::StepBatches;
+use crate::batches::{StepBatches, chunked};
 use crate::history::Metrics;
 use crate::metrics;
 use crate::optim::{Adam, AdamConfig};
@@ -90,9 +92,9 @@ pub enum AttributeScaling {
 /// Hyper-parameters of [`train`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZeroShotConfig {
-    /// The input network (`f` for the hinge, the attribute predictor for DAP, the seen-class
-    /// classifier for ConSE).
-    pub arch: Architecture,
+    /// The backbone of the input network, a [`Classifier`] whose head is `f`'s embedding
+    /// (hinge), the attribute predictor (DAP) or the seen-class classifier (ConSE).
+    pub backbone: BackboneSpec,
     /// Width of the shared embedding space of `f` and `g` (hinge).
     pub embed_dim: usize,
     /// Hidden widths of `g` (empty: a linear projection of the description).
@@ -120,11 +122,11 @@ pub struct ZeroShotConfig {
 }
 
 impl ZeroShotConfig {
-    /// Defaults around `arch`: a 64-wide linear `g`, margin 1, unnormalised scores, `T = 3`,
+    /// Defaults around `backbone`: a 64-wide linear `g`, margin 1, unnormalised scores, `T = 3`,
     /// 1,500 steps of 64 examples, AdamW with rate 1e-3 and decay 1e-4.
-    pub fn new(arch: Architecture) -> Self {
+    pub fn new(backbone: BackboneSpec) -> Self {
         Self {
-            arch,
+            backbone,
             embed_dim: 64,
             g_hidden: Vec::new(),
             margin: 1.0,
@@ -322,10 +324,11 @@ fn ids_tensor(ids: &[u32], dev: &Device) -> Result<Tensor> {
 pub struct ZeroShotModel {
     /// Which method.
     pub method: ZslMethod,
-    /// Every parameter (`net.` and, for the hinge, `g.`).
+    /// Every parameter (the network's names and, for the hinge, `g.`).
     pub store: ParamStore,
-    /// `f` (hinge), the attribute predictor (DAP) or the seen-class classifier (ConSE).
-    pub net: Net,
+    /// `f` (hinge), the attribute predictor (DAP) or the seen-class classifier (ConSE): a
+    /// [`Classifier`] whose head has that many outputs.
+    pub net: Classifier,
     /// `g` (hinge only).
     pub g: Option<EmbeddingHead>,
     /// The prepared descriptions `(C, A)` of every class.
@@ -417,7 +420,7 @@ impl ZeroShotModel {
                 })
             }
             ZslMethod::Dap => chunked(x, |b| {
-                let z = self.net.forward(b, false)?;
+                let z = self.net.logits(b, false)?;
                 Ok(dap_class_scores(&z, &desc)?)
             }),
             ZslMethod::Conse => {
@@ -425,7 +428,7 @@ impl ZeroShotModel {
                     .descriptions
                     .index_select(&ids_tensor(&self.seen, dev)?, 0)?;
                 chunked(x, |b| {
-                    let p = xfer_ops::softmax(&self.net.forward(b, false)?)?;
+                    let p = xfer_ops::softmax(&self.net.logits(b, false)?)?;
                     let s = conse_embedding(&p, &seen_desc, self.top_t)?;
                     cosine(&s, &desc)
                 })
@@ -440,14 +443,14 @@ impl ZeroShotModel {
         match self.method {
             ZslMethod::Hinge => chunked(x, |b| self.embed(b, false)),
             ZslMethod::Dap => chunked(x, |b| {
-                Ok(candle_nn::ops::sigmoid(&self.net.forward(b, false)?)?)
+                Ok(candle_nn::ops::sigmoid(&self.net.logits(b, false)?)?)
             }),
             ZslMethod::Conse => {
                 let seen_desc = self
                     .descriptions
                     .index_select(&ids_tensor(&self.seen, x.device())?, 0)?;
                 chunked(x, |b| {
-                    let p = xfer_ops::softmax(&self.net.forward(b, false)?)?;
+                    let p = xfer_ops::softmax(&self.net.logits(b, false)?)?;
                     conse_embedding(&p, &seen_desc, self.top_t)
                 })
             }
@@ -456,7 +459,7 @@ impl ZeroShotModel {
 
     /// `f(x)` of the hinge model (normalised if configured).
     fn embed(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let fx = self.net.forward(x, train)?;
+        let fx = self.net.logits(x, train)?;
         if self.normalize {
             Ok(l2_normalize(&fx, 1e-12)?)
         } else {
@@ -559,22 +562,18 @@ pub fn train(
     }
     let to_seen = Tensor::from_vec(to_seen.clone(), to_seen.len(), dev)?;
 
-    let store = ParamStore::new();
     let mut rng = SeededRng::new(derive_seed(seed, &[TAG_INIT]));
     let out_dim = match method {
         ZslMethod::Hinge => cfg.embed_dim,
         ZslMethod::Dap => a,
         ZslMethod::Conse => data.seen.len(),
     };
-    let net = Net::new(
-        &cfg.arch,
-        &store.scope("net"),
-        data.train.sample_shape(),
-        out_dim,
+    let net = Classifier::with_rng(
+        &ClassifierConfig::new(cfg.backbone.clone(), data.train.sample_shape(), out_dim),
         &mut rng,
-        DType::F32,
         dev,
     )?;
+    let store = net.store().clone();
     let g = match method {
         ZslMethod::Hinge => Some(EmbeddingHead::new(
             &store.scope("g"),
@@ -645,11 +644,11 @@ pub fn train(
                     hinge.forward(&scores, &y)?
                 }
                 ZslMethod::Dap => {
-                    let z = m.net.forward(&b.x, true)?;
+                    let z = m.net.logits(&b.x, true)?;
                     attribute_bce(&z, &seen_desc, &y)?
                 }
                 ZslMethod::Conse => {
-                    let z = m.net.forward(&b.x, true)?;
+                    let z = m.net.logits(&b.x, true)?;
                     cross_entropy(&z, &y)?
                 }
             };
@@ -739,7 +738,10 @@ mod tests {
             embed_dim: 16,
             eval_every: 50,
             top_t: 2,
-            ..ZeroShotConfig::new(Architecture::mlp(&[32]))
+            ..ZeroShotConfig::new(BackboneSpec::Mlp {
+                hidden: vec![32],
+                dropout: 0.0,
+            })
         }
     }
 

@@ -43,7 +43,6 @@
 
 mod augment;
 mod model;
-mod net;
 mod sweep;
 mod train;
 
@@ -52,11 +51,9 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 use xfer_losses::dann_lambda;
-use xfer_models::BackboneSpec;
+use xfer_models::{BackboneSpec, BottleneckSpec};
 
 pub use model::{DannModel, DannResult};
-pub(crate) use net::chunked;
-pub use net::{AdaptNet, Architecture, Net};
 pub use sweep::{SweepChoice, SweepParam, SweepResult, SweepRun, grid_points, sweep};
 pub use train::{run, train};
 
@@ -96,11 +93,17 @@ impl Default for DiscriminatorConfig {
 /// Hyper-parameters of [`train`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DannConfig {
-    /// The network's backbone (`G_f`; `G_y` is its head, see [`AdaptNet`]).
+    /// The network's backbone (`G_f`; `G_y` is the head of the
+    /// [`xfer_models::Classifier`] built on it).
     pub backbone: BackboneSpec,
-    /// Width of a bottleneck (linear → batch norm → ReLU) between `G_f` and a new linear
-    /// head, as TLlib's classifiers; `None` for none. AdaBN needs one.
-    pub bottleneck: Option<usize>,
+    /// What sits between `G_f` and a new linear head (TLlib's classifiers use
+    /// [`BottleneckSpec::LinearBnRelu`]); AdaBN needs a batch-norm bottleneck.
+    pub bottleneck: BottleneckSpec,
+    /// Learning-rate multiplier of the backbone's parameter group
+    /// ([`xfer_models::Classifier::param_groups`]); `None`: the classifier's default (0.1 for
+    /// a pretrained backbone, as fine-tuning and TLlib, 1 otherwise).
+    #[serde(default)]
+    pub backbone_lr_mult: Option<f64>,
     /// The domain classifier `G_d`.
     pub discriminator: DiscriminatorConfig,
     /// Optimiser steps.
@@ -165,7 +168,8 @@ impl DannConfig {
     pub fn paper(backbone: BackboneSpec) -> Self {
         Self {
             backbone,
-            bottleneck: None,
+            bottleneck: BottleneckSpec::None,
+            backbone_lr_mult: None,
             discriminator: DiscriminatorConfig::default(),
             steps: 3000,
             batch_size: 64,
@@ -238,6 +242,11 @@ impl DannConfig {
             if !(v.is_finite() && v >= 0.0) {
                 return bad(format!("{name} = {v} must be finite and >= 0"));
             }
+        }
+        if let Some(m) = self.backbone_lr_mult
+            && !(m.is_finite() && m >= 0.0)
+        {
+            return bad(format!("backbone_lr_mult = {m} must be finite and >= 0"));
         }
         if !(self.mcc_temperature.is_finite() && self.mcc_temperature > 0.0) {
             return bad(format!(

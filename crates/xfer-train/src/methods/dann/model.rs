@@ -5,10 +5,10 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Serialize};
 use xfer_data::TensorDataset;
-use xfer_models::{DomainDiscriminator, ModuleT, ParamStore};
+use xfer_models::{Classifier, DomainDiscriminator, ModuleT, ParamStore};
 
 use super::DannMethod;
-use super::net::{AdaptNet, chunked};
+use crate::batches::chunked;
 use crate::metrics;
 use crate::model_selection::{self, Scorer};
 use crate::trainer::{TrainReport, derive_seed};
@@ -24,7 +24,7 @@ pub struct DannModel {
     /// `discriminator.`).
     pub store: ParamStore,
     /// `G_f` (the classifier's backbone), the optional bottleneck and `G_y`.
-    pub net: AdaptNet,
+    pub net: Classifier,
     /// `G_d` (on the features for DANN and the probe, on the multilinear map for CDAN).
     pub discriminator: Arc<DomainDiscriminator>,
     /// The training record (losses, `λ`, domain accuracy per step; every label-free score and
@@ -132,12 +132,12 @@ pub(crate) fn discriminator_input(
 impl DannModel {
     /// The features in evaluation mode, `(N, feature_dim)`.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
-        chunked(x, |b| self.net.features(b, false))
+        chunked(x, |b| Ok(self.net.features(b, false)?))
     }
 
     /// Class logits in evaluation mode, `(N, classes)`.
     pub fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        chunked(x, |b| self.net.forward(b, false))
+        chunked(x, |b| Ok(self.net.logits(b, false)?))
     }
 
     /// Accuracy on a labelled data set.
@@ -149,8 +149,8 @@ impl DannModel {
     /// Balanced accuracy of the domain classifier on source features `fs` vs target features
     /// `ft` (the probe `G_d` for methods without an adversary).
     pub fn domain_accuracy(&self, fs: &Tensor, ft: &Tensor) -> Result<f64> {
-        let ls = chunked(fs, |b| self.net.head(b, false))?;
-        let lt = chunked(ft, |b| self.net.head(b, false))?;
+        let ls = chunked(fs, |b| Ok(self.net.head_forward(b, false)?))?;
+        let lt = chunked(ft, |b| Ok(self.net.head_forward(b, false)?))?;
         let f = Tensor::cat(&[fs, ft], 0)?;
         let l = Tensor::cat(&[&ls, &lt], 0)?;
         let h = discriminator_input(self.conditioning.as_ref(), &f, &l)?;
@@ -179,8 +179,8 @@ impl DannModel {
         let (xt, yt) = target_test.to_tensors(&dev)?;
         let fs = self.features(&xs)?;
         let ft = self.features(&xt)?;
-        let logits_s = chunked(&fs, |b| self.net.head(b, false))?;
-        let logits_t = chunked(&ft, |b| self.net.head(b, false))?;
+        let logits_s = chunked(&fs, |b| Ok(self.net.head_forward(b, false)?))?;
+        let logits_t = chunked(&ft, |b| Ok(self.net.head_forward(b, false)?))?;
         let pad = metrics::proxy_a_distance(&fs, &ft, derive_seed(self.seed, &[TAG_PAD]))?;
         let oracle = self
             .report

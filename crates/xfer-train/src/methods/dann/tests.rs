@@ -1,9 +1,8 @@
 use super::*;
-use candle_core::{DType, Device};
+use candle_core::Device;
 use xfer_data::UnlabeledDataset;
 use xfer_data::embedded::moons;
-use xfer_models::{ParamStore, Scope};
-use xfer_ops::SeededRng;
+use xfer_models::{Classifier, ClassifierConfig};
 
 use crate::metrics;
 
@@ -33,15 +32,13 @@ fn quick_cfg(steps: usize) -> DannConfig {
 }
 
 #[test]
-fn auto_architecture_is_mlp_for_vectors_and_cnn_for_images() {
-    assert_eq!(Architecture::auto(&[2], &[15]).unwrap().name(), "mlp");
-    assert_eq!(Architecture::auto(&[1, 8, 8], &[15]).unwrap().name(), "cnn");
-    assert_eq!(Architecture::auto(&[8, 8], &[15]).unwrap().name(), "cnn");
-    assert_eq!(
-        Architecture::auto(&[3, 30, 30], &[15]).unwrap().name(),
-        "lenet"
-    );
-    let e = Architecture::auto(&[3, 8, 6], &[15])
+fn auto_backbone_is_mlp_for_vectors_and_cnn_for_images() {
+    let auto = |s: &[usize]| BackboneSpec::auto(s, &[15]).unwrap().name();
+    assert_eq!(auto(&[2]), "mlp");
+    assert_eq!(auto(&[1, 8, 8]), "cnn");
+    assert_eq!(auto(&[8, 8]), "cnn");
+    assert_eq!(auto(&[3, 30, 30]), "lenet");
+    let e = BackboneSpec::auto(&[3, 8, 6], &[15])
         .unwrap_err()
         .to_string();
     assert!(e.contains("[3, 8, 6]"), "{e}");
@@ -49,24 +46,13 @@ fn auto_architecture_is_mlp_for_vectors_and_cnn_for_images() {
 
 #[test]
 fn cnn_on_feature_vectors_is_an_error_naming_the_shape() {
-    let store = ParamStore::new();
-    let scope: Scope = store.scope("net");
-    let mut rng = SeededRng::new(0);
-    let e = Net::new(
-        &Architecture::cnn(),
-        &scope,
-        &[64],
-        10,
-        &mut rng,
-        DType::F32,
+    let e = Classifier::new(
+        &ClassifierConfig::new(BackboneSpec::cnn(), &[64], 10),
+        0,
         &Device::Cpu,
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("[64]") && e.contains("mlp"), "{e}");
-    let e = AdaptNet::new(&BackboneSpec::cnn(), None, &[64], 10, 0, &Device::Cpu)
-        .unwrap_err()
-        .to_string();
     assert!(e.contains("[64]"), "{e}");
 }
 
@@ -150,9 +136,14 @@ fn adabn_needs_a_batch_norm_and_sets_the_target_statistics() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("bottleneck"), "{e}");
-    let net = AdaptNet::new(&mlp(&[8]), Some(4), &[2], 2, 3, &Device::Cpu).unwrap();
+    let net = Classifier::new(
+        &ClassifierConfig::new(mlp(&[8]), &[2], 2).with_bottleneck(BottleneckSpec::LinearBnRelu(4)),
+        3,
+        &Device::Cpu,
+    )
+    .unwrap();
     let x = tgt.unlabeled().to_tensor(&Device::Cpu).unwrap();
-    net.adapt_batch_norm(&x).unwrap();
+    net.adapt_batch_norm(&x, 64).unwrap();
     // Eval-mode pre-ReLU bottleneck outputs on the target are now standardised: the mean of
     // the normalised values is 0 and their variance 1 (up to ε and n/(n−1)).
     let bn_in = net
@@ -174,7 +165,7 @@ fn every_method_runs_on_rotated_moons() {
     let src_test = moons::moons(200, 0.05, 0.0, 104).unwrap();
     let tgt_test = moons::moons(200, 0.05, 35.0, 104).unwrap();
     let cfg = DannConfig {
-        bottleneck: Some(16),
+        bottleneck: BottleneckSpec::LinearBnRelu(16),
         selection: Some(Scorer::Dev),
         threshold: 0.6,
         eval_every: 20,

@@ -8,14 +8,17 @@ use xfer_losses::{
     ConditionalDomainAdversarialLoss, ConditioningMap, DomainAdversarialLoss, MultiKernelMmd,
     coral, cross_entropy, minimum_class_confusion, pseudo_label_loss,
 };
-use xfer_models::{DomainDiscriminator, DomainDiscriminatorConfig, ModuleT};
+use xfer_models::{
+    Classifier, ClassifierConfig, DomainDiscriminator, DomainDiscriminatorConfig, ModuleT,
+    ParamGroup, Selection,
+};
 use xfer_ops::SeededRng;
 
 use super::augment::{Augmenter, Strength};
 use super::model::{DannModel, DannResult, balanced_domain_accuracy, discriminator_input};
-use super::net::{AdaptNet, chunked};
 use super::{Adversary, DannConfig, DannMethod, ORACLE_METRIC};
 use crate::batches::StepBatches;
+use crate::batches::chunked;
 use crate::history::Metrics;
 use crate::metrics;
 use crate::model_selection::{DensityRatio, ScoreInputs, score_all};
@@ -30,6 +33,8 @@ const TAG_INIT: u64 = 0x494E_4954; // "INIT"
 const TAG_DATA: u64 = 0x4441_5441; // "DATA"
 const TAG_MAP: u64 = 0x4D41_5000; // "MAP"
 const TAG_AUG: u64 = 0x4155_4700; // "AUG"
+/// Rows per forward pass of AdaBN's statistics.
+const EVAL_CHUNK: usize = 512;
 
 fn scalar(t: &Tensor) -> Result<f64> {
     Ok(t.to_dtype(DType::F64)?.to_scalar::<f64>()?)
@@ -73,11 +78,9 @@ pub fn train(
             source.name()
         )));
     }
-    let net = AdaptNet::new(
-        &cfg.backbone,
-        cfg.bottleneck,
-        source.sample_shape(),
-        classes,
+    let net = Classifier::new(
+        &ClassifierConfig::new(cfg.backbone.clone(), source.sample_shape(), classes)
+            .with_bottleneck(cfg.bottleneck),
         derive_seed(seed, &[TAG_INIT]),
         dev,
     )?;
@@ -141,16 +144,23 @@ pub fn train(
         derive_seed(seed, &[TAG_DATA]),
         dev,
     )?;
-    let (disc_params, net_params): (Vec<_>, Vec<_>) = store
-        .trainable()
-        .into_iter()
-        .partition(|p| p.name().starts_with("discriminator."));
-    let opt = Sgd::with_groups(
-        vec![
-            (net_params, 1.0, cfg.weight_decay),
-            (disc_params, cfg.disc_lr_mult, cfg.weight_decay),
-        ],
-        SgdConfig::momentum(cfg.momentum),
+    // The classifier's groups (a pretrained backbone at a tenth of the rate by default, as
+    // in fine-tuning) plus the discriminator's.
+    let mut groups = net.param_groups(
+        cfg.backbone_lr_mult
+            .unwrap_or_else(|| net.default_backbone_lr_mult()),
+    )?;
+    groups.push(
+        ParamGroup::new("discriminator", Selection::Prefix("discriminator".into()))
+            .with_lr_mult(cfg.disc_lr_mult),
+    );
+    let opt = Sgd::with_param_groups(
+        &store,
+        &groups,
+        SgdConfig {
+            weight_decay: cfg.weight_decay,
+            ..SgdConfig::momentum(cfg.momentum)
+        },
     )?;
     let mut tcfg = TrainerConfig::steps(cfg.steps, cfg.eval_every, cfg.schedule())
         .with_name(method.name())
@@ -179,7 +189,7 @@ pub fn train(
             // Source batch only through the network in training mode (its batch norm sees
             // no target); the probe G_d learns on detached features.
             let fs = net.features(&s.x, true)?;
-            let class_loss = cross_entropy(&net.head(&fs, true)?, s.labels()?)?;
+            let class_loss = cross_entropy(&net.head_forward(&fs, true)?, s.labels()?)?;
             if !cfg.probe_discriminator {
                 return Ok(StepOutput::new(class_loss.clone())
                     .with_metric("class_loss", scalar(&class_loss)?)
@@ -201,7 +211,7 @@ pub fn train(
         };
         let x = Tensor::cat(&[&s.x, &xt], 0)?;
         let f = net.features(&x, true)?;
-        let logits = net.head(&f, true)?;
+        let logits = net.head_forward(&f, true)?;
         let nt = f.dim(0)? - ns;
         let fs = f.narrow(0, 0, ns)?;
         let ft = f.narrow(0, ns, nt)?;
@@ -245,7 +255,7 @@ pub fn train(
                     Some(a) => a.view(&t.x, Strength::Strong, &mut rng)?,
                     None => t.x.clone(),
                 };
-                let ls_strong = net.forward(&strong, true)?;
+                let ls_strong = net.logits(&strong, true)?;
                 let pl = pseudo_label_loss(&lt, &ls_strong, cfg.threshold, cfg.class_balance)?;
                 out_metrics.push(("pseudo_label_loss".into(), scalar(&pl.loss)?));
                 out_metrics.push(("mask_rate".into(), pl.mask_rate));
@@ -281,13 +291,13 @@ pub fn train(
         None => None,
     };
     let mut evaluator = |_: &EvalCtx| -> Result<Metrics> {
-        let fs = chunked(&val_x, |b| net.features(b, false))?;
-        let ls = chunked(&fs, |b| net.head(b, false))?;
+        let fs = chunked(&val_x, |b| Ok(net.features(b, false)?))?;
+        let ls = chunked(&fs, |b| Ok(net.head_forward(b, false)?))?;
         if method == DannMethod::Adabn {
-            net.adapt_batch_norm(&tgt_inputs)?;
+            net.adapt_batch_norm(&tgt_inputs, EVAL_CHUNK)?;
         }
-        let ft = chunked(&tgt_inputs, |b| net.features(b, false))?;
-        let lt = chunked(&ft, |b| net.head(b, false))?;
+        let ft = chunked(&tgt_inputs, |b| Ok(net.features(b, false)?))?;
+        let lt = chunked(&ft, |b| Ok(net.head_forward(b, false)?))?;
         let mut m = score_all(&ScoreInputs {
             source_logits: &ls,
             source_labels: &val_y,
@@ -307,7 +317,7 @@ pub fn train(
             balanced_domain_accuracy(&dl, fs.dim(0)?)?,
         ));
         if let Some((xo, yo)) = &oracle_t {
-            let lo = chunked(xo, |b| net.forward(b, false))?;
+            let lo = chunked(xo, |b| Ok(net.logits(b, false)?))?;
             m.push((
                 ORACLE_METRIC.into(),
                 metrics::accuracy_from_logits(&lo, yo)?,
