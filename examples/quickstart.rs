@@ -27,6 +27,7 @@ use std::time::Instant;
 use clap::Parser;
 use xfer::data::{self, TensorDataset, UnlabeledDataset, embedded};
 use xfer::prelude::*;
+use xfer::train::RunCtx;
 use xfer::train::methods::dann::{self, DannConfig, DannMethod, DiscriminatorConfig};
 use xfer::train::methods::finetune::{
     BackboneSpec, FinetuneConfig, Method, OptimizerKind, StageConfig, accuracy, pretrain,
@@ -380,14 +381,12 @@ fn main() -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("shapes without attributes"))?
             .clone();
         let zdata = ZeroShotData::split(&shapes, &attributes, &[1, 6, 10, 13, 20, 23], 0.2, seed)?;
-        let zcfg = ZeroShotConfig {
-            steps: args.zsl_steps.unwrap_or(if quick { 100 } else { 500 }),
-            quiet,
-            ..ZeroShotConfig::new(BackboneSpec::cnn())
-        };
+        let zcfg = ZeroShotConfig::new(BackboneSpec::cnn())
+            .with_steps(args.zsl_steps.unwrap_or(if quick { 100 } else { 500 }));
+        let zctx = RunCtx::new(dev.clone()).with_seed(seed).with_quiet(quiet);
         let mut zline = Vec::new();
         for method in ZslMethod::all() {
-            let (_, r) = zero_shot::run(method, &zcfg, &zdata, seed, &dev)?;
+            let r = zero_shot::run(method, &zcfg, &zdata, &zctx)?.result;
             report.run(method.name(), &r.metrics());
             rows.push(Row {
                 method: format!("zero-shot {} (shapes)", method.name()),

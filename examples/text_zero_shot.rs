@@ -122,12 +122,10 @@ fn main() -> anyhow::Result<()> {
         ..ZeroShotConfig::new(BackboneSpec::cnn())
     };
     if quick {
-        cfg.steps = 200;
-        cfg.eval_every = 50;
+        cfg.stage = cfg.stage.with_steps(200).with_eval_every(50);
     }
     if let Some(s) = args.steps {
-        cfg.steps = s;
-        cfg.eval_every = cfg.eval_every.min(s.max(1));
+        cfg = cfg.with_steps(s);
     }
     println!(
         "{}: g(y) from {}-d MiniLM embeddings of {} class descriptions; unseen: {}",
@@ -143,12 +141,12 @@ fn main() -> anyhow::Result<()> {
     let mut report = Report::new("text_zero_shot", seed);
     report.arg("dataset", args.dataset.as_str());
     report.arg("unseen", data.unseen.clone());
-    report.arg("steps", cfg.steps);
+    report.arg("steps", cfg.stage.total_steps(0));
     report.arg("quick", quick);
-    let dev = args.common.device()?;
+    let ctx = args.common.run_ctx()?;
     for method in [ZslMethod::Hinge, ZslMethod::Conse] {
         let t0 = std::time::Instant::now();
-        let (_, r) = zero_shot::run(method, &cfg, &data, seed, &dev)?;
+        let r = zero_shot::run(method, &cfg, &data, &ctx)?.result;
         let mut metrics = r.metrics();
         metrics.push(("seconds", t0.elapsed().as_secs_f64()));
         report.run(method.name(), &metrics);

@@ -38,7 +38,7 @@ use xfer::prelude::*;
 use xfer::train::methods::zero_shot::{
     self, AttributeScaling, ZeroShotConfig, ZeroShotData, ZeroShotModel, ZslMethod,
 };
-use xfer::train::methods::{zsl_calibration, zsl_inputs};
+use xfer::train::methods::zero_shot::{calibration as zsl_calibration, inputs as zsl_inputs};
 use xfer::train::plot::{EmbeddingPanel, plot_embedding, plot_history};
 
 #[derive(Debug, Parser)]
@@ -295,7 +295,6 @@ fn build(args: &Args) -> anyhow::Result<Problem> {
                 .context("shapes without attributes")?
                 .clone();
             let cfg = ZeroShotConfig {
-                steps: 1500,
                 embed_dim: 32,
                 ..ZeroShotConfig::new(BackboneSpec::cnn())
             };
@@ -311,7 +310,6 @@ fn build(args: &Args) -> anyhow::Result<Problem> {
                 .context("optdigits without attributes")?
                 .clone();
             let cfg = ZeroShotConfig {
-                steps: 1500,
                 embed_dim: 32,
                 ..ZeroShotConfig::new(BackboneSpec::cnn())
             };
@@ -346,15 +344,13 @@ fn build(args: &Args) -> anyhow::Result<Problem> {
         };
     }
     if quick {
-        cfg.steps = 200;
-        cfg.eval_every = 50;
+        cfg.stage = cfg.stage.with_steps(200).with_eval_every(50);
     }
     if let Some(v) = args.steps {
-        cfg.steps = v;
-        cfg.eval_every = cfg.eval_every.min(v.max(1));
+        cfg = cfg.with_steps(v);
     }
     if let Some(v) = args.lr {
-        cfg.lr = v;
+        cfg.stage.lr = v;
     }
     if let Some(v) = args.margin {
         cfg.margin = v;
@@ -366,7 +362,7 @@ fn build(args: &Args) -> anyhow::Result<Problem> {
         cfg.top_t = v;
     }
     if let Some(v) = args.weight_decay {
-        cfg.weight_decay = v;
+        cfg.stage.weight_decay = v;
     }
     if let Some(v) = args.normalize {
         cfg.normalize = v;
@@ -491,9 +487,9 @@ fn main() -> anyhow::Result<()> {
         );
     }
     report.arg("calibration_folds", args.calibration_folds);
-    report.arg("steps", problem.cfg.steps);
+    report.arg("steps", problem.cfg.stage.total_steps(0));
     report.arg("quick", args.common.quick);
-    let dev = Device::Cpu;
+    let ctx = args.common.run_ctx()?;
     let mut models = Vec::new();
     for method in methods {
         let t0 = std::time::Instant::now();
@@ -503,12 +499,12 @@ fn main() -> anyhow::Result<()> {
                 &problem.cfg,
                 d,
                 args.calibration_folds,
-                seed,
-                &dev,
+                &ctx,
             )?;
             (model, r.metrics())
         } else {
-            let (model, r) = zero_shot::run(method, &problem.cfg, d, seed, &dev)?;
+            let zero_shot::ZslOutcome { model, result: r } =
+                zero_shot::run(method, &problem.cfg, d, &ctx)?;
             let mut m = r.metrics();
             m.push(("h_uncalibrated", r.h));
             m.push(("gamma", 0.0));

@@ -47,10 +47,10 @@ pub struct CheckpointArgs {
 
 impl CheckpointArgs {
     /// The options for the training stages, when a folder was given.
-    pub fn options(&self) -> Option<xfer::train::methods::finetune::CheckpointOptions> {
+    pub fn options(&self) -> Option<xfer::train::CheckpointOptions> {
         self.checkpoint_dir
             .as_ref()
-            .map(|dir| xfer::train::methods::finetune::CheckpointOptions {
+            .map(|dir| xfer::train::CheckpointOptions {
                 dir: dir.clone(),
                 every: self.checkpoint_every.max(1),
                 resume: self.resume,
@@ -78,6 +78,14 @@ impl CommonArgs {
                 .map_err(|e| anyhow::anyhow!("--threads {n}: {e}"))?;
         }
         Ok(())
+    }
+
+    /// The run context of these flags: the `--device`, the `--seed`, no progress bars with
+    /// `--json`.
+    pub fn run_ctx(&self) -> anyhow::Result<xfer::train::RunCtx> {
+        Ok(xfer::train::RunCtx::new(self.device()?)
+            .with_seed(self.seed)
+            .with_quiet(self.json))
     }
 
     /// The device `--device` names; a one-line error when this build lacks its backend.

@@ -323,8 +323,8 @@ impl Stage {
     }
 
     /// Runs `objective` in the one [`Trainer`] over the trainable parameters of `net`'s
-    /// store in [`Stage::groups`], evaluating with `eval` when given (and keeping the best
-    /// weights by its early-stopping rule); with `ctx.checkpoints`, writing them under
+    /// store in [`Stage::groups`], evaluating with `eval` when given (and, with an
+    /// early-stopping rule, keeping the best weights by it); with `ctx.checkpoints`, writing them under
     /// `DIR/<name>/` and (when asked) resuming from the latest one there.
     pub fn fit(
         &self,
@@ -333,7 +333,7 @@ impl Stage {
         extra: &[ParamGroup],
         objective: &mut dyn Objective,
         steps_per_epoch: usize,
-        eval: Option<(&mut dyn Evaluator, EarlyStopping)>,
+        eval: Option<(&mut dyn Evaluator, Option<EarlyStopping>)>,
         ctx: &RunCtx,
     ) -> Result<TrainReport> {
         let groups = self.groups(net, extra)?;
@@ -358,7 +358,7 @@ impl Stage {
         groups: &[ParamGroup],
         objective: &mut dyn Objective,
         steps_per_epoch: usize,
-        eval: Option<(&mut dyn Evaluator, EarlyStopping)>,
+        eval: Option<(&mut dyn Evaluator, Option<EarlyStopping>)>,
         ctx: &RunCtx,
     ) -> Result<TrainReport> {
         self.validate()?;
@@ -414,12 +414,12 @@ fn run_trainer(
     store: &ParamStore,
     opt: impl Optimizer + 'static,
     objective: &mut dyn Objective,
-    eval: Option<(&mut dyn Evaluator, EarlyStopping)>,
+    eval: Option<(&mut dyn Evaluator, Option<EarlyStopping>)>,
     resume: bool,
 ) -> Result<TrainReport> {
     let cfg = match &eval {
-        Some((_, es)) => cfg.with_early_stopping(es.clone()),
-        None => cfg,
+        Some((_, Some(es))) => cfg.with_early_stopping(es.clone()),
+        _ => cfg,
     };
     let mut trainer = Trainer::new(cfg, store, opt)?;
     if resume && let Some(path) = trainer.resume_latest()? {

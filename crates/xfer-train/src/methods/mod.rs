@@ -7,8 +7,9 @@
 //!   progressive networks (LECTURE.md §2).
 //! - [`dann`]: domain-adversarial training and its source-only baseline (LECTURE.md §3).
 //! - [`zero_shot`]: attribute embedding with the lecture's hinge, DAP and ConSE (LECTURE.md §4).
-//!   [`zsl_inputs`]: frozen image features and class-text embeddings for it;
-//!   [`zsl_calibration`]: calibrated stacking with a label-free `γ` for generalised ZSL.
+//!   [`zero_shot::inputs`]: frozen image features and class-text embeddings for it;
+//!   [`zero_shot::calibration`]: calibrated stacking with a label-free `γ` for generalised
+//!   ZSL.
 //! - [`self_taught`]: an auto-encoder on unlabelled source data, its encoder reused for the
 //!   labelled target task (LECTURE.md §5).
 
@@ -17,5 +18,3 @@ pub mod finetune;
 pub mod multitask;
 pub mod self_taught;
 pub mod zero_shot;
-pub mod zsl_calibration;
-pub mod zsl_inputs;

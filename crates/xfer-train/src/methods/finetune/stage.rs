@@ -1,26 +1,14 @@
 //! One training stage (optimiser, rate, epochs) run in the one [`Trainer`].
 
-use std::path::PathBuf;
-
 use xfer_models::{ParamGroup, ParamStore};
 
 use crate::Result;
 use crate::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
+pub use crate::run::CheckpointOptions;
 use crate::schedule::Schedule;
 use crate::trainer::{
     CheckpointConfig, EarlyStopping, Evaluator, Objective, TrainReport, Trainer, TrainerConfig,
 };
-
-/// Where and how often the stages write checkpoints, and whether they resume.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CheckpointOptions {
-    /// The folder; each stage writes into `DIR/<stage name>/`.
-    pub dir: PathBuf,
-    /// A checkpoint every this many steps (and one at the end).
-    pub every: usize,
-    /// Continue each stage from the latest checkpoint in its folder, when there is one.
-    pub resume: bool,
-}
 
 /// The optimiser of a stage.
 #[derive(Debug, Clone, Copy, PartialEq)]

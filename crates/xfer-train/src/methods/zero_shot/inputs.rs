@@ -1,5 +1,5 @@
 //! The two sides of a zero-shot problem from pretrained models
-//! ([`zero_shot`](super::zero_shot) trains on them):
+//! ([`zero_shot`](super) trains on them):
 //!
 //! - `f(x)`: frozen features of any [`BackboneSpec`], computed once in evaluation mode, batch
 //!   by batch, through the backbone's evaluation preset at a chosen image size

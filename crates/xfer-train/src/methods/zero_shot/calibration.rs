@@ -15,8 +15,9 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use xfer_ops::SeededRng;
 
-use super::zero_shot::{self, ZeroShotConfig, ZeroShotData, ZeroShotModel, ZslMethod, ZslResult};
+use super::{self as zero_shot, ZeroShotConfig, ZeroShotData, ZeroShotModel, ZslMethod, ZslResult};
 use crate::metrics;
+use crate::run::RunCtx;
 use crate::trainer::derive_seed;
 use crate::{Result, TrainError};
 
@@ -279,9 +280,9 @@ pub fn calibrate(
     cfg: &ZeroShotConfig,
     data: &ZeroShotData,
     folds: usize,
-    seed: u64,
-    dev: &Device,
+    ctx: &RunCtx,
 ) -> Result<(f64, f64)> {
+    let (seed, dev) = (ctx.seed, &ctx.device);
     let k = pseudo_unseen_count(data.seen.len(), data.unseen.len())?;
     let mut splits = Vec::with_capacity(folds);
     for fold in 0..folds.max(1) as u64 {
@@ -297,8 +298,7 @@ pub fn calibrate(
             method,
             cfg,
             &pd,
-            derive_seed(seed, &[TAG_PSEUDO, fold, 2]),
-            dev,
+            &ctx.reseeded(derive_seed(seed, &[TAG_PSEUDO, fold, 2])),
         )?;
         splits.push(split_scores(&model, &pd, dev)?);
     }
@@ -312,12 +312,14 @@ pub fn run_calibrated(
     cfg: &ZeroShotConfig,
     data: &ZeroShotData,
     folds: usize,
-    seed: u64,
-    dev: &Device,
+    ctx: &RunCtx,
 ) -> Result<(ZeroShotModel, CalibratedResult)> {
-    let (model, base) = zero_shot::run(method, cfg, data, seed, dev)?;
-    let (gamma, validation_h) = calibrate(method, cfg, data, folds, seed, dev)?;
-    let real = split_scores(&model, data, dev)?;
+    let zero_shot::ZslOutcome {
+        model,
+        result: base,
+    } = zero_shot::run(method, cfg, data, ctx)?;
+    let (gamma, validation_h) = calibrate(method, cfg, data, folds, ctx)?;
+    let real = split_scores(&model, data, &ctx.device)?;
     let (s, u, h) = gzsl_at(
         &real.seen,
         &real.unseen,
