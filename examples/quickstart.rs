@@ -28,7 +28,7 @@ use clap::Parser;
 use xfer::data::{self, TensorDataset, UnlabeledDataset, embedded};
 use xfer::prelude::*;
 use xfer::train::RunCtx;
-use xfer::train::methods::dann::{self, DannConfig, DannMethod, DiscriminatorConfig};
+use xfer::train::methods::dann;
 use xfer::train::methods::finetune::{
     BackboneSpec, FinetuneConfig, Method, OptimizerKind, StageConfig, accuracy, pretrain,
     run_method,
@@ -297,38 +297,23 @@ fn main() -> anyhow::Result<()> {
         let test_seed = xfer::train::derive_seed(seed, &[0x4d4f4f4e, 1]);
         let source_test = embedded::moons(1000, noise, 0.0, test_seed)?;
         let target_test = embedded::moons(1000, noise, 35.0, test_seed)?;
-        let dcfg = DannConfig {
-            steps: if quick { 300 } else { 3000 },
-            batch_size: 64,
-            lr: 0.05,
-            weight_decay: 1e-3,
-            discriminator: DiscriminatorConfig {
-                hidden: 64,
-                depth: 2,
-                batch_norm: true,
-                dropout: 0.0,
-            },
-            eval_every: 100,
-            selection: Some(xfer::train::Scorer::Entropy),
-            quiet,
-            ..DannConfig::paper(xfer::models::BackboneSpec::Mlp {
-                hidden: vec![32, 32],
-                dropout: 0.0,
-            })
-        };
+        // The moons task's tuned settings (examples/dann.rs --task moons:35) on this tour's
+        // moons.
+        let dcfg = dann::Task::moons_config(quick);
+        let ddata = dann::Data::new(source.clone(), target.unlabeled())
+            .with_source_val(source_test.clone())
+            .with_target_test(target_test.clone());
+        let dctx = xfer::train::RunCtx::new(dev.clone())
+            .with_seed(seed)
+            .with_quiet(quiet);
         let mut dann_acc = std::collections::BTreeMap::new();
         let mut panels_models = Vec::new();
-        for method in [DannMethod::SourceOnly, DannMethod::Dann] {
-            let (model, r) = dann::run(
-                method,
-                &dcfg,
-                &source,
-                &target.unlabeled(),
-                &source_test,
-                &target_test,
-                seed,
-                &dev,
-            )?;
+        for method in [dann::Method::SourceOnly, dann::Method::Dann] {
+            let model = dann::run(&dcfg.clone().with_method(method), &ddata, &dctx)?;
+            let r = model
+                .evaluation
+                .clone()
+                .ok_or_else(|| anyhow::anyhow!("dann: no evaluation"))?;
             let name = method.name();
             report.run(name, &r.metrics());
             dann_acc.insert(name, (r.target_acc, r.domain_acc));

@@ -488,7 +488,7 @@ impl Classifier {
         }
         let pre = self
             .map_chunks(x, chunk, |c| {
-                Ok(linear.forward(&self.backbone_features(c, false)?)?)
+                linear.forward(&self.backbone_features(c, false)?)
             })?
             .to_dtype(DType::F64)?;
         let mean = pre.mean(0)?;

@@ -105,6 +105,31 @@ impl<'a, L: StepSource> StepBatches<'a, L> {
     }
 }
 
+/// Rows per forward pass when a whole data set is evaluated.
+const EVAL_CHUNK: usize = 512;
+
+/// Runs `f` over row chunks of `x` and concatenates the detached results (evaluation of
+/// whole data sets without one huge batch); an error for an empty `x`.
+pub(crate) fn chunked(
+    x: &candle_core::Tensor,
+    f: impl Fn(&candle_core::Tensor) -> Result<candle_core::Tensor>,
+) -> Result<candle_core::Tensor> {
+    let n = x.dim(0)?;
+    let mut outs = Vec::with_capacity(n.div_ceil(EVAL_CHUNK));
+    let mut i = 0;
+    while i < n {
+        let len = EVAL_CHUNK.min(n - i);
+        outs.push(f(&x.narrow(0, i, len)?)?.detach());
+        i += len;
+    }
+    if outs.is_empty() {
+        return Err(TrainError::Config(
+            "cannot evaluate an empty data set".into(),
+        ));
+    }
+    Ok(candle_core::Tensor::cat(&outs, 0)?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,29 +207,4 @@ mod tests {
         let (x, y) = b.next(&ctx(5)).unwrap();
         assert_eq!((x.indices, y.indices), straight[5].clone());
     }
-}
-
-/// Rows per forward pass when a whole data set is evaluated.
-const EVAL_CHUNK: usize = 512;
-
-/// Runs `f` over row chunks of `x` and concatenates the detached results (evaluation of
-/// whole data sets without one huge batch); an error for an empty `x`.
-pub(crate) fn chunked(
-    x: &candle_core::Tensor,
-    f: impl Fn(&candle_core::Tensor) -> Result<candle_core::Tensor>,
-) -> Result<candle_core::Tensor> {
-    let n = x.dim(0)?;
-    let mut outs = Vec::with_capacity(n.div_ceil(EVAL_CHUNK));
-    let mut i = 0;
-    while i < n {
-        let len = EVAL_CHUNK.min(n - i);
-        outs.push(f(&x.narrow(0, i, len)?)?.detach());
-        i += len;
-    }
-    if outs.is_empty() {
-        return Err(TrainError::Config(
-            "cannot evaluate an empty data set".into(),
-        ));
-    }
-    Ok(candle_core::Tensor::cat(&outs, 0)?)
 }

@@ -326,6 +326,7 @@ impl Stage {
     /// store in [`Stage::groups`], evaluating with `eval` when given (and, with an
     /// early-stopping rule, keeping the best weights by it); with `ctx.checkpoints`, writing them under
     /// `DIR/<name>/` and (when asked) resuming from the latest one there.
+    #[allow(clippy::too_many_arguments)]
     pub fn fit(
         &self,
         name: &str,

@@ -1,32 +1,31 @@
-//! A trained domain-adaptation model and its final evaluation.
+//! What a run returns: the trained network and its final evaluation.
 
-use std::sync::Arc;
-
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use xfer_data::TensorDataset;
-use xfer_models::{Classifier, DomainDiscriminator, ModuleT, ParamStore};
+use xfer_models::Classifier;
 
-use super::DannMethod;
+use super::Method;
+use super::terms::DomainClassifier;
+use crate::Result;
 use crate::batches::chunked;
 use crate::metrics;
 use crate::model_selection::{self, Scorer};
 use crate::trainer::{TrainReport, derive_seed};
-use crate::{Result, TrainError};
 
 const TAG_PAD: u64 = 0x5041_4400; // "PAD"
 
-/// A trained network with its domain classifier.
-pub struct DannModel {
-    /// Which run produced it.
-    pub method: DannMethod,
-    /// Every parameter and buffer of the network (the classifier's names) and `G_d` (under
-    /// `discriminator.`).
-    pub store: ParamStore,
-    /// `G_f` (the classifier's backbone), the optional bottleneck and `G_y`.
+/// What [`super::run`] returns: the trained network (the kept, label-free-selected
+/// weights), its domain classifier, the training record and, when the data had a labelled
+/// target test set, the evaluation of the kept weights.
+pub struct Outcome {
+    /// Which method trained it.
+    pub method: Method,
+    /// `G_f` (the classifier's backbone), the optional bottleneck and `G_y`, with the kept
+    /// weights; its store also holds `G_d` (under `discriminator.`).
     pub net: Classifier,
     /// `G_d` (on the features for DANN and the probe, on the multilinear map for CDAN).
-    pub discriminator: Arc<DomainDiscriminator>,
+    pub discriminator: DomainClassifier,
     /// The training record (losses, `λ`, domain accuracy per step; every label-free score and
     /// the recorded oracle target accuracy per evaluation).
     pub report: TrainReport,
@@ -34,25 +33,26 @@ pub struct DannModel {
     pub seed: u64,
     /// The scorer that chose the kept weights (`None`: the last weights).
     pub selection: Option<Scorer>,
-    /// CDAN's multilinear map (what the discriminator reads), `None` for other methods.
-    pub conditioning: Option<xfer_losses::ConditioningMap>,
+    /// The kept weights measured on the labelled target test data, when there was some.
+    pub evaluation: Option<Evaluation>,
 }
 
-impl std::fmt::Debug for DannModel {
+impl std::fmt::Debug for Outcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DannModel")
+        f.debug_struct("Outcome")
             .field("method", &self.method)
             .field("net", &self.net)
             .field("steps", &self.report.steps)
+            .field("evaluation", &self.evaluation)
             .finish()
     }
 }
 
-/// What [`DannModel::evaluate`] measures.
+/// What [`Outcome::evaluate`] measures.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DannResult {
-    /// Which run.
-    pub method: DannMethod,
+pub struct Evaluation {
+    /// Which method.
+    pub method: Method,
     /// Accuracy on the labelled target test data of the kept weights — the label-free
     /// choice, what a user gets (measured only here, after training).
     pub target_acc: f64,
@@ -76,7 +76,7 @@ pub struct DannResult {
     pub selected_step: usize,
 }
 
-impl DannResult {
+impl Evaluation {
     /// The numbers as `(name, value)` pairs, for reports.
     pub fn metrics(&self) -> Vec<(&'static str, f64)> {
         let mut m = vec![("target_acc", self.target_acc)];
@@ -95,41 +95,7 @@ impl DannResult {
     }
 }
 
-/// Balanced accuracy `½(acc_S + acc_T)` of domain logits `(N_s + N_t)` or `(…, 1)`, source
-/// first, positive meaning source.
-pub(crate) fn balanced_domain_accuracy(logits: &Tensor, ns: usize) -> Result<f64> {
-    let said_source = logits
-        .flatten_all()?
-        .ge(0.0)?
-        .to_dtype(DType::F64)?
-        .to_vec1::<f64>()?;
-    let (s, t) = said_source.split_at(ns.min(said_source.len()));
-    if s.is_empty() || t.is_empty() {
-        return Err(TrainError::Config(
-            "domain accuracy needs source and target examples".into(),
-        ));
-    }
-    let acc_s = s.iter().sum::<f64>() / s.len() as f64;
-    let acc_t = 1.0 - t.iter().sum::<f64>() / t.len() as f64;
-    Ok(0.5 * (acc_s + acc_t))
-}
-
-/// What the discriminator reads for `method`: the features, or CDAN's multilinear map.
-pub(crate) fn discriminator_input(
-    map: Option<&xfer_losses::ConditioningMap>,
-    features: &Tensor,
-    logits: &Tensor,
-) -> Result<Tensor> {
-    match map {
-        None => Ok(features.clone()),
-        Some(m) => {
-            let g = xfer_ops::softmax(&logits.detach())?;
-            Ok(m.forward(features, &g)?)
-        }
-    }
-}
-
-impl DannModel {
+impl Outcome {
     /// The features in evaluation mode, `(N, feature_dim)`.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
         chunked(x, |b| Ok(self.net.features(b, false)?))
@@ -151,20 +117,12 @@ impl DannModel {
     pub fn domain_accuracy(&self, fs: &Tensor, ft: &Tensor) -> Result<f64> {
         let ls = chunked(fs, |b| Ok(self.net.head_forward(b, false)?))?;
         let lt = chunked(ft, |b| Ok(self.net.head_forward(b, false)?))?;
-        let f = Tensor::cat(&[fs, ft], 0)?;
-        let l = Tensor::cat(&[&ls, &lt], 0)?;
-        let h = discriminator_input(self.conditioning.as_ref(), &f, &l)?;
-        let logits = chunked(&h, |b| Ok(self.discriminator.forward_t(b, false)?))?;
-        balanced_domain_accuracy(&logits, fs.dim(0)?)
+        self.discriminator.accuracy(fs, ft, &ls, &lt)
     }
 
     /// The device the parameters live on.
     pub fn device(&self) -> Device {
-        self.store
-            .all()
-            .first()
-            .map(|p| p.var().device().clone())
-            .unwrap_or(Device::Cpu)
+        self.net.device().clone()
     }
 
     /// Measures the kept weights on held-out source data and the labelled target test data
@@ -173,7 +131,7 @@ impl DannModel {
         &self,
         source_test: &TensorDataset,
         target_test: &TensorDataset,
-    ) -> Result<DannResult> {
+    ) -> Result<Evaluation> {
         let dev = self.device();
         let (xs, ys) = source_test.to_tensors(&dev)?;
         let (xt, yt) = target_test.to_tensors(&dev)?;
@@ -193,7 +151,7 @@ impl DannModel {
             (Some(_), Some(b)) => b.step,
             _ => self.report.steps,
         };
-        Ok(DannResult {
+        Ok(Evaluation {
             method: self.method,
             target_acc: metrics::accuracy_from_logits(&logits_t, &yt)?,
             oracle_target_acc: oracle,
@@ -213,5 +171,22 @@ impl DannModel {
         let acc = crate::history::metric(&e.metrics, super::ORACLE_METRIC)?;
         let score = crate::history::metric(&e.metrics, scorer.metric())?;
         Some((acc, score))
+    }
+
+    /// The numbers of a report: the evaluation's ([`Evaluation::metrics`]) and, for every
+    /// scorer, `<scorer>_target_acc`, the target accuracy its choice would have had.
+    pub fn metrics(&self) -> Vec<(String, f64)> {
+        let mut m: Vec<(String, f64)> = self
+            .evaluation
+            .iter()
+            .flat_map(Evaluation::metrics)
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        for s in Scorer::ALL {
+            if let Some((acc, _)) = self.choice_by(s) {
+                m.push((format!("{}_target_acc", s.name()), acc));
+            }
+        }
+        m
     }
 }

@@ -4,25 +4,24 @@
 //! oracle choice (the best target accuracy of any evaluation of any run) is reported beside
 //! it so the gap is visible.
 
-use candle_core::Device;
 use serde::{Deserialize, Serialize};
-use xfer_data::{TensorDataset, UnlabeledDataset};
 
-use super::{DannConfig, DannMethod, DannResult, train};
+use super::{Config, Data, Evaluation, run};
 use crate::model_selection::Scorer;
+use crate::run::RunCtx;
 use crate::{Result, TrainError};
 
 /// A swept setting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SweepParam {
-    /// [`DannConfig::lambda_max`].
+    /// `λ_max`, [`super::Ramp::max`].
     Lambda,
-    /// [`DannConfig::lr`].
+    /// The base learning rate, [`crate::run::Stage::lr`].
     Lr,
-    /// [`DannConfig::threshold`].
+    /// The pseudo-label confidence, [`super::PseudoLabelConfig::threshold`].
     Threshold,
-    /// [`DannConfig::mcc_weight`].
+    /// MCC's weight, [`super::MccConfig::weight`].
     MccWeight,
 }
 
@@ -46,13 +45,40 @@ impl SweepParam {
     }
 
     /// Sets the value in `cfg`.
-    pub fn apply(&self, cfg: &mut DannConfig, v: f64) {
+    pub fn apply(&self, cfg: &mut Config, v: f64) {
         match self {
-            SweepParam::Lambda => cfg.lambda_max = v,
-            SweepParam::Lr => cfg.lr = v,
-            SweepParam::Threshold => cfg.threshold = v,
-            SweepParam::MccWeight => cfg.mcc_weight = v,
+            SweepParam::Lambda => cfg.ramp.max = v,
+            SweepParam::Lr => cfg.stage.lr = v,
+            SweepParam::Threshold => cfg.terms.pseudo_label.threshold = v,
+            SweepParam::MccWeight => cfg.terms.mcc.weight = v,
         }
+    }
+
+    /// One `KEY=V1,V2,...` axis of a grid (the example's `--sweep`).
+    pub fn parse_axis(s: &str) -> Result<(SweepParam, Vec<f64>)> {
+        let (k, v) = s.split_once('=').ok_or_else(|| {
+            TrainError::invalid(
+                "sweep",
+                s,
+                "KEY=V1,V2,... (KEY: lambda, lr, threshold, mcc_weight)",
+            )
+        })?;
+        let param: SweepParam = k.parse()?;
+        let values = v
+            .split(',')
+            .filter(|x| !x.trim().is_empty())
+            .map(|x| {
+                x.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| f.is_finite())
+                    .ok_or_else(|| TrainError::invalid(format!("sweep {k}"), x, "a number"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if values.is_empty() {
+            return Err(no_values(param));
+        }
+        Ok((param, values))
     }
 }
 
@@ -64,9 +90,7 @@ impl std::str::FromStr for SweepParam {
             .into_iter()
             .find(|p| p.name() == norm)
             .ok_or_else(|| {
-                TrainError::Config(format!(
-                    "unknown sweep setting `{s}`: expected lambda, lr, threshold or mcc_weight"
-                ))
+                TrainError::invalid("sweep setting", s, "lambda, lr, threshold or mcc_weight")
             })
     }
 }
@@ -76,8 +100,8 @@ impl std::str::FromStr for SweepParam {
 pub struct SweepRun {
     /// The settings of this run.
     pub settings: Vec<(SweepParam, f64)>,
-    /// Its result with the checkpoint chosen by the scorer.
-    pub result: DannResult,
+    /// Its evaluation with the checkpoint chosen by the scorer.
+    pub result: Evaluation,
     /// The scorer's value at the chosen checkpoint.
     pub score: f64,
 }
@@ -104,22 +128,28 @@ pub struct SweepResult {
     pub oracle: SweepChoice,
 }
 
+fn no_values(p: SweepParam) -> TrainError {
+    TrainError::invalid(
+        format!("sweep {}", p.name()),
+        "no values",
+        "at least one value",
+    )
+}
+
 /// The grid's points: every combination of the values, the first setting varying slowest.
 /// An error when a setting has no values or appears twice.
 pub fn grid_points(grid: &[(SweepParam, Vec<f64>)]) -> Result<Vec<Vec<(SweepParam, f64)>>> {
     let mut points: Vec<Vec<(SweepParam, f64)>> = vec![Vec::new()];
     for (i, (p, values)) in grid.iter().enumerate() {
         if values.is_empty() {
-            return Err(TrainError::Config(format!(
-                "sweep over {} has no values",
-                p.name()
-            )));
+            return Err(no_values(*p));
         }
         if grid.iter().take(i).any(|(q, _)| q == p) {
-            return Err(TrainError::Config(format!(
-                "sweep over {} is given twice",
-                p.name()
-            )));
+            return Err(TrainError::invalid(
+                format!("sweep {}", p.name()),
+                "given twice",
+                "one axis per setting",
+            ));
         }
         points = points
             .into_iter()
@@ -135,25 +165,25 @@ pub fn grid_points(grid: &[(SweepParam, Vec<f64>)]) -> Result<Vec<Vec<(SweepPara
     Ok(points)
 }
 
-/// Trains `method` at every point of `grid` around `base` (each with checkpoint choice by
-/// `scorer`), and chooses the run with the best score (see the module documentation).
-/// An empty grid is one run of `base`.
-#[allow(clippy::too_many_arguments)]
+/// Trains `base` at every point of `grid` (each with checkpoint choice by `scorer`; run `i`
+/// checkpoints under `DIR/point-i/<method>/`), and chooses the run with the best score (see
+/// the module documentation). An empty grid is one run of `base`. The report needs
+/// `data.target_test`.
 pub fn sweep(
-    method: DannMethod,
-    base: &DannConfig,
+    base: &Config,
     grid: &[(SweepParam, Vec<f64>)],
     scorer: Scorer,
-    source: &TensorDataset,
-    target: &UnlabeledDataset,
-    source_test: &TensorDataset,
-    target_test: &TensorDataset,
-    seed: u64,
-    dev: &Device,
+    data: &Data,
+    ctx: &RunCtx,
 ) -> Result<SweepResult> {
+    if data.target_test.is_none() {
+        return Err(TrainError::BadData(
+            "a sweep reports target accuracy: give the data a labelled target test set".into(),
+        ));
+    }
     let points = grid_points(grid)?;
     // Check every point's configuration before training anything.
-    let cfgs: Vec<DannConfig> = points
+    let cfgs: Vec<Config> = points
         .iter()
         .map(|pt| {
             let mut cfg = base.clone();
@@ -165,22 +195,19 @@ pub fn sweep(
         })
         .collect::<Result<_>>()?;
     let mut runs = Vec::with_capacity(points.len());
-    for (pt, cfg) in points.into_iter().zip(&cfgs) {
-        let model = train(
-            method,
-            cfg,
-            source,
-            target,
-            Some(source_test),
-            Some(target_test),
-            seed,
-            dev,
-        )?;
-        let result = model.evaluate(source_test, target_test)?;
-        let score = model.report.best.as_ref().map_or(f64::NAN, |b| b.value);
+    for (i, (pt, cfg)) in points.into_iter().zip(&cfgs).enumerate() {
+        let mut point_ctx = ctx.clone();
+        if let Some(ck) = &mut point_ctx.checkpoints {
+            ck.dir = ck.dir.join(format!("point-{i}"));
+        }
+        let outcome = run(cfg, data, &point_ctx)?;
+        let result = outcome.evaluation.ok_or_else(|| {
+            TrainError::BadData("a sweep run was not evaluated (no target test set)".into())
+        })?;
+        let score = outcome.report.best.as_ref().map_or(f64::NAN, |b| b.value);
         tracing::info!(
             target: "xfer_train",
-            method = method.name(),
+            method = cfg.method.name(),
             settings = ?pt,
             score,
             "sweep run"
@@ -224,4 +251,47 @@ pub fn sweep(
         label_free,
         oracle,
     })
+}
+
+impl SweepResult {
+    /// The numbers of a report: `target_acc` (the label-free choice), `oracle_target_acc`,
+    /// `runs`, and the settings of both choices (`chosen_<key>`, `oracle_<key>`).
+    pub fn metrics(&self) -> Vec<(String, f64)> {
+        let mut m: Vec<(String, f64)> = vec![
+            ("target_acc".into(), self.label_free.target_acc),
+            ("oracle_target_acc".into(), self.oracle.target_acc),
+            ("runs".into(), self.runs.len() as f64),
+        ];
+        for (choice, run) in [("chosen", self.label_free.run), ("oracle", self.oracle.run)] {
+            if let Some(r) = self.runs.get(run) {
+                for (p, v) in &r.settings {
+                    m.push((format!("{choice}_{}", p.name()), *v));
+                }
+            }
+        }
+        m
+    }
+
+    /// One line per run: its settings, score, target accuracy and oracle accuracy.
+    pub fn lines(&self, method: &str) -> Vec<String> {
+        self.runs
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let settings: Vec<String> = r
+                    .settings
+                    .iter()
+                    .map(|(p, v)| format!("{}={v}", p.name()))
+                    .collect();
+                format!(
+                    "  {method} run {i} [{}]: {} {:.4} → target acc {:.4} (oracle {:.4})",
+                    settings.join(" "),
+                    self.scorer,
+                    r.score,
+                    r.result.target_acc,
+                    r.result.oracle_target_acc.unwrap_or(f64::NAN)
+                )
+            })
+            .collect()
+    }
 }

@@ -1,10 +1,11 @@
 use super::*;
 use candle_core::Device;
-use xfer_data::UnlabeledDataset;
 use xfer_data::embedded::moons;
-use xfer_models::{Classifier, ClassifierConfig};
+use xfer_data::{Dataset, TensorDataset, UnlabeledDataset};
+use xfer_models::{Classifier, ClassifierConfig, ParamGroup};
 
-use crate::metrics;
+use crate::run::{CheckpointOptions, RunCtx};
+use crate::{TrainError, metrics};
 
 fn mlp(hidden: &[usize]) -> BackboneSpec {
     BackboneSpec::Mlp {
@@ -14,21 +15,43 @@ fn mlp(hidden: &[usize]) -> BackboneSpec {
 }
 
 /// The moons settings of the example, shortened.
-fn quick_cfg(steps: usize) -> DannConfig {
-    DannConfig {
-        steps,
-        batch_size: 64,
-        lr: 0.05,
-        weight_decay: 1e-3,
-        eval_every: 50,
-        discriminator: DiscriminatorConfig {
-            hidden: 64,
-            depth: 2,
-            batch_norm: true,
-            dropout: 0.0,
-        },
-        ..DannConfig::paper(mlp(&[32, 32]))
-    }
+fn quick_cfg(steps: usize) -> Config {
+    let mut cfg = Config {
+        discriminator: DiscriminatorConfig::new(64, 2),
+        ..Config::paper(mlp(&[32, 32]))
+    };
+    cfg.stage = cfg
+        .stage
+        .with_steps(steps)
+        .with_batch_size(64)
+        .with_weight_decay(1e-3)
+        .with_eval_every(50);
+    cfg.stage.lr = 0.05;
+    cfg
+}
+
+fn with_eval_every(mut cfg: Config, n: usize) -> Config {
+    cfg.stage = cfg.stage.with_eval_every(n);
+    cfg
+}
+
+fn data(
+    src: &TensorDataset,
+    tgt: &TensorDataset,
+    src_test: &TensorDataset,
+    tgt_test: &TensorDataset,
+) -> Data {
+    Data::new(src.clone(), tgt.unlabeled())
+        .with_source_val(src_test.clone())
+        .with_target_test(tgt_test.clone())
+}
+
+fn ctx(seed: u64) -> RunCtx {
+    RunCtx::cpu().with_seed(seed)
+}
+
+fn group<'a>(groups: &'a [ParamGroup], name: &str) -> &'a ParamGroup {
+    groups.iter().find(|g| g.name == name).unwrap()
 }
 
 #[test]
@@ -57,54 +80,87 @@ fn cnn_on_feature_vectors_is_an_error_naming_the_shape() {
 }
 
 #[test]
-fn mismatched_source_and_target_shapes_are_refused_with_both_shapes() {
+fn mismatched_source_and_target_shapes_are_bad_data_naming_both_shapes() {
     let (s, _) = moons::moons_pair(35.0, 0).unwrap();
     let t = UnlabeledDataset::new("t", vec![0.0; 30], vec![3]).unwrap();
-    let e = train(
-        DannMethod::Dann,
-        &quick_cfg(10),
-        &s,
-        &t,
-        None,
-        None,
-        0,
-        &Device::Cpu,
-    )
-    .unwrap_err()
-    .to_string();
+    let e = run(&quick_cfg(10), &Data::new(s, t), &ctx(0)).unwrap_err();
+    assert!(matches!(e, TrainError::BadData(_)), "{e:?}");
+    let e = e.to_string();
     assert!(e.contains("[2]") && e.contains("[3]"), "{e}");
 }
 
 #[test]
 fn lambda_is_zero_for_source_only_and_rises_from_zero_to_one_for_dann() {
-    let cfg = quick_cfg(10);
-    assert_eq!(cfg.lambda(DannMethod::SourceOnly, 0.7), 0.0);
-    assert_eq!(cfg.lambda(DannMethod::Mcc, 0.7), 0.0);
-    assert_eq!(cfg.lambda(DannMethod::Dann, 0.0), 0.0);
-    assert!((cfg.lambda(DannMethod::Dann, 1.0) - 0.999_909).abs() < 1e-5);
-    assert!(cfg.lambda(DannMethod::CdanE, 0.1) < cfg.lambda(DannMethod::CdanE, 0.5));
+    let cfg = |m: Method| quick_cfg(10).with_method(m);
+    assert_eq!(cfg(Method::SourceOnly).lambda(0.7), 0.0);
+    assert_eq!(cfg(Method::Mcc).lambda(0.7), 0.0);
+    assert_eq!(cfg(Method::Adabn).lambda(0.7), 0.0);
+    assert_eq!(cfg(Method::Dann).lambda(0.0), 0.0);
+    assert!((cfg(Method::Dann).lambda(1.0) - 0.999_909).abs() < 1e-5);
+    assert!(cfg(Method::CdanE).lambda(0.1) < cfg(Method::CdanE).lambda(0.5));
+    assert!(cfg(Method::DannMcc).lambda(0.5) > 0.0);
 }
 
 #[test]
-fn method_names_parse_and_bad_config_is_a_one_line_error() {
-    for m in DannMethod::ALL {
-        assert_eq!(m.name().parse::<DannMethod>().unwrap(), m);
+fn every_method_is_its_registered_list_of_terms() {
+    let names = |m: Method| -> Vec<&'static str> {
+        m.terms(&TermConfigs::default())
+            .iter()
+            .map(|t| t.name())
+            .collect()
+    };
+    assert!(names(Method::SourceOnly).is_empty());
+    assert_eq!(names(Method::CdanEMcc), ["cdan_e", "mcc"]);
+    assert_eq!(names(Method::DannMcc), ["dann", "mcc"]);
+    assert_eq!(names(Method::Fixmatch), ["fixmatch"]);
+    for m in Method::ALL {
+        let terms = m.terms(&TermConfigs::default());
+        assert!(
+            terms.iter().filter(|t| t.is_adversary()).count() <= 1,
+            "{m}"
+        );
+        // An adversary comes first (its loss is added right after L_y).
+        if let Some(i) = terms.iter().position(|t| t.is_adversary()) {
+            assert_eq!(i, 0, "{m}");
+        }
+        // A single-term method is named after its term.
+        if terms.len() == 1 {
+            assert_eq!(terms[0].name(), m.name());
+        }
     }
-    let e = "cdan_x".parse::<DannMethod>().unwrap_err().to_string();
+}
+
+#[test]
+fn method_names_parse_as_str_and_as_clap_values_and_bad_config_is_a_typed_error() {
+    use clap::ValueEnum;
+    for m in Method::ALL {
+        assert_eq!(m.name().parse::<Method>().unwrap(), m);
+        assert_eq!(<Method as ValueEnum>::from_str(m.name(), false).unwrap(), m);
+    }
+    assert_eq!("cdan-e".parse::<Method>().unwrap(), Method::CdanE);
+    let e = "cdan_x".parse::<Method>().unwrap_err();
+    assert!(matches!(e, TrainError::InvalidValue { .. }), "{e:?}");
+    let e = e.to_string();
     assert!(
         e.contains("cdan_x") && e.contains("cdan_e") && !e.contains('\n'),
         "{e}"
     );
     for bad in [-0.1, 1.5] {
-        let e = DannConfig {
-            threshold: bad,
-            ..quick_cfg(10)
-        }
-        .validate()
-        .unwrap_err()
-        .to_string();
+        let mut cfg = quick_cfg(10);
+        cfg.terms.pseudo_label.threshold = bad;
+        let e = cfg.validate().unwrap_err();
+        assert!(matches!(e, TrainError::InvalidValue { .. }), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("threshold") && !e.contains('\n'), "{e}");
     }
+    let mut cfg = quick_cfg(10);
+    cfg.terms.mcc.temperature = 0.0;
+    assert!(
+        cfg.validate()
+            .unwrap_err()
+            .to_string()
+            .contains("mcc.temperature")
+    );
     let e = grid_points(&[(SweepParam::Lambda, vec![])])
         .unwrap_err()
         .to_string();
@@ -118,24 +174,20 @@ fn method_names_parse_and_bad_config_is_a_one_line_error() {
         .len(),
         6
     );
+    let (p, v) = SweepParam::parse_axis("mcc-weight=0.5, 2").unwrap();
+    assert_eq!((p, v), (SweepParam::MccWeight, vec![0.5, 2.0]));
+    for bad in ["lambda", "lambda=", "lambda=x", "gamma=1"] {
+        assert!(SweepParam::parse_axis(bad).is_err(), "{bad}");
+    }
 }
 
 #[test]
 fn adabn_needs_a_batch_norm_and_sets_the_target_statistics() {
     let (src, tgt) = moons::moons_pair(35.0, 1).unwrap();
-    let e = train(
-        DannMethod::Adabn,
-        &quick_cfg(10),
-        &src,
-        &tgt.unlabeled(),
-        None,
-        None,
-        0,
-        &Device::Cpu,
-    )
-    .unwrap_err()
-    .to_string();
-    assert!(e.contains("bottleneck"), "{e}");
+    let cfg = quick_cfg(10).with_method(Method::Adabn);
+    let e = run(&cfg, &Data::new(src, tgt.unlabeled()), &ctx(0)).unwrap_err();
+    assert!(matches!(e, TrainError::Incompatible(_)), "{e:?}");
+    assert!(e.to_string().contains("bottleneck"), "{e}");
     let net = Classifier::new(
         &ClassifierConfig::new(mlp(&[8]), &[2], 2).with_bottleneck(BottleneckSpec::LinearBnRelu(4)),
         3,
@@ -144,8 +196,6 @@ fn adabn_needs_a_batch_norm_and_sets_the_target_statistics() {
     .unwrap();
     let x = tgt.unlabeled().to_tensor(&Device::Cpu).unwrap();
     net.adapt_batch_norm(&x, 64).unwrap();
-    // Eval-mode pre-ReLU bottleneck outputs on the target are now standardised: the mean of
-    // the normalised values is 0 and their variance 1 (up to ε and n/(n−1)).
     let bn_in = net
         .store()
         .get("bottleneck.1.running_mean")
@@ -164,25 +214,14 @@ fn every_method_runs_on_rotated_moons() {
     let (src, tgt) = moons::moons_pair(35.0, 4).unwrap();
     let src_test = moons::moons(200, 0.05, 0.0, 104).unwrap();
     let tgt_test = moons::moons(200, 0.05, 35.0, 104).unwrap();
-    let cfg = DannConfig {
-        bottleneck: BottleneckSpec::LinearBnRelu(16),
-        selection: Some(Scorer::Dev),
-        threshold: 0.6,
-        eval_every: 20,
-        ..quick_cfg(40)
-    };
-    for method in DannMethod::ALL {
-        let (model, r) = run(
-            method,
-            &cfg,
-            &src,
-            &tgt.unlabeled(),
-            &src_test,
-            &tgt_test,
-            4,
-            &Device::Cpu,
-        )
-        .unwrap();
+    let mut cfg = with_eval_every(quick_cfg(40), 20);
+    cfg.bottleneck = BottleneckSpec::LinearBnRelu(16);
+    cfg.selection = Some(Scorer::Dev);
+    cfg.terms.pseudo_label.threshold = 0.6;
+    let d = data(&src, &tgt, &src_test, &tgt_test);
+    for method in Method::ALL {
+        let model = run(&cfg.clone().with_method(method), &d, &ctx(4)).unwrap();
+        let r = model.evaluation.clone().unwrap();
         assert_eq!(r.steps, 40, "{method}");
         for v in [r.target_acc, r.source_acc, r.domain_acc] {
             assert!((0.0..=1.0).contains(&v), "{method}: {v}");
@@ -204,16 +243,21 @@ fn every_method_runs_on_rotated_moons() {
         }
         let step_metric = |name: &str| model.report.history.step_curve(name).len();
         match method {
-            DannMethod::Mcc | DannMethod::DannMcc | DannMethod::CdanEMcc => {
+            Method::Mcc | Method::DannMcc | Method::CdanEMcc => {
                 assert_eq!(step_metric("mcc"), 40)
             }
-            DannMethod::SelfTrain | DannMethod::Fixmatch => {
+            Method::SelfTrain | Method::Fixmatch => {
                 assert_eq!(step_metric("mask_rate"), 40)
             }
-            DannMethod::Dan => assert_eq!(step_metric("mmd"), 40),
-            DannMethod::Coral => assert_eq!(step_metric("coral"), 40),
+            Method::Dan => assert_eq!(step_metric("mmd"), 40),
+            Method::Coral => assert_eq!(step_metric("coral"), 40),
             _ => {}
         }
+        assert_eq!(
+            step_metric("domain_acc"),
+            40,
+            "{method}: probe or adversary"
+        );
         // The kept weights are those of the DEV choice: its recorded oracle accuracy is the
         // final target accuracy.
         let (acc, _) = model.choice_by(Scorer::Dev).unwrap();
@@ -222,6 +266,8 @@ fn every_method_runs_on_rotated_moons() {
             "{method}: {acc} vs {}",
             r.target_acc
         );
+        let names: Vec<String> = model.metrics().into_iter().map(|(k, _)| k).collect();
+        assert!(names.iter().any(|n| n == "dev_target_acc"), "{names:?}");
     }
 }
 
@@ -233,21 +279,11 @@ fn dann_on_rotated_moons_runs_and_aligns_the_domains() {
     let (src, tgt) = moons::moons_pair(35.0, seed).unwrap();
     let src_test = moons::moons(300, 0.05, 0.0, seed + 100).unwrap();
     let tgt_test = moons::moons(300, 0.05, 35.0, seed + 100).unwrap();
-    let cfg = quick_cfg(400);
-    let dev = Device::Cpu;
+    let d = data(&src, &tgt, &src_test, &tgt_test);
     let mut results = Vec::new();
-    for method in [DannMethod::SourceOnly, DannMethod::Dann] {
-        let (model, r) = run(
-            method,
-            &cfg,
-            &src,
-            &tgt.unlabeled(),
-            &src_test,
-            &tgt_test,
-            seed,
-            &dev,
-        )
-        .unwrap();
+    for method in [Method::SourceOnly, Method::Dann] {
+        let model = run(&quick_cfg(400).with_method(method), &d, &ctx(seed)).unwrap();
+        let r = model.evaluation.clone().unwrap();
         assert_eq!(r.steps, 400);
         assert!(r.source_acc > 0.9, "{method:?} source acc {}", r.source_acc);
         assert!(r.proxy_a_distance <= 2.0 && r.target_entropy >= 0.0);
@@ -255,9 +291,12 @@ fn dann_on_rotated_moons_runs_and_aligns_the_domains() {
         assert_eq!(lambdas.len(), 400);
         let last = lambdas.last().unwrap().1;
         match method {
-            DannMethod::SourceOnly => assert_eq!(last, 0.0),
+            Method::SourceOnly => assert_eq!(last, 0.0),
             _ => assert!(last > 0.99, "λ at the end {last}"),
         }
+        // No selection: the last weights, and no "best".
+        assert!(model.report.best.is_none());
+        assert_eq!(r.selected_step, 400);
         results.push(r);
     }
     let (so, da) = (&results[0], &results[1]);
@@ -278,22 +317,10 @@ fn dann_on_rotated_moons_runs_and_aligns_the_domains() {
 #[test]
 fn entropy_selection_keeps_the_evaluation_with_the_lowest_target_entropy() {
     let (src, tgt) = moons::moons_pair(35.0, 2).unwrap();
-    let cfg = DannConfig {
-        selection: Some(Scorer::Entropy),
-        eval_every: 20,
-        ..quick_cfg(100)
-    };
-    let model = train(
-        DannMethod::Dann,
-        &cfg,
-        &src,
-        &tgt.unlabeled(),
-        None,
-        None,
-        2,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let mut cfg = with_eval_every(quick_cfg(100), 20);
+    cfg.selection = Some(Scorer::Entropy);
+    let model = run(&cfg, &Data::new(src, tgt.unlabeled()), &ctx(2)).unwrap();
+    assert!(model.evaluation.is_none());
     let curve = model.report.history.eval_curve("target_entropy");
     assert_eq!(curve.len(), 5);
     let lowest = curve.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
@@ -313,23 +340,10 @@ fn sweep_picks_the_best_label_free_score_and_reports_the_oracle_beside_it() {
     let (src, tgt) = moons::moons_pair(35.0, 5).unwrap();
     let src_test = moons::moons(200, 0.05, 0.0, 105).unwrap();
     let tgt_test = moons::moons(200, 0.05, 35.0, 105).unwrap();
-    let cfg = DannConfig {
-        eval_every: 20,
-        ..quick_cfg(40)
-    };
-    let res = sweep(
-        DannMethod::Dann,
-        &cfg,
-        &[(SweepParam::Lambda, vec![0.3, 1.0])],
-        Scorer::Snd,
-        &src,
-        &tgt.unlabeled(),
-        &src_test,
-        &tgt_test,
-        5,
-        &Device::Cpu,
-    )
-    .unwrap();
+    let cfg = with_eval_every(quick_cfg(40), 20);
+    let grid = [(SweepParam::Lambda, vec![0.3, 1.0])];
+    let d = data(&src, &tgt, &src_test, &tgt_test);
+    let res = sweep(&cfg, &grid, Scorer::Snd, &d, &ctx(5)).unwrap();
     assert_eq!(res.runs.len(), 2);
     let best = res
         .runs
@@ -339,25 +353,146 @@ fn sweep_picks_the_best_label_free_score_and_reports_the_oracle_beside_it() {
     assert_eq!(res.runs[res.label_free.run].score, best);
     assert!(res.oracle.target_acc >= res.label_free.target_acc - 1e-9);
     assert_eq!(res.runs[1].settings, vec![(SweepParam::Lambda, 1.0)]);
+    assert_eq!(res.lines("dann").len(), 2);
+    assert!(res.metrics().iter().any(|(k, _)| k == "chosen_lambda"));
+    // Without a labelled target test set there is nothing to report.
+    let e = sweep(
+        &cfg,
+        &grid,
+        Scorer::Snd,
+        &Data::new(src, tgt.unlabeled()),
+        &ctx(5),
+    );
+    assert!(matches!(e, Err(TrainError::BadData(_))));
 }
 
 #[test]
 fn same_seed_gives_the_same_run() {
     let (src, tgt) = moons::moons_pair(35.0, 1).unwrap();
-    let cfg = quick_cfg(40);
-    let once = || {
-        let (_, r) = run(
-            DannMethod::CdanE,
-            &cfg,
-            &src,
-            &tgt.unlabeled(),
-            &src,
-            &tgt,
-            7,
-            &Device::Cpu,
-        )
-        .unwrap();
-        r
-    };
+    let cfg = quick_cfg(40).with_method(Method::CdanE);
+    let d = data(&src, &tgt, &src, &tgt);
+    let once = || run(&cfg, &d, &ctx(7)).unwrap().evaluation.unwrap();
     assert_eq!(once(), once());
+}
+
+#[test]
+fn a_resumed_finished_run_is_the_same_run() {
+    let (src, tgt) = moons::moons_pair(35.0, 6).unwrap();
+    let cfg = with_eval_every(quick_cfg(30), 10).with_method(Method::DannMcc);
+    let d = data(&src, &tgt, &src, &tgt);
+    let dir = std::env::temp_dir().join(format!("xfer-dann-resume-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let ck = |resume| {
+        ctx(8).with_checkpoints(Some(CheckpointOptions {
+            dir: dir.clone(),
+            every: 10,
+            resume,
+        }))
+    };
+    let first = run(&cfg, &d, &ck(false)).unwrap();
+    assert!(dir.join("dann_mcc").is_dir());
+    let again = run(&cfg, &d, &ck(true)).unwrap();
+    assert_eq!(first.evaluation, again.evaluation);
+    assert_eq!(first.report.history.evals, again.report.history.evals);
+    let plain = run(&cfg, &d, &ctx(8)).unwrap();
+    assert_eq!(first.evaluation, plain.evaluation);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A DANN run's optimiser groups: `G_d`, then the classifier's backbone at the default
+/// multiplier (1 for a backbone trained from scratch, 0.1 for a pretrained one) unless the
+/// stage says otherwise, and the bottleneck and head at 1.
+#[test]
+fn a_pretrained_backbone_gets_a_tenth_of_the_rate_in_a_dann_run() {
+    let mut cfg = quick_cfg(10);
+    cfg.discriminator.lr_mult = 10.0;
+    cfg.bottleneck = BottleneckSpec::LinearBnRelu(8);
+    let scratch = Classifier::new(
+        &ClassifierConfig::new(cfg.backbone.clone(), &[2], 2).with_bottleneck(cfg.bottleneck),
+        0,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let groups = param_groups(&cfg, &scratch).unwrap();
+    assert_eq!(groups[0].name, "discriminator");
+    assert_eq!(group(&groups, "discriminator").lr_mult, 10.0);
+    assert_eq!(group(&groups, "backbone").lr_mult, 1.0);
+    assert_eq!(group(&groups, "head").lr_mult, 1.0);
+    cfg.stage = cfg.stage.with_backbone_lr_mult(0.25);
+    assert_eq!(
+        group(&param_groups(&cfg, &scratch).unwrap(), "backbone").lr_mult,
+        0.25
+    );
+
+    let shared = std::env::var_os("XFER_SHARED")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared").into());
+    let w = shared.join("fixtures/resnet18_weights.safetensors");
+    if !w.is_file() {
+        println!("skipped: the pretrained part (no {})", w.display());
+        return;
+    }
+    let spec: BackboneSpec = format!("resnet18:weights={}", w.display()).parse().unwrap();
+    let cfg = Config {
+        backbone: spec.clone(),
+        ..quick_cfg(10)
+    };
+    let net = Classifier::new(
+        &ClassifierConfig::new(spec, &[3, 32, 32], 3),
+        0,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let groups = param_groups(&cfg, &net).unwrap();
+    assert_eq!(group(&groups, "backbone").lr_mult, 0.1);
+    assert_eq!(group(&groups, "head").lr_mult, 1.0);
+    assert!(
+        group(&groups, "backbone")
+            .selection
+            .matches("layer4.1.conv2.weight")
+    );
+}
+
+#[test]
+fn every_builtin_task_builds_in_quick_mode() {
+    for (name, steps, classes) in [
+        ("moons", 300, 2),
+        ("moons:20", 300, 2),
+        ("synth-to-digits", 150, 10),
+        ("digits-rot:30", 150, 10),
+    ] {
+        let task = Task::builtin(name, 0, true).unwrap();
+        assert_eq!(task.cfg.stage.total_steps(1), steps, "{name}");
+        assert_eq!(task.source.num_classes(), classes, "{name}");
+        assert_eq!(
+            task.source.sample_shape(),
+            task.target.sample_shape(),
+            "{name}"
+        );
+        task.cfg.validate().unwrap();
+        let d = task.data();
+        assert_eq!(d.target.len(), task.target.len());
+        assert!(d.source_val.is_some() && d.target_test.is_some());
+    }
+    assert_eq!(Task::builtin("moons", 0, true).unwrap().name, "moons:35");
+    assert_eq!(
+        Task::builtin("moons:35", 0, true).unwrap().cfg.selection,
+        Some(Scorer::Entropy)
+    );
+    assert_eq!(
+        Task::builtin("synth-to-digits", 0, true)
+            .unwrap()
+            .cfg
+            .bottleneck,
+        BottleneckSpec::LinearBnRelu(128)
+    );
+    for bad in ["digits-rot", "moons:x", "mnist"] {
+        let e = Task::builtin(bad, 0, true).unwrap_err();
+        assert!(matches!(e, TrainError::InvalidValue { .. }), "{bad}: {e:?}");
+    }
+    let (s, t) = moons::moons_pair(35.0, 0).unwrap();
+    let (t, tt) = Task::hold_out_target(&t, 0).unwrap();
+    let custom = Task::custom("s->t", &s, t, tt, 0, true).unwrap();
+    assert_eq!(custom.cfg.stage.total_steps(1), 200);
+    assert_eq!(custom.cfg.backbone, mlp(&[64, 64]));
 }

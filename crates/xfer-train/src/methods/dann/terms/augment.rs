@@ -35,7 +35,7 @@ impl Augmenter {
         let flat = data.flatten_from(1)?.to_dtype(DType::F64)?;
         let n = flat.dim(0)?;
         if n < 2 {
-            return Err(TrainError::Config(
+            return Err(TrainError::BadData(
                 "augmentation needs at least two target examples".into(),
             ));
         }
@@ -92,7 +92,7 @@ impl Augmenter {
             let mut v = if self.image {
                 affine
                     .apply(row, &self.sample_shape, rng)
-                    .map_err(|e| TrainError::Config(format!("augmentation: {e}")))?
+                    .map_err(|e| TrainError::BadData(format!("augmentation: {e}")))?
             } else {
                 row.clone()
             };
