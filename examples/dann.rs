@@ -587,8 +587,7 @@ fn pictures(out: &Path, task: &Task, models: &[DannModel], seed: u64) -> anyhow:
 /// `--time-steps N`: ms per step of each method against plain source-only steps (no probe
 /// discriminator). Each is timed over `N` and `2N` steps and the difference divided by `N`,
 /// so the fixed costs (building the network, the one evaluation at the end) cancel.
-fn time_steps(args: &Args, task: &Task, n: usize) -> anyhow::Result<()> {
-    let dev = Device::Cpu;
+fn time_steps(args: &Args, task: &Task, n: usize, dev: &Device) -> anyhow::Result<()> {
     let target = task.target.unlabeled();
     let run = |method: DannMethod, probe: bool, steps: usize| -> anyhow::Result<f64> {
         let cfg = DannConfig {
@@ -607,7 +606,7 @@ fn time_steps(args: &Args, task: &Task, n: usize) -> anyhow::Result<()> {
             None,
             None,
             args.common.seed,
-            &dev,
+            dev,
         )?;
         Ok(t0.elapsed().as_secs_f64())
     };
@@ -635,6 +634,7 @@ fn time_steps(args: &Args, task: &Task, n: usize) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.common.init()?;
+    let dev = args.common.device()?;
     let seed = args.common.seed;
     let quick = args.common.quick;
     let mut task = match (&args.task, &args.source, &args.target) {
@@ -656,7 +656,7 @@ fn main() -> anyhow::Result<()> {
         if n == 0 {
             bail!("--time-steps must be > 0");
         }
-        return time_steps(&args, &task, n);
+        return time_steps(&args, &task, n, &dev);
     }
     let selection = task.cfg.selection;
     println!(
@@ -671,7 +671,6 @@ fn main() -> anyhow::Result<()> {
         task.cfg.steps,
         selection.map_or("last".to_string(), |s| s.to_string())
     );
-    let dev = Device::Cpu;
     let mut report = Report::new("dann", seed);
     report.arg("task", task.name.as_str());
     report.arg("backbone", task.cfg.backbone.to_string());

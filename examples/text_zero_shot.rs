@@ -82,6 +82,7 @@ fn descriptions(dataset: &str, ds: &TensorDataset) -> anyhow::Result<Vec<String>
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let dev = args.common.device()?;
     let dir = args.model_dir.clone().unwrap_or_else(default_model_dir);
     if !dir.join("config.json").exists() {
         println!(
@@ -146,7 +147,6 @@ fn main() -> anyhow::Result<()> {
     report.arg("unseen", data.unseen.clone());
     report.arg("steps", cfg.steps);
     report.arg("quick", quick);
-    let dev = args.common.device()?;
     for method in [ZslMethod::Hinge, ZslMethod::Conse] {
         let t0 = std::time::Instant::now();
         let (_, r) = zero_shot::run(method, &cfg, &data, seed, &dev)?;
