@@ -67,7 +67,8 @@ struct Args {
     #[arg(long)]
     target_test: Option<String>,
     /// The network: `cnn` (square images), `mlp[:W1,W2,...]`, `lenet`,
-    /// `resnet18|34|50[:weights=PATH]`, `minilm:DIR`; default by input shape.
+    /// `resnet18|34|50[:weights=PATH]`, `mobilenet_v2[:weights=PATH]`,
+    /// `efficientnet_lite0[:weights=PATH]`, `minilm:DIR`; default by input shape.
     #[arg(long, alias = "model")]
     backbone: Option<String>,
     /// Side of the (square) network input for pretrained image backbones: images are resized
@@ -116,9 +117,10 @@ struct Args {
     /// Epochs of pretraining on the source (early stopping on source validation accuracy).
     #[arg(long)]
     pretrain_epochs: Option<usize>,
-    /// Augment the source images during pretraining with random affine maps:
-    /// `DEG,SHIFT,SCALE_LO,SCALE_HI` (rotation in degrees, shift as a fraction of the size,
-    /// scale range), e.g. `10,0.1,0.9,1.1`.
+    /// Augment the training images. Built-in networks: random affine maps of the source
+    /// images during pretraining, `DEG,SHIFT,SCALE_LO,SCALE_HI` (rotation in degrees, shift as
+    /// a fraction of the size, scale range), e.g. `10,0.1,0.9,1.1`. Pretrained image
+    /// backbones: `crop`, random resized crops instead of the random horizontal flip.
     #[arg(long)]
     augment: Option<String>,
     #[command(flatten)]
@@ -200,9 +202,13 @@ fn main() -> anyhow::Result<()> {
         let v: Vec<f32> = a
             .split(',')
             .map(|x| x.trim().parse::<f32>())
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, _>>()
+            .unwrap_or_default();
         let [degrees, translate, scale_lo, scale_hi] = v[..] else {
-            anyhow::bail!("--augment takes DEG,SHIFT,SCALE_LO,SCALE_HI, e.g. 10,0.1,0.9,1.1");
+            anyhow::bail!(
+                "--augment {a}: the built-in networks take DEG,SHIFT,SCALE_LO,SCALE_HI, e.g. \
+                 10,0.1,0.9,1.1 (`crop` is for pretrained image backbones)"
+            );
         };
         cfg.pretrain_transform = Some(std::sync::Arc::new(data::transform::RandomAffine {
             degrees,
@@ -425,6 +431,13 @@ fn run_methods<D: Dataset + Clone + 'static>(
 /// examples per class train, the rest test. Images (a folder, lazily decoded) go through the
 /// backbone's preset; texts through its tokenizer.
 fn run_pretrained(args: &Args, spec: &BackboneSpec, dev: &Device) -> anyhow::Result<()> {
+    if let Some(a) = args
+        .augment
+        .as_deref()
+        .filter(|a| *a != "crop" || spec.is_text())
+    {
+        anyhow::bail!("--augment {a}: a pretrained backbone takes only `--augment crop` (images)");
+    }
     let seed = args.common.seed;
     let mut target_spec = args.target.clone();
     if !spec.is_text() && target_spec.starts_with("folder:") && !target_spec.contains("channels=") {

@@ -81,6 +81,7 @@ fn descriptions(dataset: &str, ds: &TensorDataset) -> anyhow::Result<Vec<String>
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    let ctx = args.common.run_ctx()?;
     let dir = args.model_dir.clone().unwrap_or_else(default_model_dir);
     if !dir.join("config.json").exists() {
         println!(
@@ -143,7 +144,6 @@ fn main() -> anyhow::Result<()> {
     report.arg("unseen", data.unseen.clone());
     report.arg("steps", cfg.stage.total_steps(0));
     report.arg("quick", quick);
-    let ctx = args.common.run_ctx()?;
     for method in [ZslMethod::Hinge, ZslMethod::Conse] {
         let t0 = std::time::Instant::now();
         let r = zero_shot::run(method, &cfg, &data, &ctx)?.result;

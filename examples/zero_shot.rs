@@ -211,12 +211,11 @@ struct Problem {
     cfg: ZeroShotConfig,
 }
 
-fn build(args: &Args) -> anyhow::Result<Problem> {
+fn build(args: &Args, dev: &Device) -> anyhow::Result<Problem> {
     let seed = args.common.seed;
     let quick = args.common.quick;
     let (name, ds, attributes, default_unseen, mut cfg) = match (&args.dataset, &args.data) {
         (_, Some(data)) if args.backbone.is_some() || args.class_text.is_some() => {
-            let dev = Device::Cpu;
             let ds = match &args.backbone {
                 Some(b) => {
                     let spec: xfer::models::BackboneSpec =
@@ -229,7 +228,7 @@ fn build(args: &Args) -> anyhow::Result<Problem> {
                         args.reuse_features,
                         seed,
                         args.common.json,
-                        &dev,
+                        dev,
                     )
                     .with_context(|| format!("--backbone {b} on --data {data}"))?
                 }
@@ -380,11 +379,10 @@ fn parse_method(m: &str) -> anyhow::Result<ZslMethod> {
 }
 
 /// PCA of each method's semantic space on the test samples: seen (●) and unseen (▲).
-fn picture(out: &Path, p: &Problem, models: &[ZeroShotModel]) -> anyhow::Result<()> {
+fn picture(out: &Path, p: &Problem, models: &[ZeroShotModel], dev: &Device) -> anyhow::Result<()> {
     let seen = &p.data.seen_test;
     let unseen = &p.data.unseen_test;
-    let dev = Device::Cpu;
-    let x = Tensor::cat(&[&seen.to_tensors(&dev)?.0, &unseen.to_tensors(&dev)?.0], 0)?;
+    let x = Tensor::cat(&[&seen.to_tensors(dev)?.0, &unseen.to_tensors(dev)?.0], 0)?;
     let domains: Vec<usize> = std::iter::repeat_n(0, seen.len())
         .chain(std::iter::repeat_n(1, unseen.len()))
         .collect();
@@ -429,8 +427,9 @@ fn picture(out: &Path, p: &Problem, models: &[ZeroShotModel]) -> anyhow::Result<
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.common.init()?;
+    let dev = args.common.device()?;
     let seed = args.common.seed;
-    let problem = build(&args)?;
+    let problem = build(&args, &dev)?;
     let text = args.class_text.is_some();
     let default_methods = if text {
         "hinge,conse"
@@ -514,7 +513,7 @@ fn main() -> anyhow::Result<()> {
         report.run(method.name(), &metrics);
         models.push(model);
     }
-    picture(&args.common.out, &problem, &models)?;
+    picture(&args.common.out, &problem, &models, &dev)?;
     report.finish(args.common.json, &args.common.out)?;
     Ok(())
 }

@@ -298,7 +298,7 @@ pub fn run(cfg: &Config, data: &Data, ctx: &RunCtx) -> Result<Outcome> {
         &extra,
         &mut objective,
         pairs.steps_per_epoch(),
-        Some((&mut evaluator, keep_rule(cfg.selection))),
+        Some((&mut evaluator, Some(keep_rule(cfg.selection)))),
         ctx,
     )?;
     if cfg.selection.is_none() {
