@@ -27,8 +27,8 @@ use clap::{Parser, ValueEnum};
 use common::{CheckpointArgs, CommonArgs, Report};
 use xfer::data::{embedded, spec};
 use xfer::models::{BackboneSpec, BottleneckSpec};
+use xfer::train::Scorer;
 use xfer::train::methods::dann::{self, Config, Method, Selection, SweepParam, Task};
-use xfer::train::{CheckpointOptions, RunCtx, Scorer};
 
 /// The networks of `--model` (shorthand for `--backbone`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -219,6 +219,11 @@ fn apply_overrides(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.common.init()?;
+    // The device first: a missing backend fails before any data is read.
+    let ctx = args
+        .common
+        .run_ctx()?
+        .with_checkpoints(args.checkpoint.options());
     let (seed, quick) = (args.common.seed, args.common.quick);
     let mut task = match (&args.task, &args.source, &args.target) {
         (None, Some(s), Some(t)) => spec_task(&args, s, t)?,
@@ -232,14 +237,7 @@ fn main() -> anyhow::Result<()> {
         _ => bail!("give --task, or both --source and --target"),
     };
     apply_overrides(&args, &mut task.cfg)?;
-    let ctx = RunCtx::new(args.common.device()?)
-        .with_seed(seed)
-        .with_quiet(args.common.json)
-        .with_checkpoints(args.checkpoint.options().map(|o| CheckpointOptions {
-            dir: o.dir,
-            every: o.every,
-            resume: o.resume,
-        }));
+
     let data = task.data();
     if let Some(n) = args.time_steps {
         let rows = dann::step_cost(&task.cfg, &data, &args.method, n, &ctx)?;

@@ -412,6 +412,11 @@ impl Classifier {
     /// shapes otherwise), with a channel axis added for `[S, S]` images.
     fn input(&self, x: &Tensor) -> Result<Tensor> {
         let shape = self.input_shape();
+        // Text batches are `[N, 2, L]` with any `L` (cut to the longest sentence).
+        let text_ok = self.spec().is_text() && x.rank() == 3 && x.dims().get(1) == Some(&2);
+        if text_ok {
+            return Ok(x.clone());
+        }
         if x.dims().get(1..) != Some(shape) {
             return Err(ModelError::Shape(format!(
                 "the network ({}) takes batches of shape [N, {}], got {:?}",
