@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::resnet::ResNetDepth;
 use crate::tokenizer::Tokenizer;
+#[allow(unused_imports)] // for the documentation links
+use crate::{Classifier, DannLeNet, DigitsCnn};
 use crate::{ModelError, Result};
 
 /// Longest token sequence a text backbone reads (sentence-transformers' default).

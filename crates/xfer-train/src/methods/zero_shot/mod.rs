@@ -1,17 +1,17 @@
 //! Zero-shot learning (LECTURE.md §4): classes never seen in training are recognised from
 //! their descriptions — attribute vectors (or word / sentence vectors) `a_y`, one per class,
 //! distinct for every class. Three methods, each trained on the seen classes only with the
-//! one training loop ([`Trainer`]):
+//! one training loop ([`Trainer`](crate::Trainer)):
 //!
 //! - **Attribute embedding** ([`ZslMethod::Hinge`], the lecture's main method): learn `f(x)`
 //!   (a network on the input) and `g(y)` (a projection of `a_y`) into one space with the
-//!   lecture's hinge ([`ZeroShotHinge`]):
+//!   lecture's hinge ([`ZeroShotHinge`](xfer_losses::ZeroShotHinge)):
 //!   `f*, g* = argmin Σₙ max(0, k − f(xⁿ)·g(yⁿ) + max_{m≠n} f(xⁿ)·g(yᵐ))` over the seen
 //!   classes; inference `argmax_y f(x)·g(y)` over the classes allowed at test time.
 //! - **Attribute prediction** (DAP; Lampert, Nickisch & Harmeling, CVPR 2009;
 //!   [`ZslMethod::Dap`]): one binary classifier per attribute, trained with
-//!   [`attribute_bce`]; a test input gets the class whose attribute vector best fits the
-//!   predicted attribute probabilities ([`dap_class_scores`]).
+//!   [`attribute_bce`](xfer_losses::attribute_bce); a test input gets the class whose attribute vector best fits the
+//!   predicted attribute probabilities ([`dap_class_scores`](xfer_losses::dap_class_scores)).
 //! - **ConSE** (Norouzi et al., "Zero-Shot Learning by Convex Combination of Semantic
 //!   Embeddings", ICLR 2014; [`ZslMethod::Conse`]): an ordinary classifier over the seen
 //!   classes; `x` is embedded as `s(x) = Σ_{t ∈ top-T} p(t|x) a_t / Σ_{t ∈ top-T} p(t|x)` and
@@ -108,7 +108,7 @@ pub enum AttributeScaling {
 /// Hyper-parameters of [`train`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZeroShotConfig {
-    /// The backbone of the input network, a [`Classifier`] whose head is `f`'s embedding
+    /// The backbone of the input network, a [`Classifier`](xfer_models::Classifier) whose head is `f`'s embedding
     /// (hinge), the attribute predictor (DAP) or the seen-class classifier (ConSE).
     pub backbone: BackboneSpec,
     /// Width of the shared embedding space of `f` and `g` (hinge).
