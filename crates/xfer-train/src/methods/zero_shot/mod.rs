@@ -17,6 +17,30 @@
 //!   classes; `x` is embedded as `s(x) = Σ_{t ∈ top-T} p(t|x) a_t / Σ_{t ∈ top-T} p(t|x)` and
 //!   assigned to the candidate class with the most similar (cosine) description.
 //!
+//! On the run contract ([`crate::run`]): the network `f` is an [`xfer_models::Classifier`]
+//! (any [`BackboneSpec`]) whose head is the embedding, the attribute predictor or the
+//! seen-class classifier; the stage is a [`Stage`] (AdamW by default); [`run`] takes a
+//! [`crate::RunCtx`] and returns a [`ZslOutcome`] holding the trained model and its numbers.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use xfer_data::embedded;
+//! use xfer_models::BackboneSpec;
+//! use xfer_train::RunCtx;
+//! use xfer_train::methods::zero_shot::{self, ZeroShotConfig, ZeroShotData, ZslMethod};
+//!
+//! let shapes = embedded::shapes(80, 0)?;
+//! let attributes = shapes.attributes().ok_or("no attributes")?.clone();
+//! let data = ZeroShotData::split(&shapes, &attributes, &[1, 6, 10, 13, 20, 23], 0.2, 0)?;
+//! let cfg = ZeroShotConfig::new(BackboneSpec::cnn()).with_steps(500);
+//! let out = zero_shot::run(ZslMethod::Hinge, &cfg, &data, &RunCtx::cpu().with_seed(0))?;
+//! println!("unseen {:.3}, H {:.3}", out.result.unseen_acc, out.result.h);
+//! let f = &out.model.net; // the trained Classifier
+//! # let _ = f;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Evaluation ([`ZeroShotModel::evaluate`]) follows the standard protocol (Xian et al.,
 //! "Zero-Shot Learning — A Comprehensive Evaluation of the Good, the Bad and the Ugly",
 //! TPAMI 2018): mean per-class top-1 accuracy on unseen classes with only unseen candidates
