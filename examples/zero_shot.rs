@@ -32,7 +32,7 @@ use std::path::Path;
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use common::{CommonArgs, Report};
+use common::{CheckpointArgs, CommonArgs, Report};
 use xfer::data::{ClassAttributes, TensorDataset, embedded, spec};
 use xfer::prelude::*;
 use xfer::train::methods::zero_shot::{
@@ -46,6 +46,8 @@ use xfer::train::plot::{EmbeddingPanel, plot_embedding, plot_history};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    checkpoint: CheckpointArgs,
     /// Built-in data set with attributes: shapes | digits.
     #[arg(long, conflicts_with = "data")]
     dataset: Option<String>,
@@ -488,7 +490,10 @@ fn main() -> anyhow::Result<()> {
     report.arg("calibration_folds", args.calibration_folds);
     report.arg("steps", problem.cfg.stage.total_steps(0));
     report.arg("quick", args.common.quick);
-    let ctx = args.common.run_ctx()?;
+    let ctx = args
+        .common
+        .run_ctx()?
+        .with_checkpoints(args.checkpoint.options());
     let mut models = Vec::new();
     for method in methods {
         let t0 = std::time::Instant::now();

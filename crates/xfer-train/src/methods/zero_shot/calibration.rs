@@ -298,7 +298,10 @@ pub fn calibrate(
             method,
             cfg,
             &pd,
-            &ctx.reseeded(derive_seed(seed, &[TAG_PSEUDO, fold, 2])),
+            // The pseudo-split models are throw-away: no checkpoints (they would share the
+            // real model's stage folder).
+            &ctx.reseeded(derive_seed(seed, &[TAG_PSEUDO, fold, 2]))
+                .with_checkpoints(None),
         )?;
         splits.push(split_scores(&model, &pd, dev)?);
     }
