@@ -33,7 +33,8 @@ use xfer::data::{Data, Dataset, LabeledSet, Preprocess, Transform};
 use xfer::models::{BackboneSpec, Classifier, ClassifierConfig};
 use xfer::prelude::*;
 use xfer::train::methods::finetune::{
-    FinetuneConfig, Method, MethodOutcome, OptimizerKind, Pretrained, pretrain, run_method,
+    FinetuneConfig, Length, Method, MethodOutcome, OptimizerKind, Pretrained, RunCtx, TargetData,
+    pretrain, run_method,
 };
 use xfer::train::plot::{Series, plot_curves};
 use xfer::train::text::token_dataset;
@@ -195,9 +196,7 @@ fn main() -> anyhow::Result<()> {
 
     let arch = spec.unwrap_or_else(|| BackboneSpec::for_input(source.sample_shape()));
     let mut cfg = FinetuneConfig::new(arch.clone());
-    cfg.quiet = args.common.json;
-    cfg.device = dev.clone();
-    cfg.checkpoints = args.checkpoints.options();
+    let ctx = run_ctx(&args, &dev);
     if let Some(a) = &args.augment {
         let v: Vec<f32> = a
             .split(',')
@@ -217,13 +216,13 @@ fn main() -> anyhow::Result<()> {
         }));
     }
     if args.common.quick {
-        cfg.pretrain.epochs = 5;
-        cfg.finetune.epochs = 30;
-        cfg.scratch.epochs = 100;
+        cfg.pretrain.length = Length::Epochs(5);
+        cfg.finetune.length = Length::Epochs(30);
+        cfg.scratch.length = Length::Epochs(100);
     }
     apply_stage_flags(&args, &mut cfg);
     if let Some(v) = args.pretrain_epochs {
-        cfg.pretrain.epochs = v;
+        cfg.pretrain.length = Length::Epochs(v);
     }
     let num_blocks = Classifier::new(
         &ClassifierConfig::new(arch.clone(), source.sample_shape(), source_classes),
@@ -276,7 +275,7 @@ fn main() -> anyhow::Result<()> {
                 p
             }
             _ => {
-                let p = pretrain(&src_train, Some(&src_val), source_classes, &cfg, seed)?;
+                let p = pretrain(&src_train, Some(&src_val), source_classes, &cfg, &ctx)?;
                 println!(
                     "pretrained on the source in {:.1}s: {} steps",
                     t.elapsed().as_secs_f64(),
@@ -297,13 +296,13 @@ fn main() -> anyhow::Result<()> {
         None
     };
 
+    let target = TargetData::new(support_t, test_t, num_classes);
     let outcomes = run_methods(
         &methods,
         pretrained.as_ref(),
-        (&support_t, &test_t),
-        num_classes,
+        &target,
         &cfg,
-        seed,
+        &ctx,
         validate,
         &mut report,
     )?;
@@ -346,7 +345,7 @@ fn apply_stage_flags(args: &Args, cfg: &mut FinetuneConfig) {
         cfg.finetune.lr = v;
     }
     if let Some(v) = args.epochs {
-        cfg.finetune.epochs = v;
+        cfg.finetune.length = Length::Epochs(v);
     }
     if let Some(v) = args.optim {
         cfg.finetune.optimizer = optim(v);
@@ -355,7 +354,7 @@ fn apply_stage_flags(args: &Args, cfg: &mut FinetuneConfig) {
         cfg.scratch.lr = v;
     }
     if let Some(v) = args.scratch_epochs {
-        cfg.scratch.epochs = v;
+        cfg.scratch.length = Length::Epochs(v);
     }
     if let Some(v) = args.scratch_optim {
         cfg.scratch.optimizer = optim(v);
@@ -368,22 +367,30 @@ fn apply_stage_flags(args: &Args, cfg: &mut FinetuneConfig) {
         cfg.finetune.batch_size = v;
         cfg.scratch.batch_size = v;
     }
-    cfg.backbone_lr_mult = args.backbone_lr_mult;
+    cfg.finetune.backbone_lr_mult = args.backbone_lr_mult;
+}
+
+/// The run context of the flags on `dev`: `--seed`, no progress bars with `--json`, and the
+/// checkpoint flags.
+fn run_ctx(args: &Args, dev: &Device) -> RunCtx {
+    RunCtx::new(dev.clone())
+        .with_seed(args.common.seed)
+        .with_quiet(args.common.json)
+        .with_checkpoints(args.checkpoints.options())
 }
 
 /// Runs every method on the target's labelled examples, tests it, prints a line per method
 /// and records it in the report.
-#[allow(clippy::too_many_arguments)]
 fn run_methods<D: Dataset + Clone + 'static>(
     methods: &[Method],
     pretrained: Option<&Pretrained>,
-    (support, test): (&D, &D),
-    num_classes: usize,
+    target: &TargetData<D>,
     cfg: &FinetuneConfig,
-    seed: u64,
+    ctx: &RunCtx,
     validate: bool,
     report: &mut common::Report,
 ) -> anyhow::Result<Vec<MethodOutcome>> {
+    let num_classes = target.num_classes;
     let mut outcomes: Vec<MethodOutcome> = Vec::new();
     for m in methods {
         if matches!(m, Method::Distill { .. })
@@ -396,7 +403,7 @@ fn run_methods<D: Dataset + Clone + 'static>(
             continue;
         }
         let t = std::time::Instant::now();
-        let o = run_method(m, pretrained, support, test, num_classes, cfg, seed)?;
+        let o = run_method(m, pretrained, target, cfg, ctx)?;
         println!(
             "{:>24}: target accuracy {:.4} (train {:.4}){}  [{:.1}s]",
             o.name,
@@ -525,20 +532,18 @@ fn run_pretrained_on<D: Dataset + LabeledSet + Clone + 'static>(
     }
     let num_classes = LabeledSet::num_classes(&target);
     let mut cfg = FinetuneConfig::new(spec.clone());
-    cfg.quiet = args.common.json;
-    cfg.device = dev.clone();
-    cfg.checkpoints = args.checkpoints.options();
+    let ctx = run_ctx(args, dev);
     // Pretrained-backbone defaults: 15 epochs of SGD (momentum 0.9) in batches of 10, head
     // lr 0.01 and backbone 0.001 (multiplier 0.1); scratch the same at one rate.
     for st in [&mut cfg.finetune, &mut cfg.scratch] {
-        st.epochs = 15;
+        st.length = Length::Epochs(15);
         st.batch_size = 10;
         st.lr = 0.01;
         st.optimizer = OptimizerKind::Sgd { momentum: 0.9 };
     }
     if args.common.quick {
-        cfg.finetune.epochs = 2;
-        cfg.scratch.epochs = 2;
+        cfg.finetune.length = Length::Epochs(2);
+        cfg.scratch.length = Length::Epochs(2);
     }
     apply_stage_flags(args, &mut cfg);
     let input = match &transforms {
@@ -570,13 +575,13 @@ fn run_pretrained_on<D: Dataset + LabeledSet + Clone + 'static>(
         .arg("target", args.target.as_str())
         .arg("model", spec.to_string())
         .arg("input_shape", serde_json::json!(input));
+    let target = TargetData::new(support, test, num_classes);
     let outcomes = run_methods(
         &methods,
         Some(&pretrained),
-        (&support, &test),
-        num_classes,
+        &target,
         &cfg,
-        seed,
+        &ctx,
         false,
         &mut report,
     )?;

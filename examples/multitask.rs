@@ -22,7 +22,7 @@ mod common;
 
 use clap::Parser;
 use xfer::data::{self, TensorDataset, UnlabeledDataset};
-use xfer::train::methods::finetune::{OptimizerKind, StageConfig};
+use xfer::train::methods::finetune::{Length, Stage};
 use xfer::train::methods::multitask::{
     MultitaskConfig, MultitaskModel, ProgressiveConfig, TaskLabels, TaskSet, Weighting,
     train_multitask, train_progressive,
@@ -76,7 +76,8 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.common.init()?;
     let seed = args.common.seed;
-    let dev = args.common.device()?;
+    let ctx = args.common.run_ctx()?;
+    let dev = ctx.device.clone();
 
     let base = data::load(&args.data, seed)?;
     let specs = parse_tasks(&args.tasks, &base, seed)?;
@@ -158,14 +159,7 @@ fn main() -> anyhow::Result<()> {
     );
 
     let epochs = if args.common.quick { 5 } else { args.epochs };
-    let stage = StageConfig {
-        epochs,
-        batch_size: 64,
-        lr: 1e-3,
-        optimizer: OptimizerKind::Adam,
-        weight_decay: 0.0,
-        cosine: false,
-    };
+    let stage = Stage::adam(1e-3).with_epochs(epochs).with_batch_size(64);
     let n_tasks = specs.len();
     let fixed = match &args.weights {
         Some(w) => w
@@ -209,10 +203,11 @@ fn main() -> anyhow::Result<()> {
                 let set = TaskSet::new(features(&sub)?, vec![labels_of(&sub, main_task)?])?;
                 let mut c = cfg(Weighting::Fixed(vec![1.0]));
                 c.input_layers = false;
-                c.stage.epochs = steps_multi.div_ceil(sub.len().div_ceil(64)).max(1);
+                c.stage.length =
+                    Length::Epochs(steps_multi.div_ceil(sub.len().div_ceil(64)).max(1));
                 let sets = [set];
                 let model = MultitaskModel::new(&sets, &c, seed, &dev)?;
-                let r = train_multitask(&model, &sets, &c, seed, args.common.json)?;
+                let r = train_multitask(&model, &sets, &c, &ctx)?;
                 let test = TaskSet::new(
                     test_sets[0].features.clone(),
                     vec![test_sets[0].tasks[0].clone()],
@@ -235,7 +230,7 @@ fn main() -> anyhow::Result<()> {
                 };
                 let c = cfg(weighting);
                 let model = MultitaskModel::new(&train_sets, &c, seed, &dev)?;
-                let r = train_multitask(&model, &train_sets, &c, seed, args.common.json)?;
+                let r = train_multitask(&model, &train_sets, &c, &ctx)?;
                 let mut metrics: Vec<(String, f64)> = Vec::new();
                 for set in &test_sets {
                     for (task, acc) in model.accuracy(set)? {
@@ -306,13 +301,8 @@ fn main() -> anyhow::Result<()> {
                     first: stage.clone(),
                     second: stage.clone(),
                 };
-                let out = train_progressive(
-                    (&old_train, &old_test),
-                    (&new_train, &new_test),
-                    &pc,
-                    seed,
-                    args.common.json,
-                )?;
+                let out =
+                    train_progressive((&old_train, &old_test), (&new_train, &new_test), &pc, &ctx)?;
                 let acc = out.new_task_acc.unwrap_or(f64::NAN);
                 let before = out.old_task_acc_before.unwrap_or(f64::NAN);
                 let after = out.old_task_acc_after.unwrap_or(f64::NAN);

@@ -27,11 +27,9 @@ use std::time::Instant;
 use clap::Parser;
 use xfer::data::{self, TensorDataset, UnlabeledDataset, embedded};
 use xfer::prelude::*;
-use xfer::train::RunCtx;
 use xfer::train::methods::dann;
 use xfer::train::methods::finetune::{
-    BackboneSpec, FinetuneConfig, Method, OptimizerKind, StageConfig, accuracy, pretrain,
-    run_method,
+    BackboneSpec, FinetuneConfig, Length, Method, Stage, TargetData, accuracy, pretrain, run_method,
 };
 use xfer::train::methods::multitask::{
     MultitaskConfig, MultitaskModel, ProgressiveConfig, TaskLabels, TaskSet, Weighting,
@@ -71,8 +69,9 @@ fn main() -> anyhow::Result<()> {
     let seed = args.common.seed;
     let quick = args.common.quick;
     let out = args.common.out.clone();
-    let dev = args.common.device()?;
-    let quiet = args.common.json;
+    // The run context of every part: --device, --seed, no progress bars with --json.
+    let ctx = args.common.run_ctx()?;
+    let dev = ctx.device.clone();
     let start = Instant::now();
     let mut report = common::Report::new("quickstart", seed);
     report.arg("quick", quick);
@@ -87,14 +86,7 @@ fn main() -> anyhow::Result<()> {
     let synth = embedded::synth_digits(if quick { 60 } else { 500 }, seed)?.scale(1.0 / 16.0);
     let real = embedded::optdigits()?.scale(1.0 / 16.0);
     let epochs = if quick { 10 } else { 30 };
-    let stage = StageConfig {
-        epochs,
-        batch_size: 64,
-        lr: 1e-3,
-        optimizer: OptimizerKind::Adam,
-        weight_decay: 0.0,
-        cosine: false,
-    };
+    let stage = Stage::adam(1e-3).with_epochs(epochs).with_batch_size(64);
 
     if want("finetune") {
         // 1. Fine-tuning: synthetic digits → optdigits with one label per class.
@@ -103,25 +95,17 @@ fn main() -> anyhow::Result<()> {
         let (src_train, src_val) = data::stratified_split(&synth, 0.1, seed)?;
         let (support, test) = data::few_shot(&real, 1, seed)?;
         let mut cfg = FinetuneConfig::new(BackboneSpec::cnn());
-        cfg.quiet = quiet;
         if quick {
-            cfg.pretrain.epochs = 3;
-            cfg.finetune.epochs = 20;
-            cfg.scratch.epochs = 50;
+            cfg.pretrain.length = Length::Epochs(3);
+            cfg.finetune.length = Length::Epochs(20);
+            cfg.scratch.length = Length::Epochs(50);
         }
-        let source = pretrain(&src_train, Some(&src_val), 10, &cfg, seed)?;
+        let source = pretrain(&src_train, Some(&src_val), 10, &cfg, &ctx)?;
+        let target = TargetData::new(support, test, 10);
         let mut ft_curves = Vec::new();
         let mut acc = std::collections::BTreeMap::new();
         for m in ["scratch", "finetune", "l2sp"] {
-            let o = run_method(
-                &Method::parse(m)?,
-                Some(&source),
-                &support,
-                &test,
-                10,
-                &cfg,
-                seed,
-            )?;
+            let o = run_method(&m.parse::<Method>()?, Some(&source), &target, &cfg, &ctx)?;
             report.run(m, &[("target_acc", o.target_acc)]);
             ft_curves.push(Series::new(m, o.report.history.step_curve("loss")));
             acc.insert(m, o.target_acc);
@@ -200,9 +184,9 @@ fn main() -> anyhow::Result<()> {
             vec![labels(&alone, "digit", &digit_map)?],
         )?];
         let mut single_cfg = mt_cfg(Weighting::Fixed(vec![1.0]));
-        single_cfg.stage.epochs = steps.div_ceil(alone.len().div_ceil(64));
+        single_cfg.stage.length = Length::Epochs(steps.div_ceil(alone.len().div_ceil(64)));
         let single = MultitaskModel::new(&single_sets, &single_cfg, seed, &dev)?;
-        let r_single = train_multitask(&single, &single_sets, &single_cfg, seed, quiet)?;
+        let r_single = train_multitask(&single, &single_sets, &single_cfg, &ctx)?;
         let digit_test = TaskSet::new(
             feats(&mt_test)?,
             vec![labels(&mt_test, "digit", &digit_map)?],
@@ -211,7 +195,7 @@ fn main() -> anyhow::Result<()> {
         let sets = [train_set.clone()];
         let ucfg = mt_cfg(Weighting::Uncertainty);
         let multi = MultitaskModel::new(&sets, &ucfg, seed, &dev)?;
-        let r_multi = train_multitask(&multi, &sets, &ucfg, seed, quiet)?;
+        let r_multi = train_multitask(&multi, &sets, &ucfg, &ctx)?;
         let multi_acc = multi.accuracy(&test_set)?[0].1.unwrap_or(f64::NAN);
         report.run("single_task", &[("target_acc", single_acc)]);
         let mut m: Vec<(&str, f64)> = vec![("target_acc", multi_acc)];
@@ -242,8 +226,7 @@ fn main() -> anyhow::Result<()> {
             (&parity_only(&train_set)?, &parity_only(&test_set)?),
             (&digit_only(&train_set)?, &digit_only(&test_set)?),
             &pc,
-            seed,
-            quiet,
+            &ctx,
         )?;
         let prog_acc = prog.new_task_acc.unwrap_or(f64::NAN);
         let (before, after) = (
@@ -303,9 +286,7 @@ fn main() -> anyhow::Result<()> {
         let ddata = dann::Data::new(source.clone(), target.unlabeled())
             .with_source_val(source_test.clone())
             .with_target_test(target_test.clone());
-        let dctx = xfer::train::RunCtx::new(dev.clone())
-            .with_seed(seed)
-            .with_quiet(quiet);
+        let dctx = ctx.clone();
         let mut dann_acc = std::collections::BTreeMap::new();
         let mut panels_models = Vec::new();
         for method in [dann::Method::SourceOnly, dann::Method::Dann] {
@@ -368,7 +349,7 @@ fn main() -> anyhow::Result<()> {
         let zdata = ZeroShotData::split(&shapes, &attributes, &[1, 6, 10, 13, 20, 23], 0.2, seed)?;
         let zcfg = ZeroShotConfig::new(BackboneSpec::cnn())
             .with_steps(args.zsl_steps.unwrap_or(if quick { 100 } else { 500 }));
-        let zctx = RunCtx::new(dev.clone()).with_seed(seed).with_quiet(quiet);
+        let zctx = ctx.clone();
         let mut zline = Vec::new();
         for method in ZslMethod::all() {
             let r = zero_shot::run(method, &zcfg, &zdata, &zctx)?.result;
@@ -404,21 +385,15 @@ fn main() -> anyhow::Result<()> {
         let ae_cfg = AutoencoderConfig {
             widths: widths.to_vec(),
             noise: 0.2,
-            stage: StageConfig {
-                epochs: if quick { 3 } else { 30 },
-                ..stage.clone()
-            },
+            stage: stage.clone().with_epochs(if quick { 3 } else { 30 }),
         };
-        let clf = StageConfig {
-            epochs: if quick { 100 } else { 300 },
-            ..stage.clone()
-        };
-        let (ae, r_ae) = train_autoencoder(&unlabelled, &ae_cfg, seed, &dev, quiet)?;
+        let clf = stage.clone().with_epochs(if quick { 100 } else { 300 });
+        let (ae, r_ae) = train_autoencoder(&unlabelled, &ae_cfg, &ctx)?;
         let scratch_net = encoder_classifier(support5.sample_shape(), &widths, 10, seed, &dev)?;
-        let r_sc = train_classifier(&scratch_net, &support5, &clf, seed, quiet)?;
+        let r_sc = train_classifier(&scratch_net, &support5, &clf, &ctx)?;
         let st_scratch = accuracy(&scratch_net, &test5)?;
         let (st_net, _) = classifier_from_autoencoder(&ae, 10, seed, false)?;
-        let r_st = train_classifier(&st_net, &support5, &clf, seed, quiet)?;
+        let r_st = train_classifier(&st_net, &support5, &clf, &ctx)?;
         let st_acc = accuracy(&st_net, &test5)?;
         report.run("self_taught_scratch", &[("target_acc", st_scratch)]);
         report.run("self_taught", &[("target_acc", st_acc)]);

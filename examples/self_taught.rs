@@ -17,7 +17,7 @@ mod common;
 
 use clap::Parser;
 use xfer::data::{self, Dataset};
-use xfer::train::methods::finetune::{OptimizerKind, StageConfig, accuracy};
+use xfer::train::methods::finetune::{Stage, accuracy};
 use xfer::train::methods::self_taught::{
     AutoencoderConfig, classifier_from_autoencoder, encoder_classifier, train_autoencoder,
     train_classifier,
@@ -53,7 +53,8 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.common.init()?;
     let seed = args.common.seed;
-    let dev = args.common.device()?;
+    let ctx = args.common.run_ctx()?;
+    let dev = ctx.device.clone();
 
     let source = data::load(&args.source, seed)?;
     let target = data::load(&args.target, seed)?;
@@ -82,23 +83,13 @@ fn main() -> anyhow::Result<()> {
     let ae_cfg = AutoencoderConfig {
         widths: widths.clone(),
         noise: args.noise,
-        stage: StageConfig {
-            epochs: if quick { 3 } else { 30 },
-            batch_size: 64,
-            lr: 1e-3,
-            optimizer: OptimizerKind::Adam,
-            weight_decay: 0.0,
-            cosine: false,
-        },
+        stage: Stage::adam(1e-3)
+            .with_epochs(if quick { 3 } else { 30 })
+            .with_batch_size(64),
     };
-    let clf_stage = StageConfig {
-        epochs: if quick { 100 } else { 300 },
-        batch_size: 64,
-        lr: 1e-3,
-        optimizer: OptimizerKind::Adam,
-        weight_decay: 0.0,
-        cosine: false,
-    };
+    let clf_stage = Stage::adam(1e-3)
+        .with_epochs(if quick { 100 } else { 300 })
+        .with_batch_size(64);
 
     let mut report = common::Report::new("self_taught", seed);
     report
@@ -109,7 +100,7 @@ fn main() -> anyhow::Result<()> {
     let mut curves = Vec::new();
     let ae = if methods.iter().any(|m| m.starts_with("self")) {
         let t = std::time::Instant::now();
-        let (ae, r) = train_autoencoder(&unlabelled, &ae_cfg, seed, &dev, args.common.json)?;
+        let (ae, r) = train_autoencoder(&unlabelled, &ae_cfg, &ctx)?;
         let src_err = ae.reconstruction_error(&unlabelled, &dev)?;
         let tgt_err = ae.reconstruction_error(&test.unlabeled(), &dev)?;
         println!(
@@ -152,7 +143,7 @@ fn main() -> anyhow::Result<()> {
                 "unknown run {other:?}: expected scratch, self-taught or self-taught-frozen"
             ),
         };
-        let r = train_classifier(&net, &support, &clf_stage, seed, args.common.json)?;
+        let r = train_classifier(&net, &support, &clf_stage, &ctx)?;
         let acc = accuracy(&net, &test)?;
         println!(
             "{name:>20}: target accuracy {acc:.4}  [{:.1}s]",

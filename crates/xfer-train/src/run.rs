@@ -312,13 +312,19 @@ impl Stage {
     }
 
     /// The parameter groups of a stage on `net`: `extra` first (a parameter goes to the first
-    /// group that selects it), then the classifier's backbone and head groups.
+    /// group that selects it), then the classifier's backbone and head groups, those with a
+    /// trainable parameter (a frozen backbone or head has nothing to optimise).
     pub fn groups(&self, net: &Classifier, extra: &[ParamGroup]) -> Result<Vec<ParamGroup>> {
         let mult = self
             .backbone_lr_mult
             .unwrap_or_else(|| net.default_backbone_lr_mult());
+        let trainable = net.store().trainable();
         let mut groups = extra.to_vec();
-        groups.extend(net.param_groups(mult)?);
+        groups.extend(
+            net.param_groups(mult)?
+                .into_iter()
+                .filter(|g| trainable.iter().any(|p| g.selection.matches(p.name()))),
+        );
         Ok(groups)
     }
 

@@ -22,9 +22,10 @@ use xfer_ops::SeededRng;
 
 use xfer_data::{DataLoader, Dataset, UnlabeledDataset};
 
-use super::finetune::{StageConfig, loader};
+use super::finetune::loader;
 use crate::batches::StepBatches;
 use crate::metrics::{argmax_rows, labels_to_vec};
+use crate::run::{RunCtx, Stage};
 use crate::trainer::{Objective, StepCtx, StepOutput, TrainReport, derive_seed};
 use crate::{Result, TrainError};
 
@@ -217,7 +218,7 @@ pub struct MultitaskConfig {
     /// How task losses are combined.
     pub weighting: Weighting,
     /// Training.
-    pub stage: StageConfig,
+    pub stage: Stage,
 }
 
 /// A shared trunk with one head per task (and the learned task weights, if any), with its
@@ -468,32 +469,22 @@ impl Objective for MultitaskObjective<'_> {
 }
 
 /// Trains `model` on `sets` with `cfg.stage` in the one trainer (an epoch: one pass over
-/// the largest set).
+/// the largest set), with `ctx`'s seed, progress and checkpoints (stage folder `multitask`).
 pub fn train_multitask(
     model: &MultitaskModel,
     sets: &[TaskSet],
     cfg: &MultitaskConfig,
-    seed: u64,
-    quiet: bool,
+    ctx: &RunCtx,
 ) -> Result<TrainReport> {
-    let loaders = MultitaskObjective::loaders(sets, cfg.stage.batch_size, seed)?;
+    let loaders = MultitaskObjective::loaders(sets, cfg.stage.batch_size, ctx.seed)?;
     let mut obj = MultitaskObjective::new(model, sets, &loaders)?;
     let spe = loaders
         .iter()
         .map(DataLoader::batches_per_epoch)
         .max()
         .unwrap_or(1);
-    cfg.stage.fit(
-        "multitask",
-        model.store(),
-        &[],
-        &mut obj,
-        spe,
-        None,
-        seed,
-        quiet,
-        None,
-    )
+    cfg.stage
+        .fit_store("multitask", model.store(), &[], &mut obj, spe, None, ctx)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -590,9 +581,9 @@ pub struct ProgressiveConfig {
     /// Width of the non-linear lateral adapters (`None`: linear laterals).
     pub adapter_dim: Option<usize>,
     /// Training of the first column.
-    pub first: StageConfig,
+    pub first: Stage,
     /// Training of the second column.
-    pub second: StageConfig,
+    pub second: Stage,
 }
 
 /// What a progressive run measured.
@@ -614,14 +605,16 @@ pub struct ProgressiveOutcome {
 
 /// Trains column 0 on the first task of `old` and then, in a new column with lateral
 /// connections from the frozen column 0, the first task of `new`; tests each column on the
-/// first task of its test set.
+/// first task of its test set. Every random choice comes from `ctx.seed` (column 1 trains
+/// with a seed derived from it); checkpoints, when `ctx` asks, go to the stage folders
+/// `progressive column 0` and `progressive column 1`.
 pub fn train_progressive(
     old: (&TaskSet, &TaskSet),
     new: (&TaskSet, &TaskSet),
     cfg: &ProgressiveConfig,
-    seed: u64,
-    quiet: bool,
+    ctx: &RunCtx,
 ) -> Result<ProgressiveOutcome> {
+    let seed = ctx.seed;
     let (old_train, old_test) = old;
     let (new_train, new_test) = new;
     let device = old_train.x.device();
@@ -651,16 +644,14 @@ pub fn train_progressive(
         None,
     )?;
     let mut obj0 = ColumnObjective::new(&net, 0, &data0, old_task)?;
-    let r0 = cfg.first.fit(
+    let r0 = cfg.first.fit_store(
         "progressive column 0",
         &store,
         &[],
         &mut obj0,
         data0.batches_per_epoch(),
         None,
-        seed,
-        quiet,
-        None,
+        ctx,
     )?;
     let old_task_acc_before = column_accuracy(&net, 0, old_test)?;
     net.add_column(&col(new_task.num_classes), &mut rng)?;
@@ -673,16 +664,14 @@ pub fn train_progressive(
         None,
     )?;
     let mut obj1 = ColumnObjective::new(&net, 1, &data1, new_task)?;
-    let r1 = cfg.second.fit(
+    let r1 = cfg.second.fit_store(
         "progressive column 1",
         &store,
         &[],
         &mut obj1,
         data1.batches_per_epoch(),
         None,
-        seed1,
-        quiet,
-        None,
+        &ctx.reseeded(seed1),
     )?;
     let old_task_acc_after = column_accuracy(&net, 0, old_test)?;
     let new_task_acc = column_accuracy(&net, 1, new_test)?;
@@ -699,17 +688,9 @@ pub fn train_progressive(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::methods::finetune::OptimizerKind;
 
-    fn stage(epochs: usize) -> StageConfig {
-        StageConfig {
-            epochs,
-            batch_size: 16,
-            lr: 0.01,
-            optimizer: OptimizerKind::Adam,
-            weight_decay: 0.0,
-            cosine: false,
-        }
+    fn stage(epochs: usize) -> Stage {
+        Stage::adam(0.01).with_epochs(epochs).with_batch_size(16)
     }
 
     fn ctx(step: usize, seed: u64) -> StepCtx {
@@ -777,7 +758,7 @@ mod tests {
         let p = model.store().get("task_weighting.log_vars").unwrap();
         assert!(p.is_trainable());
         assert_eq!(model.task_weights().unwrap(), [1.0, 1.0]);
-        let report = train_multitask(&model, &sets, &c, 3, true).unwrap();
+        let report = train_multitask(&model, &sets, &c, &RunCtx::cpu().with_seed(3)).unwrap();
         assert_eq!(report.steps, 8);
         let s = values(p.var().as_tensor());
         assert!(
@@ -874,7 +855,7 @@ mod tests {
         assert!(model.store().contains("inputs.other.0.weight"));
         assert!(!model.store().contains("inputs.main.0.weight"));
         assert_eq!(model.tasks(), ["main", "parity", "other"]);
-        train_multitask(&model, &sets, &c, 13, true).unwrap();
+        train_multitask(&model, &sets, &c, &RunCtx::cpu().with_seed(13)).unwrap();
         let acc = model.accuracy(&sets[1]).unwrap();
         assert_eq!(acc[0].0, "other");
         assert!(acc[0].1.is_some());
@@ -894,8 +875,13 @@ mod tests {
             first: stage(3),
             second: stage(3),
         };
-        let out =
-            train_progressive((&old_set, &old_set), (&new_set, &new_set), &pc, 15, true).unwrap();
+        let out = train_progressive(
+            (&old_set, &old_set),
+            (&new_set, &new_set),
+            &pc,
+            &RunCtx::cpu().with_seed(15),
+        )
+        .unwrap();
         let col0: Vec<_> = out
             .store
             .all()
@@ -921,7 +907,15 @@ mod tests {
         let mut obj = ColumnObjective::new(&net, 0, &data0, &old).unwrap();
         let spe = data0.batches_per_epoch();
         pc.first
-            .fit("c0", &store, &[], &mut obj, spe, None, 15, true, None)
+            .fit_store(
+                "c0",
+                &store,
+                &[],
+                &mut obj,
+                spe,
+                None,
+                &RunCtx::cpu().with_seed(15),
+            )
             .unwrap();
         for p in &col0 {
             assert_eq!(

@@ -27,8 +27,9 @@ use xfer_models::{
 };
 use xfer_ops::SeededRng;
 
-use super::finetune::{FinetuneObjective, Regulariser, StageConfig, loader};
+use super::finetune::{FinetuneObjective, Regulariser, loader};
 use crate::batches::StepBatches;
+use crate::run::{RunCtx, Stage};
 use crate::trainer::{Objective, StepCtx, StepOutput, TrainReport, derive_seed};
 use crate::{Result, TrainError};
 use xfer_models::Classifier;
@@ -228,19 +229,19 @@ pub struct AutoencoderConfig {
     /// Masking noise probability (0: plain auto-encoder).
     pub noise: f64,
     /// Training.
-    pub stage: StageConfig,
+    pub stage: Stage,
 }
 
-/// Trains an auto-encoder on `unlabelled` (labels never seen), every random choice from
-/// `seed`.
+/// Trains an auto-encoder on `unlabelled` (labels never seen) on `ctx.device`, every
+/// random choice from `ctx.seed` (checkpoints, when `ctx` asks, in the stage folder
+/// `autoencoder`).
 pub fn train_autoencoder(
     unlabelled: &UnlabeledDataset,
     cfg: &AutoencoderConfig,
-    seed: u64,
-    device: &Device,
-    quiet: bool,
+    ctx: &RunCtx,
 ) -> Result<(Autoencoder, TrainReport)> {
     use xfer_data::Dataset;
+    let (seed, device) = (ctx.seed, &ctx.device);
     let ae = Autoencoder::new(
         unlabelled.sample_shape(),
         &cfg.widths,
@@ -249,16 +250,14 @@ pub fn train_autoencoder(
     )?;
     let data = loader(unlabelled.clone(), cfg.stage.batch_size, seed, device, None)?;
     let mut obj = AutoencoderObjective::new(&ae, &data, cfg.noise)?;
-    let report = cfg.stage.fit(
+    let report = cfg.stage.fit_store(
         "autoencoder",
         ae.store(),
         &[],
         &mut obj,
         data.batches_per_epoch(),
         None,
-        seed,
-        quiet,
-        None,
+        ctx,
     )?;
     Ok((ae, report))
 }
@@ -324,43 +323,40 @@ pub fn classifier_from_autoencoder(
     Ok((net, report))
 }
 
-/// Trains `net` on the labelled `train` examples (cross-entropy) with `stage`.
+/// Trains `net` on the labelled `train` examples (cross-entropy) with `stage` ([`Stage::fit`]:
+/// the encoder at the stage's `backbone_lr_mult`, 1 by default) and `ctx`'s seed, progress
+/// and checkpoints (stage folder `classifier`).
 pub fn train_classifier(
     net: &Classifier,
     train: &TensorDataset,
-    stage: &StageConfig,
-    seed: u64,
-    quiet: bool,
+    stage: &Stage,
+    ctx: &RunCtx,
 ) -> Result<TrainReport> {
-    let data = loader(train.clone(), stage.batch_size, seed, net.device(), None)?;
+    let data = loader(
+        train.clone(),
+        stage.batch_size,
+        ctx.seed,
+        net.device(),
+        None,
+    )?;
     let mut obj = FinetuneObjective::new(net, &data, Regulariser::None)?;
     stage.fit(
         "classifier",
-        net.store(),
+        net,
         &[],
         &mut obj,
         data.batches_per_epoch(),
         None,
-        seed,
-        quiet,
-        None,
+        ctx,
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::methods::finetune::OptimizerKind;
 
-    fn stage(epochs: usize) -> StageConfig {
-        StageConfig {
-            epochs,
-            batch_size: 16,
-            lr: 0.01,
-            optimizer: OptimizerKind::Adam,
-            weight_decay: 0.0,
-            cosine: false,
-        }
+    fn stage(epochs: usize) -> Stage {
+        Stage::adam(0.01).with_epochs(epochs).with_batch_size(16)
     }
 
     /// `n` examples of width 8 from 4 prototypes plus noise; labels = prototype.
@@ -398,7 +394,7 @@ mod tests {
         let seed = derive_seed(2, &[0x4145]);
         let untrained = Autoencoder::new(&[8], &[16, 4], seed, &dev).unwrap();
         let before = untrained.reconstruction_error(&ds, &dev).unwrap();
-        let (ae, report) = train_autoencoder(&ds, &cfg, 2, &dev, true).unwrap();
+        let (ae, report) = train_autoencoder(&ds, &cfg, &RunCtx::cpu().with_seed(2)).unwrap();
         let after = ae.reconstruction_error(&ds, &dev).unwrap();
         assert_eq!(report.steps, 200);
         // Predicting the mean image gives about 0.19; the prototypes are learned.
@@ -440,14 +436,14 @@ mod tests {
 
     #[test]
     fn classifier_reuses_the_autoencoder_encoder_and_a_frozen_encoder_stays_put() {
-        let dev = Device::Cpu;
         let train = data(24, 7);
         let cfg = AutoencoderConfig {
             widths: vec![6, 3],
             noise: 0.0,
             stage: stage(3),
         };
-        let (ae, _) = train_autoencoder(&data(40, 8).unlabeled(), &cfg, 9, &dev, true).unwrap();
+        let (ae, _) =
+            train_autoencoder(&data(40, 8).unlabeled(), &cfg, &RunCtx::cpu().with_seed(9)).unwrap();
         let (net, report) = classifier_from_autoencoder(&ae, 4, 10, true).unwrap();
         assert_eq!(
             report.copied,
@@ -459,7 +455,7 @@ mod tests {
             ]
         );
         let head0 = values(net.store().get("head.weight").unwrap().var().as_tensor());
-        train_classifier(&net, &train, &stage(5), 11, true).unwrap();
+        train_classifier(&net, &train, &stage(5), &RunCtx::cpu().with_seed(11)).unwrap();
         for name in &report.copied {
             assert_eq!(
                 values(net.store().get(name).unwrap().var().as_tensor()),
@@ -473,7 +469,7 @@ mod tests {
         );
         // Not frozen: the encoder is fine-tuned.
         let (tuned, _) = classifier_from_autoencoder(&ae, 4, 10, false).unwrap();
-        train_classifier(&tuned, &train, &stage(30), 11, true).unwrap();
+        train_classifier(&tuned, &train, &stage(30), &RunCtx::cpu().with_seed(11)).unwrap();
         assert_ne!(
             values(
                 tuned

@@ -245,3 +245,12 @@ impl fmt::Display for Method {
         f.write_str(&self.name())
     }
 }
+
+impl std::str::FromStr for Method {
+    type Err = TrainError;
+
+    /// [`Method::parse`].
+    fn from_str(s: &str) -> Result<Self> {
+        Method::parse(s)
+    }
+}

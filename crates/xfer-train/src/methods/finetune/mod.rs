@@ -32,7 +32,9 @@
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use xfer_data::{FolderOptions, ImageFolder, Preprocess, few_shot};
 //! use xfer_models::BackboneSpec;
-//! use xfer_train::methods::finetune::{FinetuneConfig, Method, Pretrained, run_method};
+//! use xfer_train::methods::finetune::{
+//!     FinetuneConfig, Method, Pretrained, RunCtx, TargetData, run_method,
+//! };
 //!
 //! let spec: BackboneSpec = "resnet18:weights=resnet18.safetensors".parse()?;
 //! let opts = FolderOptions { channels: Some(3), ..FolderOptions::default() };
@@ -42,15 +44,20 @@
 //! let mut cfg = FinetuneConfig::new(spec.clone());
 //! cfg.train_transform = Some(preset.train_transform()?);
 //! cfg.eval_transform = Some(preset.eval_transform()?);
-//! let source = Pretrained::from_backbone(&spec, &[3, 224, 224], &cfg.device)?;
-//! let l2sp = Method::parse("l2sp")?;
-//! let out = run_method(&l2sp, Some(&source), &train, &test, photos.num_classes(), &cfg, 0)?;
+//! let ctx = RunCtx::cpu(); // seed 0, no progress bars
+//! let source = Pretrained::from_backbone(&spec, &[3, 224, 224], &ctx.device)?;
+//! let target = TargetData::new(train, test, photos.num_classes());
+//! let l2sp: Method = "l2sp".parse()?;
+//! let out = run_method(&l2sp, Some(&source), &target, &cfg, &ctx)?;
 //! println!("target accuracy {:.3}", out.target_acc);
 //! # Ok(())
 //! # }
 //! ```
 //!
-//! Files: [`stage`] (one training stage in the [`crate::Trainer`]), [`objective`] (the loss of
+//! Every training stage is a [`crate::run::Stage`] run with a [`crate::run::RunCtx`] (device,
+//! seed, progress, checkpoints), as in every other method family.
+//!
+//! Files: [`objective`] (the loss of
 //! every method, evaluation), [`method`] (the methods and their parsing), [`mod@pretrain`] (the
 //! source model), [`setup`] (a method's target network and its run).
 
@@ -58,7 +65,6 @@ pub mod method;
 pub mod objective;
 pub mod pretrain;
 pub mod setup;
-pub mod stage;
 #[cfg(test)]
 mod tests;
 
@@ -67,11 +73,11 @@ use std::sync::Arc;
 use candle_core::{Device, Tensor};
 use xfer_data::{DataLoader, Dataset, TensorDataset, Transform};
 
+pub use crate::run::{CheckpointOptions, Length, LrSchedule, OptimizerKind, RunCtx, Stage};
 pub use method::{BlockEnd, CopiedBlocks, LayerTransfer, Method};
 pub use objective::{AccuracyEval, FinetuneObjective, Regulariser, accuracy, logits_of};
 pub use pretrain::{FinetuneConfig, Pretrained, eval_view, pretrain};
-pub use setup::{MethodOutcome, MethodSetup, run_method};
-pub use stage::{CheckpointOptions, OptimizerKind, StageConfig};
+pub use setup::{MethodOutcome, MethodSetup, TargetData, run_method};
 pub use xfer_models::{BackboneSpec, Classifier, ClassifierConfig};
 
 use crate::{Result, TrainError};

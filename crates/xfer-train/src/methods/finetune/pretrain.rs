@@ -12,7 +12,7 @@ use xfer_ops::ParamSnapshot;
 
 use super::loader;
 use super::objective::{AccuracyEval, FinetuneObjective, Regulariser, accuracy};
-use super::stage::{CheckpointOptions, OptimizerKind, StageConfig};
+use crate::run::{RunCtx, Stage};
 use crate::trainer::{EarlyStopping, TrainReport, derive_seed};
 use crate::{Result, TrainError};
 
@@ -21,30 +21,25 @@ use crate::{Result, TrainError};
 pub struct FinetuneConfig {
     /// The network (the same for the source model and every target model).
     pub backbone: BackboneSpec,
-    /// Learning-rate multiplier of the backbone relative to the head during target training
-    /// (`None`: 0.1 for pretrained backbones, 1 for the built-in networks).
-    pub backbone_lr_mult: Option<f64>,
     /// A per-sample transform of the target training examples (augmentation).
     pub train_transform: Option<Arc<dyn Transform>>,
     /// A fixed per-sample transform of every evaluated example (e.g. resize, centre crop,
     /// normalise); the training transform should end in the same shape.
     pub eval_transform: Option<Arc<dyn Transform>>,
-    /// Checkpoints of every training stage (each in its own sub-folder), and resuming.
-    pub checkpoints: Option<CheckpointOptions>,
-    /// Pretraining on the source.
-    pub pretrain: StageConfig,
+    /// Pretraining on the source (every parameter at the stage's rate: its
+    /// `backbone_lr_mult` is 1 by default).
+    pub pretrain: Stage,
     /// Early-stopping patience (epochs) on the source validation accuracy during pretraining.
     pub pretrain_patience: usize,
-    /// Training on the target, for the methods that start from the source.
-    pub finetune: StageConfig,
-    /// Training on the target from scratch (the baseline may need more steps).
-    pub scratch: StageConfig,
+    /// Training on the target, for the methods that start from the source; its
+    /// `backbone_lr_mult` is the backbone's rate multiplier relative to the head (`None`:
+    /// 0.1 for pretrained backbones, 1 for the built-in networks).
+    pub finetune: Stage,
+    /// Training on the target from scratch (the baseline may need more steps; every
+    /// parameter at the stage's rate: its `backbone_lr_mult` is 1 by default).
+    pub scratch: Stage,
     /// A per-sample transform of the source examples during pretraining (augmentation).
     pub pretrain_transform: Option<Arc<dyn Transform>>,
-    /// Where the networks live.
-    pub device: Device,
-    /// Hide progress bars.
-    pub quiet: bool,
 }
 
 impl FinetuneConfig {
@@ -55,38 +50,19 @@ impl FinetuneConfig {
     pub fn new(backbone: BackboneSpec) -> Self {
         Self {
             backbone,
-            backbone_lr_mult: None,
             train_transform: None,
             eval_transform: None,
-            checkpoints: None,
-            pretrain: StageConfig {
-                epochs: 30,
-                batch_size: 64,
-                lr: 1e-3,
-                optimizer: OptimizerKind::Adam,
-                weight_decay: 0.0,
-                cosine: false,
-            },
+            pretrain: Stage::adam(1e-3)
+                .with_epochs(30)
+                .with_batch_size(64)
+                .with_backbone_lr_mult(1.0),
             pretrain_patience: 3,
-            finetune: StageConfig {
-                epochs: 100,
-                batch_size: 64,
-                lr: 0.01,
-                optimizer: OptimizerKind::Sgd { momentum: 0.9 },
-                weight_decay: 0.0,
-                cosine: false,
-            },
-            scratch: StageConfig {
-                epochs: 300,
-                batch_size: 64,
-                lr: 1e-3,
-                optimizer: OptimizerKind::Adam,
-                weight_decay: 0.0,
-                cosine: false,
-            },
+            finetune: Stage::sgd(0.01, 0.9).with_epochs(100).with_batch_size(64),
+            scratch: Stage::adam(1e-3)
+                .with_epochs(300)
+                .with_batch_size(64)
+                .with_backbone_lr_mult(1.0),
             pretrain_transform: None,
-            device: Device::Cpu,
-            quiet: false,
         }
     }
 }
@@ -269,24 +245,26 @@ impl Pretrained {
 }
 
 /// Trains the source model on `train` (early stopping on `val` accuracy when given), with
-/// `cfg.pretrain` and `cfg.pretrain_transform`.
+/// `cfg.pretrain` and `cfg.pretrain_transform`, on `ctx`'s device with its seed (and its
+/// checkpoints, in the stage folder `pretrain`).
 pub fn pretrain<D: Dataset + Clone + 'static>(
     train: &D,
     val: Option<&D>,
     num_classes: usize,
     cfg: &FinetuneConfig,
-    seed: u64,
+    ctx: &RunCtx,
 ) -> Result<Pretrained> {
+    let seed = ctx.seed;
     let net = Classifier::new(
         &ClassifierConfig::new(cfg.backbone.clone(), train.sample_shape(), num_classes),
         derive_seed(seed, &[0x5052_4554]),
-        &cfg.device,
+        &ctx.device,
     )?;
     let data = loader(
         train.clone(),
         cfg.pretrain.batch_size,
         seed,
-        &cfg.device,
+        &ctx.device,
         cfg.pretrain_transform.clone(),
     )?;
     let mut obj = FinetuneObjective::new(&net, &data, Regulariser::None)?;
@@ -297,27 +275,17 @@ pub fn pretrain<D: Dataset + Clone + 'static>(
             let es = EarlyStopping::max("val_acc", cfg.pretrain_patience);
             cfg.pretrain.fit(
                 "pretrain",
-                net.store(),
+                &net,
                 &[],
                 &mut obj,
                 spe,
-                Some((&mut eval, es)),
-                seed,
-                cfg.quiet,
-                cfg.checkpoints.as_ref(),
+                Some((&mut eval, Some(es))),
+                ctx,
             )?
         }
-        None => cfg.pretrain.fit(
-            "pretrain",
-            net.store(),
-            &[],
-            &mut obj,
-            spe,
-            None,
-            seed,
-            cfg.quiet,
-            cfg.checkpoints.as_ref(),
-        )?,
+        None => cfg
+            .pretrain
+            .fit("pretrain", &net, &[], &mut obj, spe, None, ctx)?,
     };
     let source_val_acc = match val {
         Some(v) => Some(accuracy(&net, &eval_view(v, cfg)?)?),

@@ -14,12 +14,12 @@ use super::loader;
 use super::method::{BlockEnd, CopiedBlocks, LayerTransfer, Method};
 use super::objective::{FinetuneObjective, Regulariser, accuracy, logits_of};
 use super::pretrain::{FinetuneConfig, Pretrained, eval_view};
-use super::stage::{CheckpointOptions, StageConfig};
+use crate::run::{RunCtx, Stage};
 use crate::trainer::{TrainReport, derive_seed};
 use crate::{Result, TrainError};
 
 /// What one method achieved.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct MethodOutcome {
     /// The method's run name ([`Method::name`]).
     pub name: String,
@@ -36,6 +36,31 @@ pub struct MethodOutcome {
     pub copied_blocks: Vec<String>,
     /// The target training run (per-step loss, `ce`, regulariser, batch accuracy).
     pub report: TrainReport,
+    /// The trained target network.
+    pub net: Classifier,
+}
+
+/// The target of a fine-tuning run: its labelled training examples, its test data and its
+/// number of classes.
+#[derive(Debug, Clone)]
+pub struct TargetData<D> {
+    /// The labelled target examples the methods train on.
+    pub train: D,
+    /// The target test data.
+    pub test: D,
+    /// The target's number of classes.
+    pub num_classes: usize,
+}
+
+impl<D> TargetData<D> {
+    /// `train` and `test` with `num_classes` classes.
+    pub fn new(train: D, test: D, num_classes: usize) -> Self {
+        Self {
+            train,
+            test,
+            num_classes,
+        }
+    }
 }
 
 /// A method's target network, initialised (and partly copied from the source, and partly
@@ -48,18 +73,17 @@ pub struct MethodSetup {
     pub net: Classifier,
     /// What the objective adds to cross-entropy.
     pub regulariser: Regulariser,
-    /// Parameter groups (layer transfer with a smaller rate for the copied blocks).
+    /// Parameter groups added before the classifier's backbone and head groups (layer
+    /// transfer with a smaller rate for the copied blocks).
     pub groups: Vec<ParamGroup>,
     /// What was copied from the source (every method but scratch).
     pub transfer: Option<TransferReport>,
     /// Layer transfer: the block prefixes copied.
     pub copied_blocks: Vec<String>,
     /// The training stage (scratch or fine-tuning settings).
-    pub stage: StageConfig,
+    pub stage: Stage,
     /// Augmentation of the training examples.
     pub transform: Option<std::sync::Arc<dyn xfer_data::Transform>>,
-    /// Checkpoints and resuming.
-    pub checkpoints: Option<CheckpointOptions>,
 }
 
 impl fmt::Debug for MethodSetup {
@@ -77,16 +101,18 @@ impl MethodSetup {
     /// Builds the target network of `method` for `target_train` (`num_classes` classes).
     /// `pretrained` is required by every method but scratch. When the target's number of
     /// classes differs from the source's, the source head is not copied: a new head is
-    /// initialised (L2-SP's `β` term applies to it). Every random value comes from `seed`.
+    /// initialised (L2-SP's `β` term applies to it). The network lives on `ctx.device`;
+    /// every random value comes from `ctx.seed`.
     pub fn new<D: Dataset + Clone + 'static>(
         method: &Method,
         pretrained: Option<&Pretrained>,
         target_train: &D,
         num_classes: usize,
         cfg: &FinetuneConfig,
-        seed: u64,
+        ctx: &RunCtx,
     ) -> Result<Self> {
-        let dev = &cfg.device;
+        let dev = &ctx.device;
+        let seed = ctx.seed;
         let name = method.name();
         let init_seed = derive_seed(seed, &[0x5441_5247]);
         let source = || {
@@ -223,16 +249,8 @@ impl MethodSetup {
             Method::Scratch => cfg.scratch.clone(),
             _ => cfg.finetune.clone(),
         };
-        // A pretrained backbone trains more slowly than the new head (TLlib's habit).
-        let mult = match method {
-            Method::Scratch => 1.0,
-            _ => cfg
-                .backbone_lr_mult
-                .unwrap_or_else(|| net.default_backbone_lr_mult()),
-        };
-        if mult != 1.0 {
-            groups.extend(net.param_groups(mult)?);
-        }
+        // A pretrained backbone trains more slowly than the new head (TLlib's habit): the
+        // stage's `backbone_lr_mult` (scratch: 1 by default), in `Stage::fit`'s groups.
         Ok(Self {
             name,
             net,
@@ -242,21 +260,21 @@ impl MethodSetup {
             copied_blocks,
             stage,
             transform: cfg.train_transform.clone(),
-            checkpoints: cfg.checkpoints.clone(),
         })
     }
 
-    /// Trains the network on `target_train` in the one [`crate::Trainer`].
+    /// Trains the network on `target_train` in the one [`crate::Trainer`] ([`Stage::fit`]:
+    /// [`MethodSetup::groups`], then the classifier's backbone and head groups), with
+    /// `ctx`'s seed, progress and checkpoints (in the stage folder [`MethodSetup::name`]).
     pub fn train<D: Dataset + Clone + 'static>(
         &self,
         target_train: &D,
-        seed: u64,
-        quiet: bool,
+        ctx: &RunCtx,
     ) -> Result<TrainReport> {
         let data = loader(
             target_train.clone(),
             self.stage.batch_size,
-            seed,
+            ctx.seed,
             self.net.device(),
             self.transform.clone(),
         )?;
@@ -264,41 +282,38 @@ impl MethodSetup {
         let spe = data.batches_per_epoch();
         self.stage.fit(
             &self.name,
-            self.net.store(),
+            &self.net,
             &self.groups,
             &mut obj,
             spe,
             None,
-            seed,
-            quiet,
-            self.checkpoints.as_ref(),
+            ctx,
         )
     }
 }
 
 /// Builds the target network of `method` ([`MethodSetup::new`]), trains it on
-/// `target_train` and tests it on `target_test`.
+/// `target.train` and tests it on `target.test`; the outcome keeps the trained network.
 pub fn run_method<D: Dataset + Clone + 'static>(
     method: &Method,
     pretrained: Option<&Pretrained>,
-    target_train: &D,
-    target_test: &D,
-    num_classes: usize,
+    target: &TargetData<D>,
     cfg: &FinetuneConfig,
-    seed: u64,
+    ctx: &RunCtx,
 ) -> Result<MethodOutcome> {
-    let setup = MethodSetup::new(method, pretrained, target_train, num_classes, cfg, seed)?;
+    let num_classes = target.num_classes;
+    let setup = MethodSetup::new(method, pretrained, &target.train, num_classes, cfg, ctx)?;
     let same_head = pretrained.is_some_and(|p| !p.needs_new_head(num_classes));
-    let test_view = eval_view(target_test, cfg)?;
+    let test_view = eval_view(&target.test, cfg)?;
     let source_only_acc = match method {
         Method::Finetune | Method::L2Sp { .. } | Method::Distill { .. } if same_head => {
             Some(accuracy(&setup.net, &test_view)?)
         }
         _ => None,
     };
-    let report = setup.train(target_train, seed, cfg.quiet)?;
+    let report = setup.train(&target.train, ctx)?;
     let target_acc = accuracy(&setup.net, &test_view)?;
-    let train_acc = accuracy(&setup.net, &eval_view(target_train, cfg)?)?;
+    let train_acc = accuracy(&setup.net, &eval_view(&target.train, cfg)?)?;
     tracing::info!(target: "xfer_train::methods", method = %setup.name, target_acc, train_acc, "trained on the target");
     Ok(MethodOutcome {
         name: setup.name,
@@ -308,5 +323,6 @@ pub fn run_method<D: Dataset + Clone + 'static>(
         transfer: setup.transfer,
         copied_blocks: setup.copied_blocks,
         report,
+        net: setup.net,
     })
 }

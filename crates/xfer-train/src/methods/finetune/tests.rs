@@ -30,6 +30,11 @@ fn blobs(n: usize, d: usize, c: usize, seed: u64) -> TensorDataset {
         .unwrap()
 }
 
+/// A quiet CPU run with seed `seed`.
+fn ctx(seed: u64) -> RunCtx {
+    RunCtx::cpu().with_seed(seed)
+}
+
 /// The whole data set as one batch.
 fn full_batch(ds: &TensorDataset) -> Batch {
     let (x, y) = ds.to_tensors(&Device::Cpu).unwrap();
@@ -48,17 +53,16 @@ fn small_cfg() -> FinetuneConfig {
         hidden: vec![16, 12],
         dropout: 0.0,
     });
-    cfg.pretrain.epochs = 3;
+    cfg.pretrain.length = Length::Epochs(3);
     cfg.pretrain.batch_size = 16;
-    cfg.finetune.epochs = 8;
-    cfg.scratch.epochs = 8;
-    cfg.quiet = true;
+    cfg.finetune.length = Length::Epochs(8);
+    cfg.scratch.length = Length::Epochs(8);
     cfg
 }
 
 fn pretrained(seed: u64) -> Pretrained {
     let src = blobs(64, 8, 4, seed);
-    pretrain(&src, None, 4, &small_cfg(), seed).unwrap()
+    pretrain(&src, None, 4, &small_cfg(), &ctx(seed)).unwrap()
 }
 
 fn values(t: &Tensor) -> Vec<f32> {
@@ -78,7 +82,7 @@ fn layer_transfer_with_freezing_leaves_copied_weights_bit_identical_after_traini
         k: 2,
         copied: CopiedBlocks::Freeze,
     });
-    let setup = MethodSetup::new(&m, Some(&p), &target, 4, &small_cfg(), 3).unwrap();
+    let setup = MethodSetup::new(&m, Some(&p), &target, 4, &small_cfg(), &ctx(3)).unwrap();
     assert_eq!(setup.copied_blocks, ["features.0", "features.2"]);
     let report = setup.transfer.as_ref().unwrap();
     assert_eq!(
@@ -95,7 +99,7 @@ fn layer_transfer_with_freezing_leaves_copied_weights_bit_identical_after_traini
         ["classifier.bias", "classifier.weight"]
     );
     let head_before = param(&setup.net, "classifier.weight");
-    let train = setup.train(&target, 3, true).unwrap();
+    let train = setup.train(&target, &ctx(3)).unwrap();
     assert_eq!(train.steps, 8);
     for name in &report.copied {
         assert_eq!(
@@ -116,7 +120,7 @@ fn layer_transfer_last_blocks_copies_the_head_and_reinitialises_the_first() {
     let p = pretrained(4);
     let target = blobs(20, 8, 4, 5);
     let m = Method::parse("layer-transfer:last:1:lr=0.1").unwrap();
-    let setup = MethodSetup::new(&m, Some(&p), &target, 4, &small_cfg(), 6).unwrap();
+    let setup = MethodSetup::new(&m, Some(&p), &target, 4, &small_cfg(), &ctx(6)).unwrap();
     assert_eq!(setup.copied_blocks, ["classifier"]);
     assert_eq!(setup.groups.len(), 1);
     assert_ne!(
@@ -137,7 +141,7 @@ fn layer_transfer_last_blocks_copies_the_head_and_reinitialises_the_first() {
             .is_trainable()
     );
     let bad = Method::parse("layer-transfer:3").unwrap();
-    let err = MethodSetup::new(&bad, Some(&p), &target, 4, &small_cfg(), 6).unwrap_err();
+    let err = MethodSetup::new(&bad, Some(&p), &target, 4, &small_cfg(), &ctx(6)).unwrap_err();
     assert!(err.to_string().contains("K must be in 1..=2"), "{err}");
 }
 
@@ -149,7 +153,7 @@ fn l2sp_objective_is_cross_entropy_plus_the_penalty_on_weights_only() {
         alpha: 0.1,
         beta: 0.01,
     };
-    let setup = MethodSetup::new(&m, Some(&p), &target, 4, &small_cfg(), 9).unwrap();
+    let setup = MethodSetup::new(&m, Some(&p), &target, 4, &small_cfg(), &ctx(9)).unwrap();
     // Move every parameter away from its anchor by a known amount.
     for param in setup.net.store().all() {
         let t = param.var().as_tensor();
@@ -191,8 +195,8 @@ fn l2sp_anchor_stays_at_the_source_weights_while_training_moves_the_model() {
     let p = pretrained(10);
     let target = blobs(12, 8, 4, 11);
     let m = Method::parse("l2sp").unwrap();
-    let setup = MethodSetup::new(&m, Some(&p), &target, 4, &small_cfg(), 12).unwrap();
-    setup.train(&target, 12, true).unwrap();
+    let setup = MethodSetup::new(&m, Some(&p), &target, 4, &small_cfg(), &ctx(12)).unwrap();
+    setup.train(&target, &ctx(12)).unwrap();
     let Regulariser::L2Sp(reg) = &setup.regulariser else {
         panic!("not L2-SP")
     };
@@ -209,7 +213,7 @@ fn distill_objective_is_cross_entropy_plus_t_squared_kl_to_the_frozen_source() {
         weight: 0.5,
         temperature: 2.0,
     };
-    let setup = MethodSetup::new(&m, Some(&p), &target, 4, &small_cfg(), 15).unwrap();
+    let setup = MethodSetup::new(&m, Some(&p), &target, 4, &small_cfg(), &ctx(15)).unwrap();
     let data = loader(target.clone(), 64, 0, &Device::Cpu, None).unwrap();
     let obj = FinetuneObjective::new(&setup.net, &data, setup.regulariser.clone()).unwrap();
     let batch = full_batch(&target);
@@ -218,7 +222,7 @@ fn distill_objective_is_cross_entropy_plus_t_squared_kl_to_the_frozen_source() {
     let d0 = distill(&obj.loss_on(&batch).unwrap());
     assert!(d0.abs() < 1e-6, "{d0}");
     // After training the student differs and the term is λ T² KL.
-    setup.train(&target, 15, true).unwrap();
+    setup.train(&target, &ctx(15)).unwrap();
     let got = distill(&obj.loss_on(&batch).unwrap());
     let z = setup.net.logits(&batch.x, true).unwrap();
     let teacher = p.instantiate(0, &Device::Cpu).unwrap();
@@ -236,8 +240,8 @@ fn finetune_starts_from_the_source_weights_and_scratch_does_not() {
     let p = pretrained(16);
     let target = blobs(12, 8, 4, 17);
     let cfg = small_cfg();
-    let ft = MethodSetup::new(&Method::Finetune, Some(&p), &target, 4, &cfg, 18).unwrap();
-    let sc = MethodSetup::new(&Method::Scratch, Some(&p), &target, 4, &cfg, 18).unwrap();
+    let ft = MethodSetup::new(&Method::Finetune, Some(&p), &target, 4, &cfg, &ctx(18)).unwrap();
+    let sc = MethodSetup::new(&Method::Scratch, Some(&p), &target, 4, &cfg, &ctx(18)).unwrap();
     for (name, w) in &p.weights {
         assert_eq!(param(&ft.net, name), values(w), "{name}");
         assert_ne!(param(&sc.net, name), values(w), "{name}");
@@ -245,7 +249,7 @@ fn finetune_starts_from_the_source_weights_and_scratch_does_not() {
     // A target with other classes gets a new head; L2-SP treats it as a new layer.
     let other = blobs(12, 8, 3, 19);
     let l2sp = Method::parse("l2sp").unwrap();
-    let l2 = MethodSetup::new(&l2sp, Some(&p), &other, 3, &cfg, 18).unwrap();
+    let l2 = MethodSetup::new(&l2sp, Some(&p), &other, 3, &cfg, &ctx(18)).unwrap();
     let Regulariser::L2Sp(reg) = &l2.regulariser else {
         panic!("not L2-SP")
     };
@@ -255,9 +259,9 @@ fn finetune_starts_from_the_source_weights_and_scratch_does_not() {
         xfer_losses::Role::New { beta: 0.01 }
     );
     let distill = Method::parse("distill").unwrap();
-    let err = MethodSetup::new(&distill, Some(&p), &other, 3, &cfg, 18).unwrap_err();
+    let err = MethodSetup::new(&distill, Some(&p), &other, 3, &cfg, &ctx(18)).unwrap_err();
     assert!(err.to_string().contains("4 classes"), "{err}");
-    let err = MethodSetup::new(&Method::Finetune, None, &target, 4, &cfg, 18).unwrap_err();
+    let err = MethodSetup::new(&Method::Finetune, None, &target, 4, &cfg, &ctx(18)).unwrap_err();
     assert!(err.to_string().contains("needs a pretrained"), "{err}");
 }
 
@@ -269,10 +273,10 @@ fn finetuning_is_reproducible_from_the_seed() {
     let mut cfg = small_cfg();
     cfg.finetune.batch_size = 16;
     let m = Method::parse("l2sp").unwrap();
-    let a = MethodSetup::new(&m, Some(&p), &target, 4, &cfg, 23).unwrap();
-    a.train(&target, 23, true).unwrap();
-    let b = MethodSetup::new(&m, Some(&p), &target, 4, &cfg, 23).unwrap();
-    b.train(&target, 23, true).unwrap();
+    let a = MethodSetup::new(&m, Some(&p), &target, 4, &cfg, &ctx(23)).unwrap();
+    a.train(&target, &ctx(23)).unwrap();
+    let b = MethodSetup::new(&m, Some(&p), &target, 4, &cfg, &ctx(23)).unwrap();
+    b.train(&target, &ctx(23)).unwrap();
     for name in p.weights.keys() {
         assert_eq!(param(&a.net, name), param(&b.net, name), "{name}");
     }
@@ -289,7 +293,7 @@ fn an_interrupted_l2sp_run_resumed_from_its_checkpoint_ends_with_identical_weigh
     let dir = std::env::temp_dir().join(format!("xfer-ft-resume-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let run = |resume: bool| -> Classifier {
-        let setup = MethodSetup::new(&m, Some(&p), &target, 4, &cfg, 26).unwrap();
+        let setup = MethodSetup::new(&m, Some(&p), &target, 4, &cfg, &ctx(26)).unwrap();
         let data = loader(target.clone(), 16, 26, &Device::Cpu, None).unwrap();
         let mut obj = FinetuneObjective::new(&setup.net, &data, setup.regulariser.clone()).unwrap();
         let ck = CheckpointConfig {
