@@ -61,6 +61,8 @@ struct Args {
     epochs: usize,
     #[command(flatten)]
     common: common::CommonArgs,
+    #[command(flatten)]
+    checkpoint: common::CheckpointArgs,
 }
 
 /// One task before it is split: its data and how its labels come from the data's classes.
@@ -76,7 +78,10 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.common.init()?;
     let seed = args.common.seed;
-    let ctx = args.common.run_ctx()?;
+    let ctx = args
+        .common
+        .run_ctx()?
+        .with_checkpoints(args.checkpoint.options());
     let dev = ctx.device.clone();
 
     let base = data::load(&args.data, seed)?;
@@ -207,7 +212,7 @@ fn main() -> anyhow::Result<()> {
                     Length::Epochs(steps_multi.div_ceil(sub.len().div_ceil(64)).max(1));
                 let sets = [set];
                 let model = MultitaskModel::new(&sets, &c, seed, &dev)?;
-                let r = train_multitask(&model, &sets, &c, &ctx)?;
+                let r = train_multitask(&model, &sets, &c, &ctx.for_run("single_task"))?;
                 let test = TaskSet::new(
                     test_sets[0].features.clone(),
                     vec![test_sets[0].tasks[0].clone()],
@@ -230,7 +235,7 @@ fn main() -> anyhow::Result<()> {
                 };
                 let c = cfg(weighting);
                 let model = MultitaskModel::new(&train_sets, &c, seed, &dev)?;
-                let r = train_multitask(&model, &train_sets, &c, &ctx)?;
+                let r = train_multitask(&model, &train_sets, &c, &ctx.for_run(method))?;
                 let mut metrics: Vec<(String, f64)> = Vec::new();
                 for set in &test_sets {
                     for (task, acc) in model.accuracy(set)? {

@@ -47,13 +47,18 @@ struct Args {
     methods: String,
     #[command(flatten)]
     common: common::CommonArgs,
+    #[command(flatten)]
+    checkpoint: common::CheckpointArgs,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     args.common.init()?;
     let seed = args.common.seed;
-    let ctx = args.common.run_ctx()?;
+    let ctx = args
+        .common
+        .run_ctx()?
+        .with_checkpoints(args.checkpoint.options());
     let dev = ctx.device.clone();
 
     let source = data::load(&args.source, seed)?;
@@ -143,7 +148,7 @@ fn main() -> anyhow::Result<()> {
                 "unknown run {other:?}: expected scratch, self-taught or self-taught-frozen"
             ),
         };
-        let r = train_classifier(&net, &support, &clf_stage, &ctx)?;
+        let r = train_classifier(&net, &support, &clf_stage, &ctx.for_run(name))?;
         let acc = accuracy(&net, &test)?;
         println!(
             "{name:>20}: target accuracy {acc:.4}  [{:.1}s]",

@@ -100,6 +100,17 @@ impl RunCtx {
         self
     }
 
+    /// The context of one named run among several of a program (the methods of a
+    /// comparison): its checkpoints go under `DIR/<run>/`, so runs whose stages share a name
+    /// never resume from each other's files.
+    pub fn for_run(&self, run: &str) -> Self {
+        let mut ctx = self.clone();
+        if let Some(ck) = &mut ctx.checkpoints {
+            ck.dir = ck.dir.join(run);
+        }
+        ctx
+    }
+
     /// The same context with another seed (one run of a sweep or a repeat).
     pub fn reseeded(&self, seed: u64) -> Self {
         Self {
