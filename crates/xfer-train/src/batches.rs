@@ -81,11 +81,12 @@ impl<'a, L: StepSource> StepBatches<'a, L> {
         let step = ctx.step;
         let fresh = !matches!(&self.cursor, Some((s, _)) if *s == step);
         if fresh {
-            self.cursor = Some((step, self.source.stream_from(step as u64)));
+            self.cursor = None;
         }
-        let Some((next, it)) = self.cursor.as_mut() else {
-            return Err(TrainError::Config("batch stream not started".into()));
-        };
+        let source = &self.source;
+        let (next, it) = self
+            .cursor
+            .get_or_insert_with(|| (step, source.stream_from(step as u64)));
         match it.next() {
             Some(Ok(b)) => {
                 *next += 1;
@@ -97,7 +98,7 @@ impl<'a, L: StepSource> StepBatches<'a, L> {
             }
             None => {
                 self.cursor = None;
-                Err(TrainError::Config(format!(
+                Err(TrainError::BadData(format!(
                     "the batch stream ended at step {step}"
                 )))
             }
@@ -123,7 +124,7 @@ pub(crate) fn chunked(
         i += len;
     }
     if outs.is_empty() {
-        return Err(TrainError::Config(
+        return Err(TrainError::BadData(
             "cannot evaluate an empty data set".into(),
         ));
     }

@@ -24,7 +24,10 @@ pub enum TrainError {
         /// The name of the first parameter whose gradient is not finite.
         param: String,
     },
-    /// A configuration value is missing, unknown or out of range.
+    /// A refusal none of the typed variants fits (a broken internal invariant, the
+    /// environment). Settings out of range are [`TrainError::InvalidValue`], unusable data
+    /// [`TrainError::BadData`], a method that cannot run on the network or data
+    /// [`TrainError::Incompatible`].
     #[error("configuration: {0}")]
     Config(String),
     /// A named setting has a value it cannot take (fix the setting `name`).

@@ -120,9 +120,11 @@ impl FromStr for Scorer {
             .into_iter()
             .find(|sc| sc.name() == norm)
             .ok_or_else(|| {
-                TrainError::Config(format!(
-                    "unknown scorer `{s}`: expected one of source_acc, entropy, snd, iwv, dev"
-                ))
+                TrainError::invalid(
+                    "scorer",
+                    format!("`{s}`"),
+                    "one of source_acc, entropy, snd, iwv, dev (unknown scorer)",
+                )
             })
     }
 }

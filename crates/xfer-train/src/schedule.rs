@@ -164,9 +164,7 @@ impl Schedule {
             if v.is_finite() && v >= 0.0 {
                 Ok(())
             } else {
-                Err(TrainError::Config(format!(
-                    "schedule: {what} {v} must be finite and >= 0"
-                )))
+                Err(TrainError::invalid(what, v, "finite and >= 0 (schedule)"))
             }
         };
         match self {
@@ -177,7 +175,7 @@ impl Schedule {
                 gamma,
             } => {
                 if *step_size == 0 {
-                    return Err(TrainError::Config("schedule: step_size must be > 0".into()));
+                    return Err(TrainError::invalid("step_size", 0, "> 0 (schedule)"));
                 }
                 rate("lr", *lr)?;
                 rate("gamma", *gamma)
@@ -199,9 +197,11 @@ impl Schedule {
                 start_factor, then, ..
             } => {
                 if !(0.0..=1.0).contains(start_factor) {
-                    return Err(TrainError::Config(format!(
-                        "schedule: warm-up start_factor {start_factor} must be in [0, 1]"
-                    )));
+                    return Err(TrainError::invalid(
+                        "start_factor",
+                        start_factor,
+                        "a value in [0, 1] (schedule: warm-up)",
+                    ));
                 }
                 then.validate()
             }

@@ -14,7 +14,7 @@ use crate::{Result, TrainError};
 /// with the labels and class names kept.
 pub fn token_dataset(data: &TextDataset, tokenizer: &Tokenizer) -> Result<TensorDataset> {
     if data.is_empty() {
-        return Err(TrainError::Config(format!(
+        return Err(TrainError::BadData(format!(
             "text data set {} is empty",
             data.name()
         )));

@@ -338,28 +338,27 @@ impl TrainerConfig {
 
     fn validate(&self) -> Result<()> {
         if self.steps_per_epoch == 0 {
-            return Err(TrainError::Config("steps_per_epoch must be > 0".into()));
+            return Err(TrainError::invalid("steps_per_epoch", 0, "> 0"));
         }
         self.schedule.validate()?;
         if let Some(c) = self.clip_grad_norm
             && !(c.is_finite() && c > 0.0)
         {
-            return Err(TrainError::Config(format!(
-                "clip_grad_norm {c} must be finite and > 0"
-            )));
+            return Err(TrainError::invalid("clip_grad_norm", c, "finite and > 0"));
         }
         if let Some(es) = &self.early_stopping
             && !(es.min_delta.is_finite() && es.min_delta >= 0.0)
         {
-            return Err(TrainError::Config(format!(
-                "early stopping min_delta {} must be finite and >= 0",
-                es.min_delta
-            )));
+            return Err(TrainError::invalid(
+                "min_delta",
+                es.min_delta,
+                "finite and >= 0 (early stopping)",
+            ));
         }
         if let Some(ck) = &self.checkpoint
             && ck.every == 0
         {
-            return Err(TrainError::Config("checkpoint every must be > 0".into()));
+            return Err(TrainError::invalid("every", 0, "> 0 (checkpoint)"));
         }
         Ok(())
     }
@@ -417,7 +416,7 @@ impl std::fmt::Debug for Trainer {
 
 fn scalar_of(t: &Tensor) -> Result<f64> {
     if t.elem_count() != 1 {
-        return Err(TrainError::Config(format!(
+        return Err(TrainError::Incompatible(format!(
             "the objective's loss must be a scalar, got shape {:?}",
             t.dims()
         )));
@@ -461,7 +460,7 @@ impl Trainer {
                 .map(|q| q.var().as_tensor().id() == p.var().as_tensor().id())
                 .unwrap_or(false);
             if !same {
-                return Err(TrainError::Config(format!(
+                return Err(TrainError::Incompatible(format!(
                     "the optimiser's parameter {:?} is not in the trainer's parameter store",
                     p.name()
                 )));
@@ -503,7 +502,7 @@ impl Trainer {
     /// Trains without evaluation (early stopping, if configured, needs [`Trainer::fit_with_eval`]).
     pub fn fit(&mut self, objective: &mut dyn Objective) -> Result<TrainReport> {
         if self.cfg.early_stopping.is_some() {
-            return Err(TrainError::Config(
+            return Err(TrainError::Incompatible(
                 "early stopping needs an evaluation: use fit_with_eval".into(),
             ));
         }
@@ -772,7 +771,7 @@ impl Trainer {
     /// returns its path.
     pub fn resume_latest(&mut self) -> Result<Option<PathBuf>> {
         let Some(ck) = &self.cfg.checkpoint else {
-            return Err(TrainError::Config(
+            return Err(TrainError::Incompatible(
                 "resume_latest needs a checkpoint directory in the configuration".into(),
             ));
         };

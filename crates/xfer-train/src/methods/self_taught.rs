@@ -39,8 +39,10 @@ pub const ENCODER: &str = "encoder";
 
 fn encoder_config(input_dim: usize, widths: &[usize]) -> Result<MlpConfig> {
     if widths.is_empty() {
-        return Err(TrainError::Config(
-            "self-taught: the encoder needs at least one layer width (the code)".into(),
+        return Err(TrainError::invalid(
+            "widths",
+            "[]",
+            "at least one layer width (self-taught: the encoder needs the code)",
         ));
     }
     Ok(MlpConfig {
@@ -180,9 +182,11 @@ impl<'a> AutoencoderObjective<'a> {
         noise: f64,
     ) -> Result<Self> {
         if !(0.0..1.0).contains(&noise) {
-            return Err(TrainError::Config(format!(
-                "auto-encoder: masking noise {noise} must be in [0, 1)"
-            )));
+            return Err(TrainError::invalid(
+                "noise",
+                noise,
+                "a masking noise in [0, 1) (auto-encoder)",
+            ));
         }
         Ok(Self {
             ae,

@@ -73,22 +73,22 @@ impl AdamConfig {
     fn validate(&self) -> Result<()> {
         for (what, v) in [("beta1", self.beta1), ("beta2", self.beta2)] {
             if !(v.is_finite() && (0.0..1.0).contains(&v)) {
-                return Err(TrainError::Config(format!(
-                    "adam: {what} {v} must be in [0, 1)"
-                )));
+                return Err(TrainError::invalid(what, v, "a value in [0, 1) (adam)"));
             }
         }
         if !(self.eps.is_finite() && self.eps >= 0.0) {
-            return Err(TrainError::Config(format!(
-                "adam: eps {} must be finite and >= 0",
-                self.eps
-            )));
+            return Err(TrainError::invalid(
+                "eps",
+                self.eps,
+                "finite and >= 0 (adam)",
+            ));
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(TrainError::Config(format!(
-                "adam: weight decay {} must be finite and >= 0",
-                self.weight_decay
-            )));
+            return Err(TrainError::invalid(
+                "weight_decay",
+                self.weight_decay,
+                "finite and >= 0 (adam)",
+            ));
         }
         Ok(())
     }

@@ -127,14 +127,18 @@ impl Groups {
         let mut skipped = 0usize;
         for (gi, (ps, lr_mult, weight_decay)) in groups.into_iter().enumerate() {
             if !(lr_mult.is_finite() && lr_mult >= 0.0) {
-                return Err(TrainError::Config(format!(
-                    "{what}: group {gi} has learning-rate multiplier {lr_mult}; it must be finite and >= 0"
-                )));
+                return Err(TrainError::invalid(
+                    format!("group {gi} lr_mult"),
+                    lr_mult,
+                    format!("a learning-rate multiplier finite and >= 0 ({what})"),
+                ));
             }
             if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-                return Err(TrainError::Config(format!(
-                    "{what}: group {gi} has weight decay {weight_decay}; it must be finite and >= 0"
-                )));
+                return Err(TrainError::invalid(
+                    format!("group {gi} weight_decay"),
+                    weight_decay,
+                    format!("finite and >= 0 ({what})"),
+                ));
             }
             settings.push(GroupSettings {
                 lr_mult,
@@ -146,10 +150,15 @@ impl Groups {
                     continue;
                 }
                 if !seen.insert(p.name().to_string()) {
-                    return Err(TrainError::Config(format!(
-                        "{what}: parameter {:?} appears in more than one group",
-                        p.name()
-                    )));
+                    return Err(TrainError::invalid(
+                        format!("group {gi} params"),
+                        format!("{:?}", p.name()),
+                        format!(
+                            "parameters in no other group ({what}: parameter {:?} appears in \
+                             more than one group)",
+                            p.name()
+                        ),
+                    ));
                 }
                 params.push(p);
                 group_of.push(gi);
@@ -187,9 +196,11 @@ pub(crate) fn check_lr(lr: f64, what: &str) -> Result<()> {
     if lr.is_finite() && lr >= 0.0 {
         Ok(())
     } else {
-        Err(TrainError::Config(format!(
-            "{what}: learning rate {lr} must be finite and >= 0"
-        )))
+        Err(TrainError::invalid(
+            "lr",
+            lr,
+            format!("a learning rate finite and >= 0 ({what})"),
+        ))
     }
 }
 

@@ -56,11 +56,7 @@ impl SgdConfig {
     }
 
     fn validate(&self) -> Result<()> {
-        let bad = |what: &str, v: f64| {
-            Err(TrainError::Config(format!(
-                "sgd: {what} {v} must be finite and >= 0"
-            )))
-        };
+        let bad = |what: &str, v: f64| Err(TrainError::invalid(what, v, "finite and >= 0 (sgd)"));
         if !(self.momentum.is_finite() && self.momentum >= 0.0) {
             return bad("momentum", self.momentum);
         }
@@ -68,11 +64,17 @@ impl SgdConfig {
             return bad("dampening", self.dampening);
         }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return bad("weight decay", self.weight_decay);
+            return bad("weight_decay", self.weight_decay);
         }
         if self.nesterov && (self.momentum <= 0.0 || self.dampening != 0.0) {
-            return Err(TrainError::Config(
-                "sgd: Nesterov momentum requires momentum > 0 and zero dampening".into(),
+            return Err(TrainError::invalid(
+                "nesterov",
+                true,
+                format!(
+                    "false unless momentum > 0 and dampening = 0 (sgd: Nesterov momentum \
+                     requires them; momentum {}, dampening {})",
+                    self.momentum, self.dampening
+                ),
             ));
         }
         Ok(())
@@ -456,7 +458,7 @@ mod tests {
                 vec![(all.clone(), 1.0, 0.0), (all.clone(), 1.0, 0.0)],
                 SgdConfig::default()
             ),
-            Err(TrainError::Config(_))
+            Err(TrainError::InvalidValue { .. })
         ));
         assert!(Sgd::new(all.clone(), SgdConfig::default().with_nesterov(true)).is_err());
         assert!(Sgd::new(all.clone(), SgdConfig::momentum(-1.0)).is_err());

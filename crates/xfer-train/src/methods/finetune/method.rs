@@ -97,10 +97,14 @@ impl Method {
     /// by default).
     pub fn parse(s: &str) -> Result<Self> {
         let bad = |why: &str| {
-            TrainError::Config(format!(
-                "method {s:?}: {why}; expected scratch, finetune, l2sp[:ALPHA[,BETA]], \
-                 distill[:LAMBDA[,T]], linear or layer-transfer:[first:|last:]K[:lr=X]"
-            ))
+            TrainError::invalid(
+                "method",
+                format!("{s:?}"),
+                format!(
+                    "scratch, finetune, l2sp[:ALPHA[,BETA]], distill[:LAMBDA[,T]], linear or \
+                     layer-transfer:[first:|last:]K[:lr=X] (here: {why})"
+                ),
+            )
         };
         let nums = |rest: &str, n: usize| -> Result<Vec<f64>> {
             let v: Option<Vec<f64>> = rest
@@ -225,15 +229,20 @@ impl Method {
             .map(|t| Method::parse(t))
             .collect::<Result<_>>()?;
         if methods.is_empty() {
-            return Err(TrainError::Config("no method given".into()));
+            return Err(TrainError::invalid(
+                "methods",
+                format!("{s:?}"),
+                "at least one method (no method given)",
+            ));
         }
         let mut seen = std::collections::BTreeSet::new();
         for m in &methods {
             if !seen.insert(m.name()) {
-                return Err(TrainError::Config(format!(
-                    "method {} given twice",
-                    m.name()
-                )));
+                return Err(TrainError::invalid(
+                    "methods",
+                    format!("{s:?}"),
+                    format!("each method at most once (method {} given twice)", m.name()),
+                ));
             }
         }
         Ok(methods)

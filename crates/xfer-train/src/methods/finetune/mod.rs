@@ -90,7 +90,7 @@ pub const L2SP_BETA: f64 = 0.01;
 /// A data set's features and labels as tensors on `device`.
 pub fn dataset_tensors(ds: &TensorDataset, device: &Device) -> Result<(Tensor, Tensor)> {
     if ds.is_empty() {
-        return Err(TrainError::Config(format!(
+        return Err(TrainError::BadData(format!(
             "data set {} is empty",
             ds.name()
         )));

@@ -24,7 +24,7 @@ pub fn logits_of<D: Dataset + Clone + 'static>(
     data: &D,
 ) -> Result<(Tensor, Option<Tensor>)> {
     if data.is_empty() {
-        return Err(TrainError::Config(format!(
+        return Err(TrainError::BadData(format!(
             "data set {} is empty",
             data.name()
         )));
@@ -54,7 +54,7 @@ pub fn logits_of<D: Dataset + Clone + 'static>(
 pub fn accuracy<D: Dataset + Clone + 'static>(net: &Classifier, data: &D) -> Result<f64> {
     match logits_of(net, data)? {
         (logits, Some(y)) => accuracy_from_logits(&logits, &y),
-        (_, None) => Err(TrainError::Config(format!(
+        (_, None) => Err(TrainError::BadData(format!(
             "accuracy on {}: the data set has no labels",
             data.name()
         ))),
@@ -106,7 +106,7 @@ impl<'a, D: Dataset + 'static> FinetuneObjective<'a, D> {
         if let Regulariser::Distill { teacher_logits, .. } = &reg {
             let want = [loader.dataset().len(), net.num_classes()];
             if teacher_logits.dims() != want {
-                return Err(TrainError::Config(format!(
+                return Err(TrainError::Incompatible(format!(
                     "distillation: teacher logits of shape {:?}, expected {want:?}",
                     teacher_logits.dims()
                 )));
@@ -179,7 +179,7 @@ impl<'a, D: Dataset + Clone + 'static> AccuracyEval<'a, D> {
     /// Reports `net`'s accuracy on `data` under `name`.
     pub fn new(net: &'a Classifier, data: &D, name: impl Into<String>) -> Result<Self> {
         if !data.has_labels() || data.is_empty() {
-            return Err(TrainError::Config(format!(
+            return Err(TrainError::BadData(format!(
                 "evaluation set {} is empty or has no labels",
                 data.name()
             )));

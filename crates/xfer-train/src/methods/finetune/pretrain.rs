@@ -117,7 +117,7 @@ impl Pretrained {
         device: &Device,
     ) -> Result<Self> {
         if !spec.is_pretrained() {
-            return Err(TrainError::Config(format!(
+            return Err(TrainError::Incompatible(format!(
                 "backbone {spec} has no pretrained weights: give weights=PATH or pretrain it on \
                  a source"
             )));
@@ -186,7 +186,7 @@ impl Pretrained {
             source_val_acc: self.source_val_acc,
         };
         let config = serde_json::to_string(&info)
-            .map_err(|e| TrainError::Config(format!("source model info: {e}")))?;
+            .map_err(|e| TrainError::checkpoint(path, format!("source model info: {e}")))?;
         xfer_models::checkpoint::save(net.store(), path, Some(&config))?;
         Ok(())
     }

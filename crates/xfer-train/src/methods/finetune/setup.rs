@@ -117,7 +117,7 @@ impl MethodSetup {
         let init_seed = derive_seed(seed, &[0x5441_5247]);
         let source = || {
             pretrained.ok_or_else(|| {
-                TrainError::Config(format!("method {name} needs a pretrained source model"))
+                TrainError::Incompatible(format!("method {name} needs a pretrained source model"))
             })
         };
         let spec = pretrained.map_or(&cfg.backbone, |p| &p.backbone);
@@ -136,7 +136,7 @@ impl MethodSetup {
             }
             let report = t.run(&p.weights, net.store())?;
             if !report.shape_mismatches.is_empty() || !report.missing_in_source.is_empty() {
-                return Err(TrainError::Config(format!(
+                return Err(TrainError::Incompatible(format!(
                     "the source model does not fit the target model: {report}"
                 )));
             }
@@ -176,7 +176,7 @@ impl MethodSetup {
                     } else {
                         format!("the pretrained backbone {} has no source head", p.backbone)
                     };
-                    return Err(TrainError::Config(format!(
+                    return Err(TrainError::Incompatible(format!(
                         "distillation compares class distributions: {why}, the target \
                          {num_classes}"
                     )));
@@ -203,14 +203,16 @@ impl MethodSetup {
                     },
                 };
                 if lt.k == 0 || lt.k >= blocks.len() {
-                    return Err(TrainError::Config(format!(
-                        "layer transfer: K = {} but the network has {} blocks ({}): K must be \
-                         in 1..={}",
+                    return Err(TrainError::invalid(
+                        "layer-transfer K",
                         lt.k,
-                        blocks.len(),
-                        blocks.join(", "),
-                        blocks.len().saturating_sub(1)
-                    )));
+                        format!(
+                            "a value in 1..={} (layer transfer: the network has {} blocks: {})",
+                            blocks.len().saturating_sub(1),
+                            blocks.len(),
+                            blocks.join(", "),
+                        ),
+                    ));
                 }
                 copied_blocks = match lt.end {
                     BlockEnd::First => blocks.get(..lt.k),
@@ -226,7 +228,7 @@ impl MethodSetup {
                     .select(sel.clone())
                     .run(&p.weights, net.store())?;
                 if !report.is_clean() {
-                    return Err(TrainError::Config(format!(
+                    return Err(TrainError::Incompatible(format!(
                         "layer transfer could not copy the selected blocks: {report}"
                     )));
                 }

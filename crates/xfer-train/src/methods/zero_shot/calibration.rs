@@ -58,7 +58,7 @@ pub fn calibrated_accuracy(
     gamma: f64,
 ) -> Result<f64> {
     if candidates.len() != is_seen.len() {
-        return Err(TrainError::Config(format!(
+        return Err(TrainError::BadData(format!(
             "{} candidates but {} seen flags",
             candidates.len(),
             is_seen.len()
@@ -75,7 +75,7 @@ pub fn calibrated_accuracy(
             }
         }
         let c = candidates.get(best.1).copied().ok_or_else(|| {
-            TrainError::Config(format!(
+            TrainError::BadData(format!(
                 "a score row of {} values has no candidate",
                 row.len()
             ))
@@ -154,7 +154,7 @@ pub struct CalibrationSplit {
 /// The `γ` maximising the mean `H` over `splits` (ties: the smallest `|γ|`), and that mean.
 pub fn select_gamma(splits: &[CalibrationSplit]) -> Result<(f64, f64)> {
     if splits.is_empty() {
-        return Err(TrainError::Config(
+        return Err(TrainError::BadData(
             "calibration needs at least one split".into(),
         ));
     }
@@ -185,7 +185,7 @@ pub fn select_gamma(splits: &[CalibrationSplit]) -> Result<(f64, f64)> {
 /// seen classes, rounded, at least 1 and leaving at least 2 to train on.
 pub fn pseudo_unseen_count(seen: usize, unseen: usize) -> Result<usize> {
     if seen < 3 {
-        return Err(TrainError::Config(format!(
+        return Err(TrainError::BadData(format!(
             "calibration holds out seen classes as pseudo-unseen: needs at least 3 seen classes, got {seen}"
         )));
     }

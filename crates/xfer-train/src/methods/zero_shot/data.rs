@@ -41,7 +41,7 @@ impl ZeroShotData {
     ) -> Result<Self> {
         let k = ds.num_classes();
         if attributes.num_classes() < k {
-            return Err(TrainError::Config(format!(
+            return Err(TrainError::BadData(format!(
                 "`{}` has {k} classes but the attribute table describes {}",
                 ds.name(),
                 attributes.num_classes()
@@ -51,21 +51,22 @@ impl ZeroShotData {
         unseen.sort_unstable();
         unseen.dedup();
         if unseen.is_empty() || unseen.len() >= k {
-            return Err(TrainError::Config(format!(
-                "{} unseen classes of {k}: need at least one unseen and two seen classes",
-                unseen.len()
-            )));
+            return Err(TrainError::invalid(
+                "unseen",
+                format!("{} classes of {k}", unseen.len()),
+                "at least one unseen and two seen classes",
+            ));
         }
         let (seen_ds, unseen_ds) = xfer_data::class_split(ds, &unseen)?;
         let seen: Vec<u32> = (0..k as u32).filter(|c| !unseen.contains(c)).collect();
         if seen.len() < 2 {
-            return Err(TrainError::Config(
+            return Err(TrainError::BadData(
                 "zero-shot training needs at least two seen classes".into(),
             ));
         }
         for &c in &unseen {
             if !unseen_ds.labels().contains(&c) {
-                return Err(TrainError::Config(format!(
+                return Err(TrainError::BadData(format!(
                     "unseen class {c} has no samples in `{}`",
                     ds.name()
                 )));
@@ -95,26 +96,26 @@ impl ZeroShotData {
         let classes: Vec<u32> = self.seen.iter().chain(&self.unseen).copied().collect();
         for &c in &classes {
             if self.attributes.row(c as usize).is_none() {
-                return Err(TrainError::Config(format!(
+                return Err(TrainError::BadData(format!(
                     "class {c} has no row in the attribute table ({} classes)",
                     self.attributes.num_classes()
                 )));
             }
         }
         if let Some(&c) = self.unseen.iter().find(|c| self.seen.contains(c)) {
-            return Err(TrainError::Config(format!(
+            return Err(TrainError::BadData(format!(
                 "class {c} is both seen and unseen"
             )));
         }
         if let Some(&y) = self.train.labels().iter().find(|y| !self.seen.contains(y)) {
-            return Err(TrainError::Config(format!(
+            return Err(TrainError::BadData(format!(
                 "the training data holds class {y}, which is not a seen class"
             )));
         }
         for (i, &c) in classes.iter().enumerate() {
             for &d in &classes[i + 1..] {
                 if self.attributes.row(c as usize) == self.attributes.row(d as usize) {
-                    return Err(TrainError::Config(format!(
+                    return Err(TrainError::BadData(format!(
                         "classes {c} and {d} have the same description; zero-shot learning \
                          needs a distinct attribute vector for every class"
                     )));

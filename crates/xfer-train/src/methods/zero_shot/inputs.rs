@@ -35,7 +35,7 @@ pub fn image_preset(spec: &BackboneSpec, image_size: usize, channels: usize) -> 
         }
         BackboneSpec::EfficientnetLite0 { .. } => Preprocess::efficientnet_lite(image_size),
         BackboneSpec::Minilm { .. } => {
-            return Err(TrainError::Config(format!(
+            return Err(TrainError::Incompatible(format!(
                 "backbone `{spec}` is a text encoder: image features need an image backbone"
             )));
         }
@@ -47,7 +47,7 @@ pub fn image_preset(spec: &BackboneSpec, image_size: usize, channels: usize) -> 
         )?,
     };
     if spec.is_pretrained() && channels != 3 {
-        return Err(TrainError::Config(format!(
+        return Err(TrainError::BadData(format!(
             "backbone `{spec}` takes RGB images but the data has {channels} channel(s): \
              open the folder with `:channels=3`"
         )));
@@ -132,7 +132,7 @@ pub fn extract_features(
             (clf, None, shape)
         }
         Data::Text(t) => {
-            return Err(TrainError::Config(format!(
+            return Err(TrainError::Incompatible(format!(
                 "`{}` is text: zero-shot image features need image or tensor data",
                 t.name()
             )));
@@ -174,7 +174,7 @@ pub fn save_features(path: &Path, key: &str, ds: &TensorDataset) -> Result<()> {
     meta.insert("key".to_string(), key.to_string());
     meta.insert("name".to_string(), ds.name().to_string());
     let names = serde_json::to_string(ds.class_names())
-        .map_err(|e| TrainError::Config(format!("class names: {e}")))?;
+        .map_err(|e| TrainError::file(path, format!("class names: {e}")))?;
     meta.insert("class_names".to_string(), names);
     let bytes = safetensors_file::serialize([("features", &x), ("labels", &y)], &meta)?;
     if let Some(parent) = path.parent() {
@@ -327,9 +327,11 @@ pub fn read_descriptions(path: &Path, class_names: &[String]) -> Result<Vec<Stri
 /// `tokenizer.json`.
 pub fn text_model_dir(spec: &str) -> Result<PathBuf> {
     let dir = spec.strip_prefix("minilm:").ok_or_else(|| {
-        TrainError::Config(format!(
-            "class text model `{spec}`: expected minilm:DIR (a sentence-transformers folder)"
-        ))
+        TrainError::invalid(
+            "class text model",
+            format!("`{spec}`"),
+            "minilm:DIR (a sentence-transformers folder)",
+        )
     })?;
     let dir = PathBuf::from(dir);
     let tok = dir.join("tokenizer.json");

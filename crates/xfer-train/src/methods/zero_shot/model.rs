@@ -90,7 +90,7 @@ impl ZeroShotModel {
     /// likely), in evaluation mode.
     pub fn scores(&self, x: &Tensor, candidates: &[u32]) -> Result<Tensor> {
         if candidates.is_empty() {
-            return Err(TrainError::Config("no candidate classes".into()));
+            return Err(TrainError::BadData("no candidate classes".into()));
         }
         let dev = x.device();
         let desc = self
@@ -167,7 +167,7 @@ impl ZeroShotModel {
         idx.into_iter()
             .map(|i| {
                 candidates.get(i).copied().ok_or_else(|| {
-                    TrainError::Config(format!("prediction {i} outside the candidates"))
+                    TrainError::BadData(format!("prediction {i} outside the candidates"))
                 })
             })
             .collect()

@@ -72,6 +72,40 @@ fn split_holds_out_every_unseen_sample_and_refuses_duplicate_descriptions() {
 }
 
 #[test]
+fn refusals_are_typed_a_caller_can_match_on_them() {
+    // A setting out of range names the setting.
+    let cfg = ZeroShotConfig {
+        embed_dim: 0,
+        ..quick(10)
+    };
+    assert!(
+        matches!(cfg.validate(), Err(TrainError::InvalidValue { ref name, .. }) if name == "embed_dim")
+    );
+    // An empty data set is bad data, naming the data set.
+    let empty = TensorDataset::new("nothing", vec![], vec![2], vec![]).unwrap();
+    let e = crate::methods::finetune::dataset_tensors(&empty, &Device::Cpu).unwrap_err();
+    assert!(
+        matches!(&e, TrainError::BadData(m) if m.contains("nothing")),
+        "{e}"
+    );
+    // Two classes with the same attribute vector: bad data too, not a setting.
+    let data = toy(0);
+    let dup =
+        ClassAttributes::new(vec!["a".into()], vec![0.0, 1.0, 1.0, 0.0, 1.0, 0.0], 6).unwrap();
+    let e = ZeroShotData::split(&data.train, &dup, &[0], 0.25, 0).unwrap_err();
+    assert!(
+        matches!(&e, TrainError::BadData(m) if m.contains("same description")),
+        "{e}"
+    );
+    // No unseen class: the `unseen` setting is at fault.
+    let e = ZeroShotData::split(&data.train, &dup, &[], 0.25, 0).unwrap_err();
+    assert!(
+        matches!(&e, TrainError::InvalidValue { name, .. } if name == "unseen"),
+        "{e}"
+    );
+}
+
+#[test]
 fn every_method_beats_chance_on_unseen_classes_of_a_separable_toy() {
     let data = toy(1);
     for method in ZslMethod::all() {

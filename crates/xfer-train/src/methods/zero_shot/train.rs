@@ -32,7 +32,7 @@ pub fn train(
     if method == ZslMethod::Dap {
         let v = seen_desc.flatten_all()?.to_vec1::<f32>()?;
         if v.iter().any(|x| !(0.0..=1.0).contains(x)) {
-            return Err(TrainError::Config(
+            return Err(TrainError::Incompatible(
                 "DAP needs attribute values in [0, 1]: use AttributeScaling::MinMax".into(),
             ));
         }
