@@ -36,7 +36,7 @@ impl TaskLabels {
             .flatten()
             .find(|&&l| l as usize >= num_classes)
         {
-            return Err(TrainError::Config(format!(
+            return Err(TrainError::BadData(format!(
                 "task {name}: label {bad} out of range for {num_classes} classes"
             )));
         }
@@ -60,7 +60,7 @@ impl TaskLabels {
             .iter()
             .map(|&c| {
                 map.get(c as usize).copied().map(Some).ok_or_else(|| {
-                    TrainError::Config(format!(
+                    TrainError::BadData(format!(
                         "task {name}: class {c} has no entry in the task's map of {} classes",
                         map.len()
                     ))
@@ -144,12 +144,12 @@ impl TaskSet {
         let x = features.to_tensor(&device)?;
         let n = x.dims().first().copied().unwrap_or(0);
         if n == 0 || tasks.is_empty() {
-            return Err(TrainError::Config(
+            return Err(TrainError::BadData(
                 "task set: needs at least one example and one task".into(),
             ));
         }
         if let Some(t) = tasks.iter().find(|t| t.len() != n) {
-            return Err(TrainError::Config(format!(
+            return Err(TrainError::BadData(format!(
                 "task {}: {} labels for {n} examples",
                 t.name,
                 t.len()

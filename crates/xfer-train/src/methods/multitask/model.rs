@@ -70,7 +70,7 @@ impl MultitaskModel {
     ) -> Result<Self> {
         let first = sets
             .first()
-            .ok_or_else(|| TrainError::Config("multitask: no task set".into()))?;
+            .ok_or_else(|| TrainError::invalid("sets", "none", "at least one task set"))?;
         let input_dim = first.feature_dim();
         let mut tasks = Vec::new();
         let mut task_cfgs = Vec::new();
@@ -78,7 +78,11 @@ impl MultitaskModel {
             let d = set.feature_dim();
             for t in &set.tasks {
                 if tasks.contains(&t.name) {
-                    return Err(TrainError::Config(format!("task {} given twice", t.name)));
+                    return Err(TrainError::invalid(
+                        "task name",
+                        &t.name,
+                        "distinct names (given twice)",
+                    ));
                 }
                 tasks.push(t.name.clone());
                 task_cfgs.push(TaskConfig {
@@ -91,7 +95,7 @@ impl MultitaskModel {
         }
         let weights = match &cfg.weighting {
             Weighting::Fixed(w) if w.len() != tasks.len() => {
-                return Err(TrainError::Config(format!(
+                return Err(TrainError::Incompatible(format!(
                     "multitask: {} fixed weights for {} tasks ({})",
                     w.len(),
                     tasks.len(),

@@ -44,7 +44,7 @@ impl<'a> MultitaskObjective<'a> {
         loaders: &'a [DataLoader<UnlabeledDataset>],
     ) -> Result<Self> {
         if loaders.len() != sets.len() {
-            return Err(TrainError::Config(format!(
+            return Err(TrainError::Incompatible(format!(
                 "multitask: {} loaders for {} task sets",
                 loaders.len(),
                 sets.len()

@@ -44,7 +44,7 @@ impl<'a> ColumnObjective<'a> {
         task: &'a TaskLabels,
     ) -> Result<Self> {
         if loader.dataset().len() != task.len() {
-            return Err(TrainError::Config(format!(
+            return Err(TrainError::BadData(format!(
                 "task {}: {} labels for {} examples",
                 task.name,
                 task.len(),
@@ -82,7 +82,7 @@ pub fn column_accuracy(net: &ProgressiveNet, column: usize, set: &TaskSet) -> Re
 fn first_task(set: &TaskSet) -> Result<&TaskLabels> {
     set.tasks
         .first()
-        .ok_or_else(|| TrainError::Config("task set without a task".into()))
+        .ok_or_else(|| TrainError::BadData("task set without a task".into()))
 }
 
 /// Accuracy of `logits` on `task` over its known labels.
