@@ -371,29 +371,12 @@ fn build(args: &Args, dev: &Device) -> anyhow::Result<Problem> {
     Ok(Problem { name, data, cfg })
 }
 
-fn parse_method(m: &str) -> anyhow::Result<ZslMethod> {
-    Ok(match m {
-        "hinge" => ZslMethod::Hinge,
-        "dap" => ZslMethod::Dap,
-        "conse" => ZslMethod::Conse,
-        _ => bail!("--methods {m}: expected hinge, dap or conse"),
-    })
-}
-
 /// PCA of each method's semantic space on the test samples: seen (●) and unseen (▲).
 fn picture(out: &Path, p: &Problem, models: &[ZeroShotModel], dev: &Device) -> anyhow::Result<()> {
     let seen = &p.data.seen_test;
     let unseen = &p.data.unseen_test;
     let x = Tensor::cat(&[&seen.to_tensors(dev)?.0, &unseen.to_tensors(dev)?.0], 0)?;
-    let domains: Vec<usize> = std::iter::repeat_n(0, seen.len())
-        .chain(std::iter::repeat_n(1, unseen.len()))
-        .collect();
-    let classes: Vec<usize> = seen
-        .labels()
-        .iter()
-        .chain(unseen.labels())
-        .map(|&c| c as usize)
-        .collect();
+    let (domains, classes) = xfer::train::plot::two_set_labels(seen, unseen);
     let panels = models
         .iter()
         .map(|m| {
@@ -444,7 +427,7 @@ fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| default_methods.split(',').map(String::from).collect());
     let methods = given
         .iter()
-        .map(|m| parse_method(m))
+        .map(|m| Ok(m.parse::<ZslMethod>()?))
         .collect::<anyhow::Result<Vec<_>>>()?;
     if text && methods.contains(&ZslMethod::Dap) {
         bail!(

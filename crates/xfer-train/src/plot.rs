@@ -201,6 +201,24 @@ pub fn plot_history(
     plot_curves(path, title, "step", metric, &series)
 }
 
+/// The point labels of two data sets drawn in one panel, `a`'s rows first: the set of each
+/// point (0 for `a`, 1 for `b`: source/target, seen/unseen) and its class.
+pub fn two_set_labels(
+    a: &xfer_data::TensorDataset,
+    b: &xfer_data::TensorDataset,
+) -> (Vec<usize>, Vec<usize>) {
+    let sets = std::iter::repeat_n(0, a.len())
+        .chain(std::iter::repeat_n(1, b.len()))
+        .collect();
+    let classes = a
+        .labels()
+        .iter()
+        .chain(b.labels())
+        .map(|&c| c as usize)
+        .collect();
+    (sets, classes)
+}
+
 /// Points in 2-D with a domain and a class each.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EmbeddingPanel {

@@ -48,15 +48,7 @@ impl Outcome {
         let fs = self.features(&source.to_tensors(&dev)?.0)?;
         let ft = self.features(&target.to_tensors(&dev)?.0)?;
         let f = Tensor::cat(&[&fs, &ft], 0)?;
-        let domains: Vec<usize> = std::iter::repeat_n(0, source.len())
-            .chain(std::iter::repeat_n(1, target.len()))
-            .collect();
-        let classes: Vec<usize> = source
-            .labels()
-            .iter()
-            .chain(target.labels())
-            .map(|&c| c as usize)
-            .collect();
+        let (domains, classes) = crate::plot::two_set_labels(source, target);
         EmbeddingPanel::pca(title, &f, &domains, &classes)
     }
 }
