@@ -53,6 +53,9 @@ struct Args {
     /// Fraction of every data set held out for testing.
     #[arg(long, default_value_t = 0.3)]
     test_fraction: f64,
+    /// The shared trunk: `mlp:W1,W2,...` (an MLP on the flattened input by construction).
+    #[arg(long, value_name = "SPEC", default_value = "mlp:128,64")]
+    backbone: String,
     /// Give every task its own input layer.
     #[arg(long)]
     input_layers: bool,
@@ -173,8 +176,9 @@ fn main() -> anyhow::Result<()> {
             .collect::<Result<Vec<_>, _>>()?,
         None => vec![1.0; n_tasks],
     };
+    let trunk = common::mlp_widths(&args.backbone, "the multitask trunk")?;
     let cfg = |weighting: Weighting| MultitaskConfig {
-        trunk: vec![128, 64],
+        trunk: trunk.clone(),
         head_hidden: vec![],
         input_layers: args.input_layers,
         weighting,

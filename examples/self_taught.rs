@@ -36,9 +36,15 @@ struct Args {
     /// Labelled target examples per class.
     #[arg(long, default_value_t = 5)]
     shots: usize,
-    /// Encoder widths (the last is the code size).
-    #[arg(long, default_value = "256,64")]
-    widths: String,
+    /// The encoder: `mlp:W1,W2,...` (the last width is the code size; `--widths W1,W2` is an
+    /// alias). The auto-encoder is an MLP by construction.
+    #[arg(
+        long,
+        visible_alias = "widths",
+        value_name = "SPEC",
+        default_value = "mlp:256,64"
+    )]
+    backbone: String,
     /// Masking noise of the denoising auto-encoder (0: plain).
     #[arg(long, default_value_t = 0.2)]
     noise: f64,
@@ -68,11 +74,7 @@ fn main() -> anyhow::Result<()> {
     // The source is used without its labels.
     let unlabelled = source.clone().scale(scale).unlabeled();
     let (support, test) = data::few_shot(&target.clone().scale(scale), args.shots, seed)?;
-    let widths: Vec<usize> = args
-        .widths
-        .split(',')
-        .map(|w| w.trim().parse::<usize>())
-        .collect::<Result<_, _>>()?;
+    let widths = common::mlp_widths(&args.backbone, "the self-taught auto-encoder")?;
     let num_classes = target.num_classes();
     println!(
         "unlabelled source {} ({} examples), target {} ({} labelled = {} per class, {} test), encoder {widths:?}",

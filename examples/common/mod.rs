@@ -210,3 +210,20 @@ pub fn feature_scale(domains: &[(&str, &xfer::data::TensorDataset)]) -> f32 {
         _ => 1.0,
     }
 }
+
+/// The hidden widths of an MLP `--backbone` (`mlp:W1,W2,...`, or the bare widths
+/// `W1,W2,...`), for the examples whose network is an MLP by construction (`what` says which
+/// part); any other spec is a one-line error.
+pub fn mlp_widths(spec: &str, what: &str) -> anyhow::Result<Vec<usize>> {
+    let spec = if spec.trim().starts_with(|c: char| c.is_ascii_digit()) {
+        format!("mlp:{spec}")
+    } else {
+        spec.to_string()
+    };
+    match spec.parse::<xfer::models::BackboneSpec>()? {
+        xfer::models::BackboneSpec::Mlp { hidden, dropout } if dropout == 0.0 => Ok(hidden),
+        other => anyhow::bail!(
+            "--backbone {other}: {what} is an MLP on the flattened input: give mlp:W1,W2,..."
+        ),
+    }
+}
