@@ -221,7 +221,10 @@ pub fn mlp_widths(spec: &str, what: &str) -> anyhow::Result<Vec<usize>> {
         spec.to_string()
     };
     match spec.parse::<xfer::models::BackboneSpec>()? {
-        xfer::models::BackboneSpec::Mlp { hidden, dropout } if dropout == 0.0 => Ok(hidden),
+        xfer::models::BackboneSpec::Mlp {
+            hidden,
+            dropout: 0.0,
+        } => Ok(hidden),
         other => anyhow::bail!(
             "--backbone {other}: {what} is an MLP on the flattened input: give mlp:W1,W2,..."
         ),
