@@ -69,6 +69,8 @@ impl CommonArgs {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
+            // No colour codes in a log redirected to a file.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .try_init();
         if let Some(n) = self.threads {
             anyhow::ensure!(n > 0, "--threads must be at least 1");
