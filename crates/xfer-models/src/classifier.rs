@@ -130,7 +130,16 @@ impl Classifier {
     pub fn new(config: &ClassifierConfig, seed: u64, device: &Device) -> Result<Self> {
         let mut rng = SeededRng::new(seed);
         let mut head_rng = SeededRng::new(seed ^ BOTTLENECK_STREAM);
-        Self::build(config, &mut rng, Some(&mut head_rng), device)
+        Self::build(config, &mut rng, Some(&mut head_rng), device, true)
+    }
+
+    /// The network of `config` with seeded initial values and no weights file read (a
+    /// pretrained spec's `weights=` and a text folder's `model.safetensors` are ignored): the
+    /// skeleton a model package's weights are loaded into.
+    pub(crate) fn skeleton(config: &ClassifierConfig, device: &Device) -> Result<Self> {
+        let mut rng = SeededRng::new(0);
+        let mut head_rng = SeededRng::new(BOTTLENECK_STREAM);
+        Self::build(config, &mut rng, Some(&mut head_rng), device, false)
     }
 
     /// A classifier drawing every initial value from `rng` (backbone first, then the
@@ -140,7 +149,7 @@ impl Classifier {
         rng: &mut SeededRng,
         device: &Device,
     ) -> Result<Self> {
-        Self::build(config, rng, None, device)
+        Self::build(config, rng, None, device, true)
     }
 
     fn build(
@@ -148,6 +157,7 @@ impl Classifier {
         rng: &mut SeededRng,
         head_rng: Option<&mut SeededRng>,
         device: &Device,
+        load_weights: bool,
     ) -> Result<Self> {
         let spec = &config.backbone;
         let n = config.num_classes;
@@ -218,7 +228,7 @@ impl Classifier {
                     num_classes: n,
                 };
                 let m = ResNet::new(&root, &cfg, rng, dt, device)?;
-                if let Some(w) = weights {
+                if let Some(w) = weights.as_ref().filter(|_| load_weights) {
                     load_report = Some(load_with_head(w, n, "fc", |opts| {
                         m.load_torchvision_with(w, opts)
                     })?);
@@ -230,7 +240,7 @@ impl Classifier {
                 rgb_image(spec, shape)?;
                 let cfg = MobileNetV2Config::new(n);
                 let m = MobileNetV2::new(&root, &cfg, rng, dt, device)?;
-                if let Some(w) = weights {
+                if let Some(w) = weights.as_ref().filter(|_| load_weights) {
                     load_report = Some(load_with_head(w, n, "classifier.1", |opts| {
                         m.load_torchvision_with(w, opts)
                     })?);
@@ -242,7 +252,7 @@ impl Classifier {
                 rgb_image(spec, shape)?;
                 let cfg = EfficientNetLiteConfig::lite(0, n)?;
                 let m = EfficientNetLite::new(&root, &cfg, rng, dt, device)?;
-                if let Some(w) = weights {
+                if let Some(w) = weights.as_ref().filter(|_| load_weights) {
                     load_report = Some(load_with_head(w, n, "_fc", |opts| {
                         m.load_pretrained_with(w, opts)
                     })?);
@@ -260,7 +270,9 @@ impl Classifier {
                 spec.tokenizer()?;
                 let bcfg = BertConfig::from_file(dir.join("config.json"))?;
                 let bert = BertModel::new(&root, &bcfg, rng, dt, device)?;
-                load_report = Some(bert.load_hf(dir.join("model.safetensors"))?);
+                if load_weights {
+                    load_report = Some(bert.load_hf(dir.join("model.safetensors"))?);
+                }
                 let head = Linear::new(
                     &root.sub("classifier"),
                     bcfg.hidden_size,

@@ -38,6 +38,7 @@ pub mod mbconv;
 pub mod mlp;
 pub mod mobilenet;
 pub mod multitask;
+pub mod package;
 pub mod params;
 pub mod preprocess;
 pub mod pretrained;
@@ -72,6 +73,7 @@ pub use mobilenet::{
     PaddingMode, make_divisible,
 };
 pub use multitask::{MultiTask, MultiTaskConfig, TaskConfig};
+pub use package::{InputSpec, ModelInfo, Package, Provenance};
 pub use params::{Param, ParamStore, Scope, Selection};
 pub use preprocess::{Interpolation, Preprocess, ResizeCrop};
 pub use pretrained::{LoadOptions, load_pretrained};
