@@ -30,11 +30,13 @@ use xfer::data::transform::{
     CenterCrop, Compose, Normalize, RandomHorizontalFlip, ResizeShortSide,
 };
 use xfer::data::{Data, Dataset, LabeledSet, Preprocess, Transform};
-use xfer::models::{BackboneSpec, Classifier, ClassifierConfig};
+use xfer::models::{BackboneSpec, Classifier, ClassifierConfig, InputSpec, ModelInfo};
 use xfer::prelude::*;
 use xfer::train::methods::finetune::{
     FinetuneConfig, Length, Method, MethodOutcome, OptimizerKind, Pretrained, RunCtx, TargetData,
     pretrain, run_method,
+};
+use xfer::train::{Stage
 };
 use xfer::train::plot::{Series, plot_curves};
 use xfer::train::text::token_dataset;
@@ -124,6 +126,8 @@ struct Args {
     /// backbones: `crop`, random resized crops instead of the random horizontal flip.
     #[arg(long)]
     augment: Option<String>,
+    #[command(flatten)]
+    save: common::SaveArgs,
     #[command(flatten)]
     checkpoints: common::CheckpointArgs,
     #[command(flatten)]
@@ -296,6 +300,13 @@ fn main() -> anyhow::Result<()> {
         None
     };
 
+    let names = common::class_names(target.class_names(), num_classes);
+    let saver = Saver {
+        args: &args,
+        class_names: names,
+        input: InputSpec::tensor(scale),
+        spec: &arch,
+    };
     let target = TargetData::new(support_t, test_t, num_classes);
     let outcomes = run_methods(
         &methods,
@@ -305,6 +316,7 @@ fn main() -> anyhow::Result<()> {
         &ctx,
         validate,
         &mut report,
+        &saver,
     )?;
     if let Some(p) = &pretrained {
         report.arg("source_val_acc", p.source_val_acc.unwrap_or(f64::NAN));
@@ -389,6 +401,7 @@ fn run_methods<D: Dataset + Clone + 'static>(
     ctx: &RunCtx,
     validate: bool,
     report: &mut common::Report,
+    saver: &Saver,
 ) -> anyhow::Result<Vec<MethodOutcome>> {
     let num_classes = target.num_classes;
     let mut outcomes: Vec<MethodOutcome> = Vec::new();
@@ -429,6 +442,12 @@ fn run_methods<D: Dataset + Clone + 'static>(
             metrics.push(("source_only_acc", a));
         }
         report.run(&o.name, &metrics);
+        let stage = if matches!(m, Method::Scratch) {
+            &cfg.scratch
+        } else {
+            &cfg.finetune
+        };
+        saver.save(&o, &metrics, stage)?;
         outcomes.push(o);
     }
     Ok(outcomes)
@@ -495,9 +514,7 @@ fn image_transforms(
 ) -> anyhow::Result<(Arc<dyn Transform>, Arc<dyn Transform>)> {
     let size = args.image_size;
     anyhow::ensure!(size >= 8, "--image-size must be at least 8");
-    let (mean, std) = spec
-        .preprocess()
-        .map_or((IMAGENET_MEAN, IMAGENET_STD), |p| (p.mean, p.std));
+    let (mean, std) = image_stats(spec);
     let preset = Preprocess::new(size, size * 8 / 7, mean.to_vec(), std.to_vec())?;
     let train: Arc<dyn Transform> = match args.augment.as_deref() {
         Some("crop") => preset.train_transform()?,
@@ -515,6 +532,38 @@ fn image_transforms(
         ),
     };
     Ok((train, preset.eval_transform()?))
+}
+
+/// The normalisation statistics of a pretrained image backbone (ImageNet's by default).
+fn image_stats(spec: &BackboneSpec) -> ([f32; 3], [f32; 3]) {
+    spec.preprocess()
+        .map_or((IMAGENET_MEAN, IMAGENET_STD), |p| (p.mean, p.std))
+}
+
+/// `--save`: what every method's package shares.
+struct Saver<'a> {
+    args: &'a Args,
+    class_names: Vec<String>,
+    input: InputSpec,
+    spec: &'a BackboneSpec,
+}
+
+impl Saver<'_> {
+    /// Saves the method's network with its metrics and stage settings (when `--save`).
+    fn save(&self, o: &MethodOutcome, metrics: &[(&str, f64)], stage: &Stage) -> anyhow::Result<()> {
+        let a = self.args;
+        let mut data = vec![("target", a.target.as_str())];
+        if let Some(t) = &a.target_test {
+            data.push(("target_test", t.as_str()));
+        }
+        if !self.spec.is_pretrained() {
+            data.push(("source", a.source.as_str()));
+        }
+        let settings = serde_json::json!({"shots": a.shots, "stage": stage});
+        let prov = common::provenance(&o.name, &data, a.common.seed, metrics, settings, self.spec);
+        let info = ModelInfo::new(self.class_names.clone(), self.input.clone()).with_provenance(prov);
+        a.save.save(&o.name, &o.net, &info)
+    }
 }
 
 fn run_pretrained_on<D: Dataset + LabeledSet + Clone + 'static>(
@@ -575,6 +624,18 @@ fn run_pretrained_on<D: Dataset + LabeledSet + Clone + 'static>(
         .arg("target", args.target.as_str())
         .arg("model", spec.to_string())
         .arg("input_shape", serde_json::json!(input));
+    let (mean, std) = image_stats(spec);
+    let saver = Saver {
+        args,
+        class_names: common::class_names(LabeledSet::class_names(&target), num_classes),
+        input: match spec.tokenizer()? {
+            Some(tok) => InputSpec::Text {
+                max_len: tok.max_len(),
+            },
+            None => InputSpec::image(3, args.image_size, &mean, &std),
+        },
+        spec,
+    };
     let target = TargetData::new(support, test, num_classes);
     let outcomes = run_methods(
         &methods,
@@ -584,6 +645,7 @@ fn run_pretrained_on<D: Dataset + LabeledSet + Clone + 'static>(
         &ctx,
         false,
         &mut report,
+        &saver,
     )?;
     plot_runs(&args.common.out, args.shots, &outcomes)?;
     report.finish(args.common.json, &args.common.out)?;

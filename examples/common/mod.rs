@@ -45,6 +45,69 @@ pub struct CheckpointArgs {
     pub resume: bool,
 }
 
+/// `--save DIR`: keep the trained models as packages (`xfer::models::package`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SaveArgs {
+    /// Save each trained model as a package (model.safetensors + model.json with class names
+    /// and preprocessing) under DIR/<method>/, for `predict`.
+    #[arg(long, value_name = "DIR")]
+    pub save: Option<PathBuf>,
+}
+
+impl SaveArgs {
+    /// Saves `net` as `DIR/<run>` (the run name with `:` and `/` made `_`) when `--save` was
+    /// given, and prints where.
+    pub fn save(
+        &self,
+        run: &str,
+        net: &xfer::models::Classifier,
+        info: &xfer::models::ModelInfo,
+    ) -> anyhow::Result<()> {
+        let Some(dir) = &self.save else {
+            return Ok(());
+        };
+        let path = dir.join(run.replace([':', '/', '\\'], "_"));
+        net.save(&path, info)?;
+        println!("{:>24}  saved the model to {}", "", path.display());
+        Ok(())
+    }
+}
+
+/// Class names for a model: the data set's, or the class ids `0..n` when it has none.
+pub fn class_names(names: &[String], num_classes: usize) -> Vec<String> {
+    if names.len() == num_classes {
+        names.to_vec()
+    } else {
+        (0..num_classes).map(|c| c.to_string()).collect()
+    }
+}
+
+/// The provenance of a run: method, data specs, seed, metrics and the stage settings.
+pub fn provenance(
+    method: &str,
+    data: &[(&str, &str)],
+    seed: u64,
+    metrics: &[(&str, f64)],
+    settings: serde_json::Value,
+    spec: &xfer::models::BackboneSpec,
+) -> xfer::models::Provenance {
+    xfer::models::Provenance {
+        method: Some(method.to_string()),
+        data: data
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect(),
+        seed: Some(seed),
+        metrics: metrics
+            .iter()
+            .filter(|(_, v)| v.is_finite())
+            .map(|(k, v)| ((*k).to_string(), *v))
+            .collect(),
+        settings,
+        source_weights: spec.weights_file().map(|p| p.display().to_string()),
+    }
+}
+
 impl CheckpointArgs {
     /// The options for the training stages, when a folder was given.
     pub fn options(&self) -> Option<xfer::train::CheckpointOptions> {

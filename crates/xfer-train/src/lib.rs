@@ -14,6 +14,7 @@
 //! - [`pca`]: principal component analysis for 2-D pictures of features.
 //! - [`plot`]: PNG training curves and PCA scatter plots (by domain and class).
 //! - [`history`]: the per-step and per-evaluation record of a run.
+//! - [`predict`]: predictions and evaluation reports from a saved model package.
 //! - [`methods`]: the lecture's methods as objectives for the one loop.
 
 pub mod batches;
@@ -27,6 +28,7 @@ pub mod model_selection;
 pub mod optim;
 pub mod pca;
 pub mod plot;
+pub mod predict;
 pub mod run;
 pub mod schedule;
 pub mod text;

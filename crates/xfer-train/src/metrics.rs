@@ -184,6 +184,139 @@ impl ConfusionMatrix {
     }
 }
 
+/// Precision, recall and F1 of one class, with its number of true samples.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClassScores {
+    /// The class name.
+    pub class: String,
+    /// Correct predictions of the class / all predictions of it (`None`: never predicted).
+    pub precision: Option<f64>,
+    /// Correct predictions of the class / its true samples (`None`: no sample).
+    pub recall: Option<f64>,
+    /// Harmonic mean of precision and recall (0 when either is 0; `None` when either is).
+    pub f1: Option<f64>,
+    /// True samples of the class.
+    pub support: u64,
+}
+
+/// The evaluation of a classifier on labelled data: accuracy, per-class scores and the
+/// confusion matrix (rows = true class, columns = predicted class), as text or JSON.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClassificationReport {
+    /// Samples evaluated.
+    pub samples: u64,
+    /// Overall accuracy.
+    pub accuracy: f64,
+    /// Mean of the per-class recalls over classes with samples.
+    pub mean_per_class_accuracy: f64,
+    /// Unweighted mean F1 over the classes with samples.
+    pub macro_f1: f64,
+    /// Per-class scores, in label order.
+    pub classes: Vec<ClassScores>,
+    /// `confusion[t][p]`: samples of true class `t` predicted as `p`.
+    pub confusion: Vec<Vec<u64>>,
+}
+
+impl ConfusionMatrix {
+    /// The report of this matrix with `class_names` (one per class; missing names are the
+    /// class ids). `None` when the matrix is empty.
+    pub fn report(&self, class_names: &[String]) -> Option<ClassificationReport> {
+        let n = self.n;
+        let accuracy = self.accuracy()?;
+        let classes: Vec<ClassScores> = (0..n)
+            .map(|c| {
+                let tp = self.get(c, c) as f64;
+                let support: u64 = (0..n).map(|p| self.get(c, p)).sum();
+                let predicted: u64 = (0..n).map(|t| self.get(t, c)).sum();
+                let precision = (predicted > 0).then(|| tp / predicted as f64);
+                let recall = (support > 0).then(|| tp / support as f64);
+                let f1 = match (precision, recall) {
+                    (Some(p), Some(r)) if p + r > 0.0 => Some(2.0 * p * r / (p + r)),
+                    (Some(_), Some(_)) => Some(0.0),
+                    (None, Some(_)) => Some(0.0),
+                    _ => None,
+                };
+                ClassScores {
+                    class: class_names.get(c).cloned().unwrap_or_else(|| c.to_string()),
+                    precision,
+                    recall,
+                    f1,
+                    support,
+                }
+            })
+            .collect();
+        let f1s: Vec<f64> = classes
+            .iter()
+            .filter(|c| c.support > 0)
+            .filter_map(|c| c.f1)
+            .collect();
+        Some(ClassificationReport {
+            samples: self.total(),
+            accuracy,
+            mean_per_class_accuracy: self.mean_per_class_accuracy().unwrap_or(f64::NAN),
+            macro_f1: if f1s.is_empty() {
+                f64::NAN
+            } else {
+                f1s.iter().sum::<f64>() / f1s.len() as f64
+            },
+            classes,
+            confusion: self.rows(),
+        })
+    }
+}
+
+impl ClassificationReport {
+    /// A plain-text table: accuracy, then precision / recall / F1 / support per class, then
+    /// the confusion matrix.
+    pub fn to_text(&self) -> String {
+        use std::fmt::Write;
+        let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+        let w = self
+            .classes
+            .iter()
+            .map(|c| c.class.chars().count())
+            .max()
+            .unwrap_or(5)
+            .max(5);
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "accuracy {:.4} on {} samples (mean per-class accuracy {:.4}, macro F1 {:.4})",
+            self.accuracy, self.samples, self.mean_per_class_accuracy, self.macro_f1
+        );
+        let _ = writeln!(
+            s,
+            "{:>w$}  precision  recall      f1  support",
+            "class"
+        );
+        for c in &self.classes {
+            let _ = writeln!(
+                s,
+                "{:>w$}  {:>9}  {:>6}  {:>6}  {:>7}",
+                c.class,
+                f(c.precision),
+                f(c.recall),
+                f(c.f1),
+                c.support
+            );
+        }
+        let _ = writeln!(s, "confusion matrix (rows: true class, columns: predicted):");
+        let cw = self
+            .confusion
+            .iter()
+            .flatten()
+            .map(|v| v.to_string().len())
+            .max()
+            .unwrap_or(1)
+            .max(3);
+        for (c, row) in self.classes.iter().zip(&self.confusion) {
+            let cells: Vec<String> = row.iter().map(|v| format!("{v:>cw$}")).collect();
+            let _ = writeln!(s, "{:>w$}  {}", c.class, cells.join(" "));
+        }
+        s
+    }
+}
+
 /// Mean entropy of the softmax of each row of `logits`, in nats:
 /// `(1/n) Σ_i −Σ_c p_ic log p_ic`. A label-free score (low = confident), usable for early
 /// stopping on unlabelled target data.

@@ -524,6 +524,24 @@ impl LabeledSet for ImageFolder {
     }
 }
 
+/// Whether `path` has an image extension ([`IMAGE_EXTENSIONS`], case-insensitive).
+pub fn is_image_file(path: &Path) -> bool {
+    is_image(path)
+}
+
+/// One image file decoded to planar f32 `[channels, H, W]` on `0..1` at its own size:
+/// `channels` 3 converts grey and RGBA to RGB, 1 converts colour to luma. Errors name the file.
+pub fn read_image(path: &Path, channels: usize) -> Result<(Vec<f32>, Vec<usize>)> {
+    if channels != 1 && channels != 3 {
+        return Err(DataError::invalid(
+            "channels",
+            format!("{channels}: an image has 1 or 3 channels"),
+        ));
+    }
+    let (x, h, w) = to_planar(decode(path)?, channels, 1.0 / 255.0);
+    Ok((x, vec![channels, h, w]))
+}
+
 /// Reads an image folder into a labelled in-memory data set (class names from the folder
 /// names): [`ImageFolder::open`] then [`ImageFolder::materialize`].
 pub fn read_image_folder(root: &Path, opts: &FolderOptions) -> Result<TensorDataset> {

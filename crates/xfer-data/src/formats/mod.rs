@@ -26,7 +26,7 @@ pub(crate) fn has_gz_extension(path: &Path) -> bool {
 
 /// Reads a whole file, decompressing it when it starts with the gzip magic. A `.gz` file
 /// without the magic is refused.
-pub(crate) fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
+pub fn read_maybe_gzip(path: &Path) -> Result<Vec<u8>> {
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
     if raw.starts_with(&GZIP_MAGIC) {
         let mut out = Vec::new();
