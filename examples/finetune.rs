@@ -32,11 +32,10 @@ use xfer::data::transform::{
 use xfer::data::{Data, Dataset, LabeledSet, Preprocess, Transform};
 use xfer::models::{BackboneSpec, Classifier, ClassifierConfig, InputSpec, ModelInfo};
 use xfer::prelude::*;
+use xfer::train::Stage;
 use xfer::train::methods::finetune::{
     FinetuneConfig, Length, Method, MethodOutcome, OptimizerKind, Pretrained, RunCtx, TargetData,
     pretrain, run_method,
-};
-use xfer::train::{Stage
 };
 use xfer::train::plot::{Series, plot_curves};
 use xfer::train::text::token_dataset;
@@ -550,7 +549,12 @@ struct Saver<'a> {
 
 impl Saver<'_> {
     /// Saves the method's network with its metrics and stage settings (when `--save`).
-    fn save(&self, o: &MethodOutcome, metrics: &[(&str, f64)], stage: &Stage) -> anyhow::Result<()> {
+    fn save(
+        &self,
+        o: &MethodOutcome,
+        metrics: &[(&str, f64)],
+        stage: &Stage,
+    ) -> anyhow::Result<()> {
         let a = self.args;
         let mut data = vec![("target", a.target.as_str())];
         if let Some(t) = &a.target_test {
@@ -561,7 +565,8 @@ impl Saver<'_> {
         }
         let settings = serde_json::json!({"shots": a.shots, "stage": stage});
         let prov = common::provenance(&o.name, &data, a.common.seed, metrics, settings, self.spec);
-        let info = ModelInfo::new(self.class_names.clone(), self.input.clone()).with_provenance(prov);
+        let info =
+            ModelInfo::new(self.class_names.clone(), self.input.clone()).with_provenance(prov);
         a.save.save(&o.name, &o.net, &info)
     }
 }

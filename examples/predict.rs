@@ -109,7 +109,9 @@ fn main() -> anyhow::Result<()> {
 
     // Predictions stream to stdout, or to a temporary file renamed over --output at the end.
     let tmp = args.output.as_ref().map(|p| {
-        let name = p.file_name().map_or("predictions".into(), |n| n.to_string_lossy().into_owned());
+        let name = p
+            .file_name()
+            .map_or("predictions".into(), |n| n.to_string_lossy().into_owned());
         p.with_file_name(format!(".{name}.partial"))
     });
     let mut out: Box<dyn Write> = match &tmp {
@@ -119,7 +121,11 @@ fn main() -> anyhow::Result<()> {
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
     if args.format == Format::Csv {
-        writeln!(out, "{}", Prediction::csv_header(args.topk.clamp(1, names.len())))?;
+        writeln!(
+            out,
+            "{}",
+            Prediction::csv_header(args.topk.clamp(1, names.len()))
+        )?;
     }
     let summary = predict(&pkg, &inputs, &opts, |p| {
         let line = match args.format {

@@ -127,8 +127,7 @@ impl InputSpec {
                 mean,
                 std,
             } => {
-                if !matches!(channels, 1 | 3) || mean.len() != *channels || std.len() != *channels
-                {
+                if !matches!(channels, 1 | 3) || mean.len() != *channels || std.len() != *channels {
                     return bad(
                         format!("{channels} channels, mean {mean:?}, std {std:?}"),
                         "1 or 3 channels with a mean and std per channel",
@@ -496,7 +495,10 @@ impl Classifier {
                 ),
             ));
         }
-        meta.info.input.check().map_err(|e| file_err(&meta_path, e.to_string()))?;
+        meta.info
+            .input
+            .check()
+            .map_err(|e| file_err(&meta_path, e.to_string()))?;
         match &mut meta.config.backbone {
             BackboneSpec::Minilm { dir: enc } => *enc = dir.join(ENCODER_DIR),
             BackboneSpec::Custom { name } => {
@@ -561,7 +563,10 @@ mod tests {
         let b = Classifier::load(&d, &Device::Cpu).unwrap();
         assert_eq!(b.info, info());
         assert_eq!(b.net.config(), a.config());
-        let (ya, yb) = (a.logits(&x, false).unwrap(), b.net.logits(&x, false).unwrap());
+        let (ya, yb) = (
+            a.logits(&x, false).unwrap(),
+            b.net.logits(&x, false).unwrap(),
+        );
         let (ya, yb) = (
             ya.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
             yb.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
@@ -570,7 +575,14 @@ mod tests {
         // Saving again replaces the package in place; nothing is left beside it.
         net(2).save(&d, &info()).unwrap();
         let c = Classifier::load(&d, &Device::Cpu).unwrap();
-        let yc = c.net.logits(&x, false).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let yc = c
+            .net
+            .logits(&x, false)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_ne!(yc, ya);
         let names: Vec<_> = std::fs::read_dir(d.parent().unwrap())
             .unwrap()
@@ -597,7 +609,10 @@ mod tests {
         )
         .unwrap();
         let e = one_line(Classifier::load(&d, &Device::Cpu).unwrap_err());
-        assert!(e.contains("format version 9") && e.contains("model.json"), "{e}");
+        assert!(
+            e.contains("format version 9") && e.contains("model.json"),
+            "{e}"
+        );
         std::fs::write(d.join(META_FILE), &meta).unwrap();
         assert!(Classifier::load(&d, &Device::Cpu).is_ok());
 
@@ -628,7 +643,11 @@ mod tests {
             (
                 all.iter()
                     .map(|(n, t)| {
-                        let n = if n == victim { "head.weights".to_string() } else { n.clone() };
+                        let n = if n == victim {
+                            "head.weights".to_string()
+                        } else {
+                            n.clone()
+                        };
                         (n, t.clone())
                     })
                     .collect(),
@@ -637,7 +656,11 @@ mod tests {
             (
                 all.iter()
                     .map(|(n, t)| {
-                        let t = if n == victim { t.flatten_all().unwrap() } else { t.clone() };
+                        let t = if n == victim {
+                            t.flatten_all().unwrap()
+                        } else {
+                            t.clone()
+                        };
                         (n.clone(), t)
                     })
                     .collect(),
@@ -664,7 +687,10 @@ mod tests {
         std::fs::write(root.join("notes.txt"), "mine").unwrap();
         let e = net(1).save(&root, &info()).unwrap_err().to_string();
         assert!(e.contains("not an xfer model package"), "{e}");
-        assert_eq!(std::fs::read_to_string(root.join("notes.txt")).unwrap(), "mine");
+        assert_eq!(
+            std::fs::read_to_string(root.join("notes.txt")).unwrap(),
+            "mine"
+        );
         let mut two = info();
         two.class_names.pop();
         let e = net(1).save(root.join("m"), &two).unwrap_err().to_string();

@@ -284,11 +284,7 @@ impl ClassificationReport {
             "accuracy {:.4} on {} samples (mean per-class accuracy {:.4}, macro F1 {:.4})",
             self.accuracy, self.samples, self.mean_per_class_accuracy, self.macro_f1
         );
-        let _ = writeln!(
-            s,
-            "{:>w$}  precision  recall      f1  support",
-            "class"
-        );
+        let _ = writeln!(s, "{:>w$}  precision  recall      f1  support", "class");
         for c in &self.classes {
             let _ = writeln!(
                 s,
@@ -300,7 +296,10 @@ impl ClassificationReport {
                 c.support
             );
         }
-        let _ = writeln!(s, "confusion matrix (rows: true class, columns: predicted):");
+        let _ = writeln!(
+            s,
+            "confusion matrix (rows: true class, columns: predicted):"
+        );
         let cw = self
             .confusion
             .iter()

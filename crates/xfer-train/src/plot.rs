@@ -508,7 +508,12 @@ mod tests {
 /// Draws a confusion matrix (`rows[t][p]`: samples of true class `t` predicted as `p`) as a
 /// PNG heat map, each row shaded by its share of the row's samples, with the counts written
 /// in the cells when there are at most 30 classes.
-pub fn plot_confusion(path: &Path, title: &str, class_names: &[String], rows: &[Vec<u64>]) -> Result<()> {
+pub fn plot_confusion(
+    path: &Path,
+    title: &str,
+    class_names: &[String],
+    rows: &[Vec<u64>],
+) -> Result<()> {
     prepare(path)?;
     let err = |e: &dyn std::fmt::Display| TrainError::file(path, e);
     let n = rows.len();
@@ -552,7 +557,11 @@ pub fn plot_confusion(path: &Path, title: &str, class_names: &[String], rows: &[
     for (t, row) in rows.iter().enumerate() {
         let total: u64 = row.iter().sum();
         for (p, &v) in row.iter().enumerate() {
-            let share = if total > 0 { v as f64 / total as f64 } else { 0.0 };
+            let share = if total > 0 {
+                v as f64 / total as f64
+            } else {
+                0.0
+            };
             let shade = (255.0 * (1.0 - share)) as u8;
             let y = n - 1 - t;
             chart

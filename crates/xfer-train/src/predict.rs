@@ -42,10 +42,10 @@ use rayon::prelude::*;
 use serde::Serialize;
 use xfer_data::formats::folder::{is_image_file, read_image};
 use xfer_data::image_ops::resize_bilinear;
-use xfer_ops::SeededRng;
 use xfer_data::{Data, Preprocess, TensorDataset, Transform};
-use xfer_models::package::{InputSpec, Package};
 use xfer_models::encode_tokens;
+use xfer_models::package::{InputSpec, Package};
+use xfer_ops::SeededRng;
 
 use crate::metrics::{ClassificationReport, ConfusionMatrix};
 use crate::{Result, TrainError};
@@ -222,12 +222,17 @@ impl Inputs {
             });
         }
         let mut it = parts.into_iter();
-        let mut all = it.next().ok_or_else(|| TrainError::BadData("no input".into()))?;
+        let mut all = it
+            .next()
+            .ok_or_else(|| TrainError::BadData("no input".into()))?;
         for p in it {
             all = all.concat(p)?;
         }
         if all.is_empty() {
-            return Err(TrainError::BadData(format!("{}: no input found", all.description)));
+            return Err(TrainError::BadData(format!(
+                "{}: no input found",
+                all.description
+            )));
         }
         if let Some(l) = &all.labels
             && let Some(&bad) = l.iter().find(|&&c| c >= names.len())
@@ -299,7 +304,12 @@ fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Labels of `n` items whose class names are `item_names` (in the data set's label order)
 /// mapped to the model's `names`; `None` (with a warning) when some class is not the model's.
-fn map_labels(what: &str, labels: &[u32], item_names: &[String], names: &[String]) -> Option<Vec<usize>> {
+fn map_labels(
+    what: &str,
+    labels: &[u32],
+    item_names: &[String],
+    names: &[String],
+) -> Option<Vec<usize>> {
     if labels.is_empty() {
         return None;
     }
@@ -308,13 +318,26 @@ fn map_labels(what: &str, labels: &[u32], item_names: &[String], names: &[String
         if max < names.len() {
             return Some(labels.iter().map(|&l| l as usize).collect());
         }
-        tracing::warn!("{what}: labels up to {max} but the model has {} classes: no evaluation", names.len());
+        tracing::warn!(
+            "{what}: labels up to {max} but the model has {} classes: no evaluation",
+            names.len()
+        );
         return None;
     }
-    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
-    let map: Vec<Option<usize>> = item_names.iter().map(|n| index.get(n.as_str()).copied()).collect();
+    let index: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
+    let map: Vec<Option<usize>> = item_names
+        .iter()
+        .map(|n| index.get(n.as_str()).copied())
+        .collect();
     if let Some(missing) = item_names.iter().zip(&map).find(|(_, m)| m.is_none()) {
-        tracing::warn!("{what}: class {:?} is not one of the model's classes: no evaluation", missing.0);
+        tracing::warn!(
+            "{what}: class {:?} is not one of the model's classes: no evaluation",
+            missing.0
+        );
         return None;
     }
     labels
@@ -335,15 +358,20 @@ fn open_one(s: &str, pkg: &Package, text_column: Option<&str>) -> Result<Inputs>
             )));
         }
         // Labels when every image sits directly in a sub-folder named after a class.
-        let index: HashMap<&str, usize> =
-            names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+        let index: HashMap<&str, usize> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), i))
+            .collect();
         let labels: Option<Vec<usize>> = files
             .iter()
             .map(|f| {
                 let rel = f.strip_prefix(p).ok()?;
                 let mut comps = rel.components();
                 let class = comps.next()?.as_os_str().to_str()?;
-                (comps.count() == 1).then(|| index.get(class).copied()).flatten()
+                (comps.count() == 1)
+                    .then(|| index.get(class).copied())
+                    .flatten()
             })
             .collect();
         let n = files.len();
@@ -353,7 +381,11 @@ fn open_one(s: &str, pkg: &Package, text_column: Option<&str>) -> Result<Inputs>
             description: format!(
                 "{} ({n} images{})",
                 p.display(),
-                if labels.is_some() { ", labelled by sub-folder" } else { "" }
+                if labels.is_some() {
+                    ", labelled by sub-folder"
+                } else {
+                    ""
+                }
             ),
             labels,
         });
@@ -380,11 +412,16 @@ fn open_one(s: &str, pkg: &Package, text_column: Option<&str>) -> Result<Inputs>
             description: format!("{} ({n} listed files)", p.display()),
         });
     }
-    let is_table = matches!(ext.as_str(), "csv" | "tsv") || s.ends_with(".csv.gz") || s.ends_with(".tsv.gz");
+    let is_table =
+        matches!(ext.as_str(), "csv" | "tsv") || s.ends_with(".csv.gz") || s.ends_with(".tsv.gz");
     if p.is_file() && is_table && matches!(pkg.info.input, InputSpec::Text { .. }) {
         return open_text_table(p, names, text_column);
     }
-    let spec = if p.is_file() && is_table { format!("csv:{s}") } else { s.to_string() };
+    let spec = if p.is_file() && is_table {
+        format!("csv:{s}")
+    } else {
+        s.to_string()
+    };
     let data = xfer_data::load_data(&spec, 0).map_err(|e| match e {
         xfer_data::DataError::InvalidArgument { .. } if !s.contains(':') && !p.exists() => {
             TrainError::BadData(format!(
@@ -404,7 +441,9 @@ fn open_one(s: &str, pkg: &Package, text_column: Option<&str>) -> Result<Inputs>
             }
         }
         Data::Images(f) => {
-            let files: Vec<PathBuf> = (0..f.len()).filter_map(|i| f.path(i).map(Path::to_path_buf)).collect();
+            let files: Vec<PathBuf> = (0..f.len())
+                .filter_map(|i| f.path(i).map(Path::to_path_buf))
+                .collect();
             let labels = map_labels(s, f.labels(), f.class_names(), names);
             Inputs {
                 ids: files.iter().map(|f| f.display().to_string()).collect(),
@@ -447,7 +486,10 @@ fn open_text_table(p: &Path, names: &[String], text_column: Option<&str>) -> Res
     let Some(first) = rows.first().cloned() else {
         return Err(TrainError::BadData(format!("{}: no rows", p.display())));
     };
-    let lower: Vec<String> = first.iter().map(|f| f.trim().to_ascii_lowercase()).collect();
+    let lower: Vec<String> = first
+        .iter()
+        .map(|f| f.trim().to_ascii_lowercase())
+        .collect();
     let want = text_column.unwrap_or("text").to_ascii_lowercase();
     let header = lower.iter().any(|f| *f == want || f == "label");
     let text_col = match (header, text_column) {
@@ -465,7 +507,9 @@ fn open_text_table(p: &Path, names: &[String], text_column: Option<&str>) -> Res
             first.join(", ")
         ))
     })?;
-    let label_col = header.then(|| lower.iter().position(|f| f == "label")).flatten();
+    let label_col = header
+        .then(|| lower.iter().position(|f| f == "label"))
+        .flatten();
     let data = if header { &rows[1..] } else { &rows[..] };
     let mut texts = Vec::with_capacity(data.len());
     let mut raw_labels = Vec::new();
@@ -482,7 +526,11 @@ fn open_text_table(p: &Path, names: &[String], text_column: Option<&str>) -> Res
             raw_labels.push(r.get(c).cloned().unwrap_or_default());
         }
     }
-    let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+    let index: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.as_str(), i))
+        .collect();
     let labels: Option<Vec<usize>> = label_col.and_then(|_| {
         raw_labels
             .iter()
@@ -496,7 +544,10 @@ fn open_text_table(p: &Path, names: &[String], text_column: Option<&str>) -> Res
             .collect()
     });
     if label_col.is_some() && labels.is_none() {
-        tracing::warn!("{}: a label is not one of the model's classes: no evaluation", p.display());
+        tracing::warn!(
+            "{}: a label is not one of the model's classes: no evaluation",
+            p.display()
+        );
     }
     Ok(Inputs {
         ids: (1..=texts.len()).map(|i| i.to_string()).collect(),
@@ -510,7 +561,12 @@ fn open_text_table(p: &Path, names: &[String], text_column: Option<&str>) -> Res
 enum ImagePrep {
     /// The eval transform, channels, output side.
     Transform(std::sync::Arc<dyn Transform>, usize, usize),
-    Resize { channels: usize, h: usize, w: usize, scale: f32 },
+    Resize {
+        channels: usize,
+        h: usize,
+        w: usize,
+        scale: f32,
+    },
 }
 
 fn image_prep(pkg: &Package) -> Result<ImagePrep> {
@@ -523,7 +579,11 @@ fn image_prep(pkg: &Package) -> Result<ImagePrep> {
             std,
         } => {
             let preset = Preprocess::new(*size, *resize, mean.clone(), std.clone())?;
-            Ok(ImagePrep::Transform(preset.eval_transform()?, *channels, *size))
+            Ok(ImagePrep::Transform(
+                preset.eval_transform()?,
+                *channels,
+                *size,
+            ))
         }
         InputSpec::Tensor { scale } => match *pkg.net.input_shape() {
             [c, h, w] if c == 1 || c == 3 => Ok(ImagePrep::Resize {
@@ -557,7 +617,12 @@ fn load_image(path: &Path, prep: &ImagePrep) -> Result<Vec<f32>> {
             let (x, shape) = read_image(path, *c)?;
             Ok(t.apply(&x, &shape, &mut SeededRng::new(0))?)
         }
-        ImagePrep::Resize { channels, h, w, scale } => {
+        ImagePrep::Resize {
+            channels,
+            h,
+            w,
+            scale,
+        } => {
             let (x, shape) = read_image(path, *channels)?;
             let x = if (shape[1], shape[2]) == (*h, *w) {
                 x
@@ -587,12 +652,17 @@ pub fn predict(
     let topk = opts.topk.clamp(1, n_classes);
     let device = net.device().clone();
     let mut summary = PredictSummary {
-        confusion: inputs.labels.as_ref().map(|_| ConfusionMatrix::new(n_classes)),
+        confusion: inputs
+            .labels
+            .as_ref()
+            .map(|_| ConfusionMatrix::new(n_classes)),
         ..Default::default()
     };
     let pb = if opts.progress && std::io::stderr().is_terminal() {
         let pb = ProgressBar::new(inputs.len() as u64);
-        if let Ok(style) = ProgressStyle::with_template("predict {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}]") {
+        if let Ok(style) = ProgressStyle::with_template(
+            "predict {bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}]",
+        ) {
             pb.set_style(style);
         }
         pb
@@ -643,7 +713,9 @@ pub fn predict(
                         }
                         Err(e) if opts.skip_bad => {
                             tracing::warn!("skipping {}: {e}", files[i].display());
-                            summary.skipped.push((files[i].display().to_string(), e.to_string()));
+                            summary
+                                .skipped
+                                .push((files[i].display().to_string(), e.to_string()));
                         }
                         Err(e) => return Err(e),
                     }
@@ -653,9 +725,9 @@ pub fn predict(
                 } else {
                     let shape: Vec<usize> = match (&prep, net.input_shape()) {
                         (ImagePrep::Transform(_, c, side), _) => vec![kept.len(), *c, *side, *side],
-                        (ImagePrep::Resize { .. }, s) => {
-                            std::iter::once(kept.len()).chain(s.iter().copied()).collect()
-                        }
+                        (ImagePrep::Resize { .. }, s) => std::iter::once(kept.len())
+                            .chain(s.iter().copied())
+                            .collect(),
                     };
                     Some(Tensor::from_vec(values, shape, &device)?)
                 };
@@ -673,14 +745,21 @@ pub fn predict(
                 let mut values = Vec::with_capacity((end - start) * ds.feature_dim());
                 for i in start..end {
                     let row = ds.features_of(i).ok_or_else(|| {
-                        TrainError::BadData(format!("{}: row {} missing", inputs.description, i + 1))
+                        TrainError::BadData(format!(
+                            "{}: row {} missing",
+                            inputs.description,
+                            i + 1
+                        ))
                     })?;
                     values.extend(row.iter().map(|v| v * scale));
                 }
                 let shape: Vec<usize> = std::iter::once(end - start)
                     .chain(ds.sample_shape().iter().copied())
                     .collect();
-                ((start..end).collect(), Some(Tensor::from_vec(values, shape, &device)?))
+                (
+                    (start..end).collect(),
+                    Some(Tensor::from_vec(values, shape, &device)?),
+                )
             }
         };
         if let Some(x) = x {
