@@ -17,6 +17,7 @@ mod common;
 
 use clap::Parser;
 use xfer::data::{self, Dataset};
+use xfer::models::{InputSpec, ModelInfo};
 use xfer::train::methods::finetune::{Stage, accuracy};
 use xfer::train::methods::self_taught::{
     AutoencoderConfig, classifier_from_autoencoder, encoder_classifier, train_autoencoder,
@@ -51,6 +52,8 @@ struct Args {
     /// Runs: any of `scratch`, `self-taught`, `self-taught-frozen`, comma-separated.
     #[arg(long, default_value = "scratch,self-taught,self-taught-frozen")]
     methods: String,
+    #[command(flatten)]
+    save: common::SaveArgs,
     #[command(flatten)]
     common: common::CommonArgs,
     #[command(flatten)]
@@ -157,6 +160,17 @@ fn main() -> anyhow::Result<()> {
             t.elapsed().as_secs_f64()
         );
         report.run(name, &[("target_acc", acc)]);
+        let prov = common::provenance(
+            name,
+            &[("source", &args.source), ("target", &args.target)],
+            seed,
+            &[("target_acc", acc)],
+            serde_json::json!({"shots": args.shots, "stage": clf_stage, "noise": args.noise}),
+            net.spec(),
+        );
+        let names = common::class_names(target.class_names(), num_classes);
+        let info = ModelInfo::new(names, InputSpec::tensor(scale)).with_provenance(prov);
+        args.save.save(name, &net, &info)?;
         curves.push(Series::new(name, r.history.step_curve("loss")));
     }
     let path = args.common.out.join("self-taught-loss.png");

@@ -41,7 +41,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
 use crate::classifier::{BackboneSpec, Classifier, ClassifierConfig};
-use crate::safetensors_file::write_atomic;
+use crate::safetensors_file::{serialize, write_atomic};
 use crate::{ModelError, Result};
 
 /// The `format` value of every `model.json`.
@@ -390,7 +390,19 @@ impl Classifier {
         }
         std::fs::create_dir_all(&partial).map_err(|e| io_err(&partial, e))?;
         let written = (|| -> Result<()> {
-            checkpoint::save(self.store(), partial.join(WEIGHTS_FILE), None)?;
+            let mut metadata = BTreeMap::new();
+            metadata.insert("format".to_string(), "pt".to_string());
+            metadata.insert(
+                checkpoint::VERSION_KEY.to_string(),
+                env!("CARGO_PKG_VERSION").to_string(),
+            );
+            let params = self.store().all();
+            let tensors: Vec<(String, candle_core::Tensor)> = params
+                .iter()
+                .map(|p| (p.name().to_string(), p.var().as_tensor().detach()))
+                .collect();
+            let bytes = serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), &metadata)?;
+            write_atomic(&partial.join(WEIGHTS_FILE), &bytes)?;
             if let BackboneSpec::Minilm { dir: src } = spec {
                 let enc = partial.join(ENCODER_DIR);
                 std::fs::create_dir_all(&enc).map_err(|e| io_err(&enc, e))?;

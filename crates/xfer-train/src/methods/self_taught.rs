@@ -22,8 +22,7 @@ use std::fmt;
 use candle_core::{DType, Device, Tensor};
 use xfer_data::{DataLoader, TensorDataset, UnlabeledDataset};
 use xfer_models::{
-    Activation, Backbone, Linear, Mlp, MlpConfig, ModuleT, ParamStore, Selection, Transfer,
-    TransferReport,
+    Activation, Backbone, Mlp, MlpConfig, ModuleT, ParamStore, Selection, Transfer, TransferReport,
 };
 use xfer_ops::SeededRng;
 
@@ -32,7 +31,7 @@ use crate::batches::StepBatches;
 use crate::run::{RunCtx, Stage};
 use crate::trainer::{Objective, StepCtx, StepOutput, TrainReport, derive_seed};
 use crate::{Result, TrainError};
-use xfer_models::Classifier;
+use xfer_models::{BackboneSpec, Classifier, ClassifierConfig};
 
 /// The prefix of the encoder's parameters, in the auto-encoder and in the classifier.
 pub const ENCODER: &str = "encoder";
@@ -267,8 +266,8 @@ pub fn train_autoencoder(
 }
 
 /// A seeded classifier `softmax(W f(x) + b)` on an encoder `f` (ReLU layers of widths
-/// `widths`) for inputs of `input_shape`: a [`Classifier`] with its own store,
-/// `encoder.features.*` (the encoder, named as in the auto-encoder) and `head.*`.
+/// `widths`) for inputs of `input_shape`: the MLP [`Classifier`] `mlp:W1,W2,...` (encoder
+/// `features.*`, head `classifier.*`), so it saves as a model package like any other.
 pub fn encoder_classifier(
     input_shape: &[usize],
     widths: &[usize],
@@ -276,30 +275,10 @@ pub fn encoder_classifier(
     seed: u64,
     device: &Device,
 ) -> Result<Classifier> {
-    let input_dim: usize = input_shape.iter().product();
-    let cfg = encoder_config(input_dim, widths)?;
-    let store = ParamStore::new();
-    let mut rng = SeededRng::new(seed);
-    let encoder = Mlp::new(&store.scope(ENCODER), &cfg, &mut rng, DType::F32, device)?;
-    let head = Linear::new(
-        &store.scope("head"),
-        encoder.feature_dim(),
-        num_classes,
-        true,
-        &mut rng,
-        DType::F32,
-        device,
-    )?;
-    Ok(Classifier::from_parts(
-        "encoder",
-        input_shape,
-        num_classes,
-        store,
-        Box::new(encoder),
-        Box::new(head),
-        vec!["head".into()],
-        device,
-    ))
+    // The same check (and message) as the auto-encoder's.
+    encoder_config(input_shape.iter().product(), widths)?;
+    let cfg = ClassifierConfig::new(BackboneSpec::mlp_hidden(widths), input_shape, num_classes);
+    Ok(Classifier::new(&cfg, seed, device)?)
 }
 
 /// An [`encoder_classifier`] whose encoder is a copy of `ae`'s (the head seeded from `seed`),
@@ -316,9 +295,11 @@ pub fn classifier_from_autoencoder(
         .first()
         .map_or(Device::Cpu, |p| p.var().device().clone());
     let net = encoder_classifier(ae.input_shape(), ae.widths(), num_classes, seed, &device)?;
-    let sel = Selection::parse(ENCODER)?;
+    // `encoder.features.*` of the auto-encoder → `features.*` of the classifier.
+    let sel = Selection::parse("features")?;
     let report = Transfer::new()
         .select(sel.clone())
+        .strip_prefix(ENCODER)
         .strict(true)
         .run(ae.store(), net.store())?;
     if freeze {
@@ -452,24 +433,42 @@ mod tests {
         assert_eq!(
             report.copied,
             [
-                "encoder.features.0.bias",
-                "encoder.features.0.weight",
-                "encoder.features.2.bias",
-                "encoder.features.2.weight"
+                "features.0.bias",
+                "features.0.weight",
+                "features.2.bias",
+                "features.2.weight"
             ]
         );
-        let head0 = values(net.store().get("head.weight").unwrap().var().as_tensor());
+        let head0 = values(
+            net.store()
+                .get("classifier.weight")
+                .unwrap()
+                .var()
+                .as_tensor(),
+        );
         train_classifier(&net, &train, &stage(5), &RunCtx::cpu().with_seed(11)).unwrap();
         for name in &report.copied {
             assert_eq!(
                 values(net.store().get(name).unwrap().var().as_tensor()),
-                values(ae.store().get(name).unwrap().var().as_tensor()),
+                values(
+                    ae.store()
+                        .get(&format!("{ENCODER}.{name}"))
+                        .unwrap()
+                        .var()
+                        .as_tensor()
+                ),
                 "{name} moved although frozen"
             );
         }
         assert_ne!(
             head0,
-            values(net.store().get("head.weight").unwrap().var().as_tensor())
+            values(
+                net.store()
+                    .get("classifier.weight")
+                    .unwrap()
+                    .var()
+                    .as_tensor()
+            )
         );
         // Not frozen: the encoder is fine-tuned.
         let (tuned, _) = classifier_from_autoencoder(&ae, 4, 10, false).unwrap();
@@ -478,7 +477,7 @@ mod tests {
             values(
                 tuned
                     .store()
-                    .get("encoder.features.0.weight")
+                    .get("features.0.weight")
                     .unwrap()
                     .var()
                     .as_tensor()
