@@ -121,8 +121,14 @@ impl MethodSetup {
             })
         };
         let spec = pretrained.map_or(&cfg.backbone, |p| &p.backbone);
+        // What the network sees: the training transform's output (e.g. a pretrained
+        // backbone's crop of a folder of any image size), else the samples themselves.
+        let input_shape = match &cfg.train_transform {
+            Some(t) => t.output_shape(target_train.sample_shape())?,
+            None => target_train.sample_shape().to_vec(),
+        };
         let net = Classifier::new(
-            &ClassifierConfig::new(spec.clone(), target_train.sample_shape(), num_classes),
+            &ClassifierConfig::new(spec.clone(), &input_shape, num_classes),
             init_seed,
             dev,
         )?;

@@ -390,3 +390,37 @@ fn pretrained_model_saves_and_loads_with_identical_weights() {
     assert!(Pretrained::load(&path, &other, &p.input_shape, 4, &Device::Cpu).is_err());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn the_network_reads_what_the_transform_makes_not_the_raw_samples() {
+    use std::sync::Arc;
+    use xfer_data::transform::CenterCrop;
+    // 12×12 images, cropped to 8×8 for the network (as a pretrained backbone's preset does
+    // with a folder of any image size).
+    let img = |n, seed| {
+        let b = blobs(n, 144, 4, seed);
+        b.reshape(vec![1, 12, 12]).unwrap()
+    };
+    let crop: Arc<dyn xfer_data::Transform> = Arc::new(CenterCrop {
+        height: 8,
+        width: 8,
+    });
+    let mut cfg = small_cfg();
+    cfg.backbone = BackboneSpec::cnn();
+    cfg.train_transform = Some(crop.clone());
+    cfg.eval_transform = Some(crop);
+    cfg.finetune.length = Length::Epochs(1);
+    let src = blobs(32, 64, 4, 1).reshape(vec![1, 8, 8]).unwrap();
+    let p = pretrain(&src, None, 4, &small_cfg_cnn(), &ctx(2)).unwrap();
+    let target = TargetData::new(img(16, 3), img(8, 4), 4);
+    let o = run_method(&Method::Finetune, Some(&p), &target, &cfg, &ctx(5)).unwrap();
+    assert_eq!(o.net.input_shape(), [1, 8, 8]);
+    assert!(o.target_acc.is_finite());
+}
+
+fn small_cfg_cnn() -> FinetuneConfig {
+    let mut cfg = small_cfg();
+    cfg.backbone = BackboneSpec::cnn();
+    cfg.pretrain.length = Length::Epochs(1);
+    cfg
+}
