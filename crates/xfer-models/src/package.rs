@@ -335,6 +335,123 @@ fn remove_dir_if_present(dir: &Path) -> Result<()> {
     }
 }
 
+/// Writes a package folder atomically: `write` fills a fresh sibling folder (`.NAME.partial`),
+/// which is then synced and swapped into place in one step (see the [module
+/// documentation](self)); on an error nothing at `dir` has changed. `dir` must be new, empty,
+/// or a package (a folder with a `model.json`): other files are never overwritten.
+pub fn write_dir_atomically(dir: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    if dir.exists() && !replaceable(dir)? {
+        return Err(file_err(
+            dir,
+            "the folder holds files that are not an xfer model package; give a new or empty \
+             folder",
+        ));
+    }
+    // Leftovers of an interrupted save.
+    let partial = sibling(dir, "partial")?;
+    let old = sibling(dir, "old")?;
+    remove_dir_if_present(&partial)?;
+    if old.exists() && dir.exists() {
+        remove_dir_if_present(&old)?;
+    }
+    std::fs::create_dir_all(&partial).map_err(|e| io_err(&partial, e))?;
+    let written = write(&partial).map(|()| sync_dir(&partial));
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&partial);
+        return Err(e);
+    }
+
+    let parent = partial.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.exists() {
+        if exchange(&partial, dir).map_err(|e| io_err(dir, e))? {
+            // `partial` now holds the previous package.
+            sync_dir(&parent);
+            remove_dir_if_present(&partial)?;
+        } else {
+            std::fs::rename(dir, &old).map_err(|e| io_err(dir, e))?;
+            std::fs::rename(&partial, dir).map_err(|e| io_err(dir, e))?;
+            sync_dir(&parent);
+            remove_dir_if_present(&old)?;
+        }
+    } else {
+        std::fs::rename(&partial, dir).map_err(|e| io_err(dir, e))?;
+    }
+    sync_dir(&parent);
+    Ok(())
+}
+
+/// The weights of `store` (every parameter and buffer) as a safetensors file at `path`,
+/// written atomically.
+pub fn write_weights(store: &crate::ParamStore, path: &Path) -> Result<()> {
+    let mut metadata = BTreeMap::new();
+    metadata.insert("format".to_string(), "pt".to_string());
+    metadata.insert(
+        checkpoint::VERSION_KEY.to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    );
+    let params = store.all();
+    let tensors: Vec<(String, candle_core::Tensor)> = params
+        .iter()
+        .map(|p| (p.name().to_string(), p.var().as_tensor().detach()))
+        .collect();
+    let bytes = serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), &metadata)?;
+    write_atomic(path, &bytes)
+}
+
+/// The package folder actually to read (`dir`, or the previous package an interrupted save
+/// left beside it) and its `model.json`, checked to be of `format` and [`FORMAT_VERSION`].
+pub fn read_meta(dir: &Path, format: &str) -> Result<(PathBuf, serde_json::Value)> {
+    let mut dir = dir.to_path_buf();
+    if !dir.join(META_FILE).is_file() {
+        let old = sibling(&dir, "old")?;
+        if !dir.exists() && old.join(META_FILE).is_file() {
+            tracing::warn!(dir = %dir.display(), "an interrupted save left the previous package in {}; loading it", old.display());
+            dir = old;
+        } else if !dir.is_dir() {
+            return Err(file_err(&dir, "no such model package folder"));
+        } else {
+            let hint = ["pytorch_model.bin", "model.pt", "model.pth"]
+                .iter()
+                .find(|f| dir.join(f).exists())
+                .map(|f| {
+                    format!(
+                        " ({f} is a PyTorch pickle: pickles are never loaded; build the \
+                         network from a spec with weights=FILE.safetensors instead)"
+                    )
+                })
+                .unwrap_or_default();
+            return Err(file_err(
+                &dir.join(META_FILE),
+                format!("not an xfer model package: no {META_FILE}{hint}"),
+            ));
+        }
+    }
+    let meta_path = dir.join(META_FILE);
+    let text = std::fs::read_to_string(&meta_path).map_err(|e| io_err(&meta_path, e))?;
+    let raw: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| file_err(&meta_path, format!("not valid JSON: {e}")))?;
+    let got = raw.get("format").and_then(|v| v.as_str());
+    if got != Some(format) {
+        return Err(file_err(
+            &meta_path,
+            format!("not this kind of package (format {got:?}, expected {format:?})"),
+        ));
+    }
+    let version = raw.get("format_version").and_then(|v| v.as_u64());
+    if version != Some(u64::from(FORMAT_VERSION)) {
+        return Err(file_err(
+            &meta_path,
+            format!(
+                "unknown package format version {}: this xfer ({}) reads version \
+                 {FORMAT_VERSION}",
+                version.map_or("(none)".to_string(), |v| v.to_string()),
+                env!("CARGO_PKG_VERSION")
+            ),
+        ));
+    }
+    Ok((dir, raw))
+}
+
 impl Classifier {
     /// Saves the network as a model package in the folder `dir` (created; a previous package
     /// there is replaced in one step, see the [module documentation](self)). `info` gives
@@ -362,13 +479,6 @@ impl Classifier {
             });
         }
         info.input.check()?;
-        if dir.exists() && !replaceable(dir)? {
-            return Err(file_err(
-                dir,
-                "the folder holds files that are not an xfer model package; give a new or \
-                 empty folder",
-            ));
-        }
         let mut config = self.config().clone();
         config.backbone = portable_spec(spec);
         let meta = PackageMeta {
@@ -381,28 +491,8 @@ impl Classifier {
         let json = serde_json::to_string_pretty(&meta)
             .map_err(|e| file_err(dir, format!("cannot describe the model: {e}")))?;
 
-        // Leftovers of an interrupted save.
-        let partial = sibling(dir, "partial")?;
-        let old = sibling(dir, "old")?;
-        remove_dir_if_present(&partial)?;
-        if old.exists() && dir.exists() {
-            remove_dir_if_present(&old)?;
-        }
-        std::fs::create_dir_all(&partial).map_err(|e| io_err(&partial, e))?;
-        let written = (|| -> Result<()> {
-            let mut metadata = BTreeMap::new();
-            metadata.insert("format".to_string(), "pt".to_string());
-            metadata.insert(
-                checkpoint::VERSION_KEY.to_string(),
-                env!("CARGO_PKG_VERSION").to_string(),
-            );
-            let params = self.store().all();
-            let tensors: Vec<(String, candle_core::Tensor)> = params
-                .iter()
-                .map(|p| (p.name().to_string(), p.var().as_tensor().detach()))
-                .collect();
-            let bytes = serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), &metadata)?;
-            write_atomic(&partial.join(WEIGHTS_FILE), &bytes)?;
+        write_dir_atomically(dir, |partial| {
+            write_weights(self.store(), &partial.join(WEIGHTS_FILE))?;
             if let BackboneSpec::Minilm { dir: src } = spec {
                 let enc = partial.join(ENCODER_DIR);
                 std::fs::create_dir_all(&enc).map_err(|e| io_err(&enc, e))?;
@@ -412,31 +502,8 @@ impl Classifier {
                 }
                 sync_dir(&enc);
             }
-            write_atomic(&partial.join(META_FILE), json.as_bytes())?;
-            sync_dir(&partial);
-            Ok(())
-        })();
-        if let Err(e) = written {
-            let _ = std::fs::remove_dir_all(&partial);
-            return Err(e);
-        }
-
-        let parent = partial.parent().map(Path::to_path_buf).unwrap_or_default();
-        if dir.exists() {
-            if exchange(&partial, dir).map_err(|e| io_err(dir, e))? {
-                // `partial` now holds the previous package.
-                sync_dir(&parent);
-                remove_dir_if_present(&partial)?;
-            } else {
-                std::fs::rename(dir, &old).map_err(|e| io_err(dir, e))?;
-                std::fs::rename(&partial, dir).map_err(|e| io_err(dir, e))?;
-                sync_dir(&parent);
-                remove_dir_if_present(&old)?;
-            }
-        } else {
-            std::fs::rename(&partial, dir).map_err(|e| io_err(dir, e))?;
-        }
-        sync_dir(&parent);
+            write_atomic(&partial.join(META_FILE), json.as_bytes())
+        })?;
         tracing::info!(dir = %dir.display(), classes = info.class_names.len(), "model package saved");
         Ok(())
     }
@@ -447,54 +514,8 @@ impl Classifier {
     /// version, a configuration that does not parse, a pickle or truncated weights file, a
     /// missing, unexpected or mis-shaped tensor, class names that do not match the outputs.
     pub fn load(dir: impl AsRef<Path>, device: &Device) -> Result<Package> {
-        let mut dir = dir.as_ref().to_path_buf();
-        if !dir.join(META_FILE).is_file() {
-            let old = sibling(&dir, "old")?;
-            if !dir.exists() && old.join(META_FILE).is_file() {
-                tracing::warn!(dir = %dir.display(), "an interrupted save left the previous package in {}; loading it", old.display());
-                dir = old;
-            } else if !dir.is_dir() {
-                return Err(file_err(&dir, "no such model package folder"));
-            } else {
-                let hint = ["pytorch_model.bin", "model.pt", "model.pth"]
-                    .iter()
-                    .find(|f| dir.join(f).exists())
-                    .map(|f| {
-                        format!(
-                            " ({f} is a PyTorch pickle: pickles are never loaded; build the \
-                             network from a spec with weights=FILE.safetensors instead)"
-                        )
-                    })
-                    .unwrap_or_default();
-                return Err(file_err(
-                    &dir.join(META_FILE),
-                    format!("not an xfer model package: no {META_FILE}{hint}"),
-                ));
-            }
-        }
+        let (dir, raw) = read_meta(dir.as_ref(), FORMAT)?;
         let meta_path = dir.join(META_FILE);
-        let text = std::fs::read_to_string(&meta_path).map_err(|e| io_err(&meta_path, e))?;
-        let raw: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| file_err(&meta_path, format!("not valid JSON: {e}")))?;
-        let format = raw.get("format").and_then(|v| v.as_str());
-        if format != Some(FORMAT) {
-            return Err(file_err(
-                &meta_path,
-                format!("not an xfer model description (format {format:?}, expected {FORMAT:?})"),
-            ));
-        }
-        let version = raw.get("format_version").and_then(|v| v.as_u64());
-        if version != Some(u64::from(FORMAT_VERSION)) {
-            return Err(file_err(
-                &meta_path,
-                format!(
-                    "unknown package format version {}: this xfer ({}) reads version \
-                     {FORMAT_VERSION}",
-                    version.map_or("(none)".to_string(), |v| v.to_string()),
-                    env!("CARGO_PKG_VERSION")
-                ),
-            ));
-        }
         let mut meta: PackageMeta = serde_json::from_value(raw)
             .map_err(|e| file_err(&meta_path, format!("invalid model description: {e}")))?;
         if meta.info.class_names.len() != meta.config.num_classes {
