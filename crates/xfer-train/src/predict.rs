@@ -43,12 +43,57 @@ use serde::Serialize;
 use xfer_data::formats::folder::{is_image_file, read_image};
 use xfer_data::image_ops::resize_bilinear;
 use xfer_data::{Data, Preprocess, TensorDataset, Transform};
+use xfer_models::Tokenizer;
 use xfer_models::encode_tokens;
 use xfer_models::package::{InputSpec, Package};
 use xfer_ops::SeededRng;
 
 use crate::metrics::{ClassificationReport, ConfusionMatrix};
 use crate::{Result, TrainError};
+
+/// What [`predict`] needs of a model: its classes, how its inputs are made, and its scores.
+/// Implemented by classifier packages ([`Package`]) and zero-shot packages
+/// ([`crate::methods::zero_shot::package::ZslPackage`]).
+pub trait Predictor {
+    /// The name of every output, in order.
+    fn class_names(&self) -> &[String];
+    /// How inputs are prepared.
+    fn input(&self) -> &InputSpec;
+    /// The shape of one network input (for numbers and images read at that size).
+    fn input_shape(&self) -> &[usize];
+    /// The tokenizer of a text model.
+    fn tokenizer(&self) -> Result<Option<Tokenizer>>;
+    /// Where the network runs.
+    fn device(&self) -> &Device;
+    /// The package folder, for messages.
+    fn location(&self) -> &Path;
+    /// Scores `(N, classes)` of a batch (larger = more likely), in evaluation mode.
+    fn scores(&self, x: &Tensor) -> Result<Tensor>;
+}
+
+impl Predictor for Package {
+    fn class_names(&self) -> &[String] {
+        &self.info.class_names
+    }
+    fn input(&self) -> &InputSpec {
+        &self.info.input
+    }
+    fn input_shape(&self) -> &[usize] {
+        self.net.input_shape()
+    }
+    fn tokenizer(&self) -> Result<Option<Tokenizer>> {
+        Ok(Package::tokenizer(self)?)
+    }
+    fn device(&self) -> &Device {
+        self.net.device()
+    }
+    fn location(&self) -> &Path {
+        &self.dir
+    }
+    fn scores(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.net.logits(x, false)?)
+    }
+}
 
 /// How [`predict`] runs.
 #[derive(Debug, Clone)]
@@ -197,11 +242,11 @@ impl Inputs {
 
     /// Opens `specs` for the model `pkg`; `text_column` names the text column of a CSV/TSV
     /// file (default: a column named `text`, else the first). Errors name the path or spec.
-    pub fn open(specs: &[String], pkg: &Package, text_column: Option<&str>) -> Result<Self> {
+    pub fn open(specs: &[String], pkg: &dyn Predictor, text_column: Option<&str>) -> Result<Self> {
         if specs.is_empty() {
             return Err(TrainError::invalid("input", "(none)", "at least one input"));
         }
-        let names = &pkg.info.class_names;
+        let names = pkg.class_names();
         let mut files = Vec::new();
         let mut parts = Vec::new();
         for s in specs {
@@ -346,8 +391,8 @@ fn map_labels(
         .collect()
 }
 
-fn open_one(s: &str, pkg: &Package, text_column: Option<&str>) -> Result<Inputs> {
-    let names = &pkg.info.class_names;
+fn open_one(s: &str, pkg: &dyn Predictor, text_column: Option<&str>) -> Result<Inputs> {
+    let names = pkg.class_names();
     let p = Path::new(s);
     if p.is_dir() {
         let files = list_images(p)?;
@@ -414,7 +459,7 @@ fn open_one(s: &str, pkg: &Package, text_column: Option<&str>) -> Result<Inputs>
     }
     let is_table =
         matches!(ext.as_str(), "csv" | "tsv") || s.ends_with(".csv.gz") || s.ends_with(".tsv.gz");
-    if p.is_file() && is_table && matches!(pkg.info.input, InputSpec::Text { .. }) {
+    if p.is_file() && is_table && matches!(pkg.input(), InputSpec::Text { .. }) {
         return open_text_table(p, names, text_column);
     }
     let spec = if p.is_file() && is_table {
@@ -569,8 +614,8 @@ enum ImagePrep {
     },
 }
 
-fn image_prep(pkg: &Package) -> Result<ImagePrep> {
-    match &pkg.info.input {
+fn image_prep(pkg: &dyn Predictor) -> Result<ImagePrep> {
+    match pkg.input() {
         InputSpec::Image {
             channels,
             size,
@@ -585,7 +630,7 @@ fn image_prep(pkg: &Package) -> Result<ImagePrep> {
                 *size,
             ))
         }
-        InputSpec::Tensor { scale } => match *pkg.net.input_shape() {
+        InputSpec::Tensor { scale } => match *pkg.input_shape() {
             [c, h, w] if c == 1 || c == 3 => Ok(ImagePrep::Resize {
                 channels: c,
                 h,
@@ -600,12 +645,12 @@ fn image_prep(pkg: &Package) -> Result<ImagePrep> {
             }),
             ref other => Err(TrainError::Incompatible(format!(
                 "{}: the model reads inputs of shape {other:?}, not images",
-                pkg.dir.display()
+                pkg.location().display()
             ))),
         },
         InputSpec::Text { .. } => Err(TrainError::Incompatible(format!(
             "{}: the model reads text, not images",
-            pkg.dir.display()
+            pkg.location().display()
         ))),
     }
 }
@@ -639,7 +684,7 @@ fn load_image(path: &Path, prep: &ImagePrep) -> Result<Vec<f32>> {
 /// confusion matrix. The top class is the arg-max of the logits (ties: the lower class id),
 /// as in the training reports.
 pub fn predict(
-    pkg: &Package,
+    pkg: &dyn Predictor,
     inputs: &Inputs,
     opts: &PredictOptions,
     mut sink: impl FnMut(&Prediction) -> Result<()>,
@@ -647,10 +692,9 @@ pub fn predict(
     if opts.batch_size == 0 {
         return Err(TrainError::invalid("batch_size", "0", "at least 1"));
     }
-    let net = &pkg.net;
-    let n_classes = net.num_classes();
+    let n_classes = pkg.class_names().len();
     let topk = opts.topk.clamp(1, n_classes);
-    let device = net.device().clone();
+    let device = pkg.device().clone();
     let mut summary = PredictSummary {
         confusion: inputs
             .labels
@@ -669,14 +713,17 @@ pub fn predict(
     } else {
         ProgressBar::hidden()
     };
-    let tokenizer = match (&inputs.items, &pkg.info.input) {
+    let tokenizer = match (&inputs.items, pkg.input()) {
         (Items::Texts(_), InputSpec::Text { .. }) => Some(pkg.tokenizer()?.ok_or_else(|| {
-            TrainError::Incompatible(format!("{}: the model has no tokenizer", pkg.dir.display()))
+            TrainError::Incompatible(format!(
+                "{}: the model has no tokenizer",
+                pkg.location().display()
+            ))
         })?),
         (Items::Texts(_), _) => {
             return Err(TrainError::Incompatible(format!(
                 "{}: the model does not read text ({})",
-                pkg.dir.display(),
+                pkg.location().display(),
                 inputs.description
             )));
         }
@@ -686,7 +733,7 @@ pub fn predict(
         Items::Images(_) => Some(image_prep(pkg)?),
         _ => None,
     };
-    let scale = match pkg.info.input {
+    let scale = match *pkg.input() {
         InputSpec::Tensor { scale } => scale,
         _ => 1.0,
     };
@@ -723,7 +770,7 @@ pub fn predict(
                 let x = if kept.is_empty() {
                     None
                 } else {
-                    let shape: Vec<usize> = match (&prep, net.input_shape()) {
+                    let shape: Vec<usize> = match (&prep, pkg.input_shape()) {
                         (ImagePrep::Transform(_, c, side), _) => vec![kept.len(), *c, *side, *side],
                         (ImagePrep::Resize { .. }, s) => std::iter::once(kept.len())
                             .chain(s.iter().copied())
@@ -763,7 +810,7 @@ pub fn predict(
             }
         };
         if let Some(x) = x {
-            let logits = net.logits(&x, false)?.to_device(&Device::Cpu)?;
+            let logits = pkg.scores(&x)?.to_device(&Device::Cpu)?;
             let rows = logits.to_vec2::<f32>()?;
             let mut preds = Vec::with_capacity(rows.len());
             let mut trues = Vec::with_capacity(rows.len());
