@@ -8,6 +8,7 @@
 //! cargo run --release --example dann -- --task digits-rot:30 --method dann,cdan_e
 //! cargo run --release --example dann -- --task moons:35 --method dann --sweep lambda=0.3,1,3 --sweep lr=0.02,0.05
 //! cargo run --release --example dann -- --source csv:a.csv --target csv:b.csv [--target-test SPEC] [--backbone mlp:64,64|cnn|lenet|resnet18]
+//! cargo run --release --example dann -- --source folder:labelled --target images:photos:size=32x32 [--target-test folder:test:size=32x32]
 //! cargo run --release --example dann -- --task synth-to-digits --checkpoint-dir ck [--resume]
 //! ```
 //!
@@ -16,9 +17,11 @@
 //! gives per method `target_acc` — the label-free choice, what a user gets — and
 //! `oracle_target_acc`, the best target accuracy of any evaluation (of any sweep run), for
 //! reference only; `<scorer>_target_acc` is what each other scorer would have chosen in the
-//! same run. Pictures (training curves, PCA of the features by domain and class) go to
-//! `--out` (default `target/xfer-report/`). The tasks and their tuned settings are
-//! `xfer::train::methods::dann::Task`; the run is `dann::run`.
+//! same run. An unlabelled `--target` (`images:DIR`, `csv:PATH:label=none`) trains whole;
+//! target accuracy is then measured only with `--target-test` (else `target_acc` is `null`).
+//! Pictures (training curves, PCA of the features by domain and class), `metrics.csv`,
+//! `args.json` and the report go to `--out` (default `runs/dann-<time>/`). The tasks and
+//! their tuned settings are `xfer::train::methods::dann::Task`; the run is `dann::run`.
 
 mod common;
 
@@ -51,10 +54,13 @@ struct Args {
     /// Labelled source data (a data spec: moons:DEG, optdigits, csv:PATH, idx:..., folder:..., safetensors:...).
     #[arg(long, requires = "target")]
     source: Option<String>,
-    /// Target data (its labels are used only for the final report).
+    /// Target data: labelled (its labels are used only for the final report; half of it is
+    /// held out for the test unless --target-test is given) or unlabelled (images:DIR,
+    /// csv:PATH:label=none: all of it trains).
     #[arg(long, requires = "source")]
     target: Option<String>,
-    /// Labelled target test data; by default half of the target is held out (seeded, stratified).
+    /// Labelled target test data, only for the report; without it a labelled target has half
+    /// held out (seeded, stratified) and an unlabelled one is not measured.
     #[arg(long, requires = "target")]
     target_test: Option<String>,
     /// Methods to run, comma-separated (measured in docs/methods-dann.md: cdan_e is the
@@ -135,29 +141,50 @@ struct Args {
 }
 
 /// `--source`/`--target` data: loaded, on the source's scale (issue 8), the task's settings.
+/// A labelled target without `--target-test` has half held out for the test; an unlabelled
+/// one trains whole, and without `--target-test` its accuracy is not measured.
 fn spec_task(args: &Args, source: &str, target: &str) -> anyhow::Result<Task> {
+    use xfer::data::{Dataset, LabeledSet};
     let seed = args.common.seed;
     let src = spec::load(source, dann::data_seed(seed, 0))
         .with_context(|| format!("--source {source}"))?;
-    let tgt = spec::load(target, dann::data_seed(seed, 1))
+    let tgt = spec::load_data(target, dann::data_seed(seed, 1))
         .with_context(|| format!("--target {target}"))?;
-    spec::check_compatible(&src, &tgt)?;
-    let (tgt, test) = match &args.target_test {
+    let test = match &args.target_test {
         Some(t) => {
             let test = spec::load(t, dann::data_seed(seed, 2))
                 .with_context(|| format!("--target-test {t}"))?;
             spec::check_compatible(&src, &test)?;
-            (tgt, test)
+            Some(test)
         }
-        None => Task::hold_out_target(&tgt, seed)?,
+        None => None,
     };
-    let k = common::feature_scale(&[("source", &src), ("target", &tgt), ("target test", &test)]);
+    if let xfer::data::Data::Tensors(t) = &tgt {
+        spec::check_compatible(&src, t)?;
+    }
+    let labelled = tgt.is_labeled();
+    let (tgt, test) =
+        Task::target_sets(tgt, test, seed).with_context(|| format!("--target {target}"))?;
+    if !labelled {
+        println!(
+            "target {target}: unlabelled, all {} examples train",
+            tgt.len()
+        );
+    }
+    let mut ranges = vec![
+        ("source", src.name(), src.feature_range()),
+        ("target", target, tgt.feature_range()),
+    ];
+    if let Some(t) = &test {
+        ranges.push(("target test", t.name(), t.feature_range()));
+    }
+    let k = common::feature_scale_of(&ranges);
     let name = format!("{source}->{target}");
     Ok(Task::custom(
         &name,
         &src.scale(k),
         tgt.scale(k),
-        test.scale(k),
+        test.map(|t| t.scale(k)),
         seed,
         args.common.quick,
     )?)
@@ -217,8 +244,8 @@ fn apply_overrides(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    args.common.init()?;
+    let (mut args, matches) = common::parse::<Args>();
+    args.common.init::<Args>("dann", &matches)?;
     // The device first: a missing backend fails before any data is read.
     let ctx = args
         .common
@@ -231,7 +258,11 @@ fn main() -> anyhow::Result<()> {
             let name = args.task.as_deref().unwrap_or("moons:35");
             let task = Task::builtin_with_points(name, args.points, seed, quick)
                 .with_context(|| format!("--task {name}"))?;
-            common::feature_scale(&[("source", &task.source), ("target", &task.target)]);
+            let t = &task.target;
+            common::feature_scale_of(&[
+                ("source", task.source.name(), task.source.feature_range()),
+                ("target", xfer::data::Dataset::name(t), t.feature_range()),
+            ]);
             task
         }
         _ => bail!("give --task, or both --source and --target"),
@@ -247,9 +278,16 @@ fn main() -> anyhow::Result<()> {
         for (name, ms) in &rows {
             report.run(name, &[("ms_per_step", *ms), ("ratio", ms / base)]);
         }
-        return report.finish(args.common.json, &args.common.out);
+        return report.finish(args.common.json, &args.common.out());
     }
     println!("{}", task.summary());
+    let measured = task.target_test.is_some();
+    if !args.sweep.is_empty() && !measured {
+        bail!(
+            "--sweep reports target accuracy beside the label-free choice: give --target-test \
+             (a labelled target test set) with an unlabelled --target"
+        );
+    }
     let cfg = &task.cfg;
     let selection = cfg.selection.map_or("last".to_string(), |s| s.to_string());
     let steps = cfg.stage.total_steps(1);
@@ -281,7 +319,19 @@ fn main() -> anyhow::Result<()> {
         metrics.push(("seconds".into(), t0.elapsed().as_secs_f64()));
         let refs: Vec<(&str, f64)> = metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         report.run(method.name(), &refs);
+        if !measured {
+            report.not_measured(method.name(), "target_acc");
+        }
     }
-    dann::pictures(&args.common.out, &task, &outcomes, seed)?;
-    report.finish(args.common.json, &args.common.out)
+    if !measured {
+        println!("target accuracy not measured: give --target-test");
+    }
+    report.arg("target_examples", xfer::data::Dataset::len(&task.target));
+    let histories: Vec<(&str, &xfer::train::History)> = outcomes
+        .iter()
+        .map(|o| (o.method.name(), &o.report.history))
+        .collect();
+    args.common.write_metrics(&histories)?;
+    dann::pictures(&args.common.out(), &task, &outcomes, seed)?;
+    report.finish(args.common.json, &args.common.out())
 }

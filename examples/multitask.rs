@@ -78,8 +78,8 @@ struct TaskSpec {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    args.common.init()?;
+    let (mut args, matches) = common::parse::<Args>();
+    args.common.init::<Args>("multitask", &matches)?;
     let seed = args.common.seed;
     let ctx = args
         .common
@@ -340,10 +340,10 @@ fn main() -> anyhow::Result<()> {
             ),
         }
     }
-    let path = args.common.out.join("multitask-loss.png");
+    let path = args.common.out().join("multitask-loss.png");
     plot_curves(&path, "multitask: training loss", "step", "loss", &curves)?;
     println!("wrote {}", path.display());
-    report.finish(args.common.json, &args.common.out)?;
+    report.finish(args.common.json, &args.common.out())?;
     Ok(())
 }
 

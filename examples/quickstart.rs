@@ -64,11 +64,11 @@ struct Row {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    args.common.init()?;
+    let (mut args, matches) = common::parse::<Args>();
+    args.common.init::<Args>("quickstart", &matches)?;
     let seed = args.common.seed;
     let quick = args.common.quick;
-    let out = args.common.out.clone();
+    let out = args.common.out();
     // The run context of every part: --device, --seed, no progress bars with --json.
     let ctx = args.common.run_ctx()?;
     let dev = ctx.device.clone();

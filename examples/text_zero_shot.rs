@@ -80,7 +80,7 @@ fn descriptions(dataset: &str, ds: &TensorDataset) -> anyhow::Result<Vec<String>
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let (mut args, matches) = common::parse::<Args>();
     let ctx = args.common.run_ctx()?;
     let dir = args.model_dir.clone().unwrap_or_else(default_model_dir);
     if !dir.join("config.json").exists() {
@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    args.common.init()?;
+    args.common.init::<Args>("text_zero_shot", &matches)?;
     let seed = args.common.seed;
     let quick = args.common.quick;
     let ds = match args.dataset.as_str() {
@@ -151,6 +151,6 @@ fn main() -> anyhow::Result<()> {
         metrics.push(("seconds", t0.elapsed().as_secs_f64()));
         report.run(method.name(), &metrics);
     }
-    report.finish(args.common.json, &args.common.out)?;
+    report.finish(args.common.json, &args.common.out())?;
     Ok(())
 }
