@@ -171,7 +171,8 @@ fn main() -> anyhow::Result<()> {
             (train.clone(), train, None)
         }
         None => {
-            let target = data::load(&args.target, seed)?;
+            let target = data::load(&args.target, seed)
+                .with_context(|| format!("--target {}", args.target))?;
             let (support, rest) = data::split_shots(&target, args.shots, seed)?;
             (target, support, Some(rest))
         }
@@ -309,7 +310,13 @@ fn main() -> anyhow::Result<()> {
             args.val_fold.map_or(serde_json::Value::Null, |f| f.into()),
         )
         .arg("source", args.source.as_str())
-        .arg("target", args.target.as_str())
+        .arg(
+            "target",
+            match &args.train {
+                Some(_) => serde_json::Value::Null,
+                None => args.target.as_str().into(),
+            },
+        )
         .arg(
             "train",
             args.train
@@ -764,7 +771,13 @@ fn run_pretrained_on<D: Dataset + LabeledSet + Clone + 'static>(
                 .as_deref()
                 .map_or(serde_json::Value::Null, Into::into),
         )
-        .arg("target", args.target.as_str())
+        .arg(
+            "target",
+            match &args.train {
+                Some(_) => serde_json::Value::Null,
+                None => args.target.as_str().into(),
+            },
+        )
         .arg("model", spec.to_string())
         .arg("input_shape", serde_json::json!(input));
     let target = TargetData::new(support, test, num_classes);

@@ -17,7 +17,8 @@
 //! | self-taught (§5) | unlabelled synthetic digits → optdigits, 5 labels per class | from scratch | target accuracy |
 //!
 //! Pictures (training curves, the PCA of DANN's features by domain and class) go to `--out`
-//! (default `target/xfer-report/`), with `quickstart.json`.
+//! (default a new `runs/quickstart-<YYYYMMDD-HHMMSS>/`), with `quickstart.json`, `args.json`
+//! and `metrics.csv`.
 
 mod common;
 
