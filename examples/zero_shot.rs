@@ -501,6 +501,11 @@ fn main() -> anyhow::Result<()> {
         report.run(method.name(), &metrics);
         models.push(model);
     }
+    let runs: Vec<(&str, &xfer::train::History)> = models
+        .iter()
+        .map(|m| (m.method.name(), &m.report.history))
+        .collect();
+    args.common.write_metrics(&runs)?;
     picture(&args.common.out(), &problem, &models, &dev)?;
     report.finish(args.common.json, &args.common.out())?;
     Ok(())
