@@ -367,15 +367,18 @@ fn fmt_value(v: &Value) -> String {
 /// cause), and returns the factor that maps the first one's largest magnitude to 1 — to be
 /// applied to every data set alike, so they stay comparable.
 pub fn feature_scale(domains: &[(&str, &xfer::data::TensorDataset)]) -> f32 {
-    let ranges: Vec<(&str, &str, Option<(f32, f32)>)> = domains
+    let ranges: Vec<Domain<'_>> = domains
         .iter()
         .map(|(role, ds)| (*role, ds.name(), ds.feature_range()))
         .collect();
     feature_scale_of(&ranges)
 }
 
+/// A data set's role, name and feature range (`None`: no finite feature).
+pub type Domain<'a> = (&'a str, &'a str, Option<(f32, f32)>);
+
 /// [`feature_scale`] from `(role, name, feature range)` of each data set (labelled or not).
-pub fn feature_scale_of(domains: &[(&str, &str, Option<(f32, f32)>)]) -> f32 {
+pub fn feature_scale_of(domains: &[Domain<'_>]) -> f32 {
     let mut mags = Vec::new();
     for (role, name, range) in domains {
         match range {
