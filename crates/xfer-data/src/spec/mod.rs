@@ -44,9 +44,10 @@ use crate::formats::csv::{
 use crate::formats::folder::{FolderOptions, ImageFolder};
 use crate::formats::idx::{read_idx_dataset, sibling_labels};
 use crate::formats::safetensors_file::{SafetensorsOptions, read_safetensors};
-use crate::split::LabeledSet;
-use crate::text::TextDataset;
 use std::path::{Path, PathBuf};
+
+mod data;
+pub use data::Data;
 
 /// The accepted forms, for error messages.
 pub const SPEC_FORMS: &str = "moons[:DEG], optdigits, synth-digits, digits-rot:DEG, digits-inv, \
@@ -728,129 +729,6 @@ impl DataSpec {
                 Ok(Data::Text(t.with_name(self.raw.clone())))
             }
             _ => Ok(Data::Tensors(self.load(seed)?)),
-        }
-    }
-}
-
-/// A loaded data set, of the kind its specification names ([`DataSpec::load_data`]).
-#[derive(Debug, Clone)]
-pub enum Data {
-    /// In memory: features and labels.
-    Tensors(TensorDataset),
-    /// An image folder decoded on demand.
-    Images(ImageFolder),
-    /// Texts, labelled or not (tokenised by the model's tokenizer, not here).
-    Text(TextDataset),
-    /// In memory, without labels (`csv:PATH:label=none`, `images:DIR:eager`).
-    Unlabeled(UnlabeledDataset),
-}
-
-impl Data {
-    /// The in-memory data set, decoding an image folder whole if need be; an error for
-    /// text (its features come from a tokenizer).
-    pub fn into_tensors(self) -> Result<TensorDataset> {
-        match self {
-            Data::Tensors(t) => Ok(t),
-            Data::Images(f) => f.materialize(),
-            Data::Text(t) => Err(DataError::invalid(
-                "Data::into_tensors",
-                format!("`{}` is text: tokenise it into features first", t.name()),
-            )),
-            Data::Unlabeled(u) => Err(DataError::Unlabeled {
-                name: crate::dataset::Dataset::name(&u).to_string(),
-                what: "a labelled in-memory data set",
-            }),
-        }
-    }
-    /// The inputs in memory without labels (an image folder decoded whole, labels dropped);
-    /// an error for text.
-    pub fn into_unlabeled(self) -> Result<UnlabeledDataset> {
-        match self {
-            Data::Tensors(t) => {
-                let name = t.name().to_string();
-                Ok(t.unlabeled().with_name(name))
-            }
-            Data::Images(f) => f.materialize_unlabeled(),
-            Data::Unlabeled(u) => Ok(u),
-            Data::Text(t) => Err(DataError::invalid(
-                "Data::into_unlabeled",
-                format!("`{}` is text: tokenise it into features first", t.name()),
-            )),
-        }
-    }
-    /// Number of samples.
-    pub fn len(&self) -> usize {
-        match self {
-            Data::Tensors(t) => t.len(),
-            Data::Images(f) => f.len(),
-            Data::Text(t) => t.len(),
-            Data::Unlabeled(u) => crate::dataset::Dataset::len(u),
-        }
-    }
-    /// Whether there are no samples.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// The nominal sample shape (an image folder's samples keep their own size until a
-    /// transform brings them to one); `None` for text.
-    pub fn sample_shape(&self) -> Option<&[usize]> {
-        use crate::dataset::Dataset;
-        match self {
-            Data::Tensors(t) => Some(t.sample_shape()),
-            Data::Images(f) => Some(f.sample_shape()),
-            Data::Unlabeled(u) => Some(u.sample_shape()),
-            Data::Text(_) => None,
-        }
-    }
-}
-
-impl LabeledSet for Data {
-    fn labels(&self) -> &[u32] {
-        match self {
-            Data::Tensors(t) => t.labels(),
-            Data::Images(f) => f.labels(),
-            Data::Text(t) => t.labels(),
-            Data::Unlabeled(_) => &[],
-        }
-    }
-    fn num_classes(&self) -> usize {
-        match self {
-            Data::Tensors(t) => t.num_classes(),
-            Data::Images(f) => f.num_classes(),
-            Data::Text(t) => t.num_classes(),
-            Data::Unlabeled(_) => 0,
-        }
-    }
-    fn class_names(&self) -> &[String] {
-        match self {
-            Data::Tensors(t) => t.class_names(),
-            Data::Images(f) => f.class_names(),
-            Data::Text(t) => t.class_names(),
-            Data::Unlabeled(_) => &[],
-        }
-    }
-    fn name(&self) -> &str {
-        match self {
-            Data::Tensors(t) => t.name(),
-            Data::Images(f) => f.name(),
-            Data::Text(t) => t.name(),
-            Data::Unlabeled(u) => crate::dataset::Dataset::name(u),
-        }
-    }
-    fn subset(&self, indices: &[usize]) -> Result<Self> {
-        Ok(match self {
-            Data::Tensors(t) => Data::Tensors(t.subset(indices)?),
-            Data::Images(f) => Data::Images(f.subset(indices)?),
-            Data::Text(t) => Data::Text(t.subset(indices)?),
-            Data::Unlabeled(u) => Data::Unlabeled(u.subset(indices)?),
-        })
-    }
-    fn is_labeled(&self) -> bool {
-        match self {
-            Data::Tensors(_) => true,
-            Data::Images(f) => f.is_labeled(),
-            Data::Text(t) => t.is_labeled(),
-            Data::Unlabeled(_) => false,
         }
     }
 }
