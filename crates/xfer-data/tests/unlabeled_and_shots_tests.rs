@@ -94,6 +94,36 @@ fn images_spec_lists_every_image_recursively_without_labels() {
         Data::Images(f).into_tensors().unwrap_err(),
         DataError::Unlabeled { .. }
     ));
+    // Read through an evaluation chain into memory: still unlabelled, at the chain's size.
+    let tf: std::sync::Arc<dyn xfer_data::Transform> = std::sync::Arc::new(
+        xfer_data::transform::Compose::new()
+            .then(xfer_data::transform::ResizeShortSide { size: 3 })
+            .then(xfer_data::transform::CenterCrop {
+                height: 2,
+                width: 2,
+            }),
+    );
+    let Data::Unlabeled(p) = load_data(&spec, 0)
+        .unwrap()
+        .preprocessed(tf.clone())
+        .unwrap()
+    else {
+        panic!("unlabelled images stay unlabelled");
+    };
+    assert_eq!((p.len(), p.sample_shape()), (5, &[1usize, 2, 2][..]));
+    let labelled = TempDir::new("labelled");
+    labelled.write("a/x.png", &png(4, 3, 1));
+    labelled.write("b/y.png", &png(5, 6, 2));
+    let Data::Tensors(t) = load_data(&format!("folder:{}", labelled.path().display()), 0)
+        .unwrap()
+        .preprocessed(tf)
+        .unwrap()
+    else {
+        panic!("a labelled folder stays labelled");
+    };
+    assert_eq!(t.labels(), &[0, 1]);
+    assert_eq!(t.class_names(), ["a", "b"]);
+    assert_eq!(t.sample_shape(), &[1, 2, 2]);
     let empty = TempDir::new("no-images");
     empty.write("x/notes.txt", b"-");
     assert!(matches!(

@@ -129,3 +129,56 @@ impl LabeledSet for Data {
         }
     }
 }
+
+/// Every sample of `ds` read through `transform` (a deterministic evaluation chain), in
+/// memory: features of the transform's output shape, and the labels when `ds` has them.
+fn read_through<D: crate::dataset::Dataset + Clone>(
+    ds: &D,
+    transform: std::sync::Arc<dyn crate::transform::Transform>,
+) -> Result<(Vec<f32>, Vec<usize>, Option<Vec<u32>>)> {
+    use crate::dataset::Dataset;
+    let mapped = crate::mapped::Mapped::new(ds.clone(), transform)?;
+    let shape = mapped.sample_shape().to_vec();
+    let per: usize = shape.iter().product();
+    let mut features = Vec::with_capacity(per.saturating_mul(mapped.len()));
+    let mut labels = ds.has_labels().then(|| Vec::with_capacity(mapped.len()));
+    for i in 0..mapped.len() {
+        let s = mapped.get(i)?;
+        features.extend_from_slice(&s.x);
+        if let (Some(l), Some(y)) = (labels.as_mut(), s.y) {
+            l.push(y);
+        }
+    }
+    Ok((features, shape, labels))
+}
+
+impl Data {
+    /// Every sample read through `transform` (e.g. a backbone's evaluation preset: resize
+    /// the short side, centre crop, normalise) into memory: [`Data::Tensors`] for labelled
+    /// data (class names kept), [`Data::Unlabeled`] otherwise. Images of different sizes are
+    /// fine when the transform brings them to one. An error for text.
+    pub fn preprocessed(
+        &self,
+        transform: std::sync::Arc<dyn crate::transform::Transform>,
+    ) -> Result<Data> {
+        let name = self.name().to_string();
+        let (features, shape, labels) = match self {
+            Data::Tensors(t) => read_through(t, transform)?,
+            Data::Images(f) => read_through(f, transform)?,
+            Data::Unlabeled(u) => read_through(u, transform)?,
+            Data::Text(t) => {
+                return Err(DataError::invalid(
+                    "Data::preprocessed",
+                    format!("`{}` is text: an image transform does not apply", t.name()),
+                ));
+            }
+        };
+        Ok(match labels {
+            Some(l) => Data::Tensors(
+                TensorDataset::new(name, features, shape, l)?
+                    .with_class_names(self.class_names().to_vec())?,
+            ),
+            None => Data::Unlabeled(UnlabeledDataset::new(name, features, shape)?),
+        })
+    }
+}
