@@ -19,6 +19,8 @@
 //! reference only; `<scorer>_target_acc` is what each other scorer would have chosen in the
 //! same run. An unlabelled `--target` (`images:DIR`, `csv:PATH:label=none`) trains whole;
 //! target accuracy is then measured only with `--target-test` (else `target_acc` is `null`).
+//! A pretrained image backbone (`weights=`) gets its preprocessing (`--image-size`, short side
+//! to 8/7 of it, centre crop, its normalisation) on every source, target and test image.
 //! Pictures (training curves, PCA of the features by domain and class), `metrics.csv`,
 //! `args.json` and the report go to `--out` (default `runs/dann-<time>/`). The tasks and
 //! their tuned settings are `xfer::train::methods::dann::Task`; the run is `dann::run`.
@@ -85,6 +87,11 @@ struct Args {
     /// Backbone spec: mlp[:W1,W2,...] | cnn | lenet | resnet18[:weights=PATH] | ...
     #[arg(long)]
     backbone: Option<String>,
+    /// Side of the (square) network input for pretrained image backbones (`weights=`): every
+    /// image of --source, --target and --target-test is resized (short side to 8/7 of it),
+    /// centre-cropped to it and normalised with the backbone's statistics, as in finetune.
+    #[arg(long, default_value_t = 224)]
+    image_size: usize,
     /// Bottleneck between backbone and head: a width W (linear → batch norm → ReLU, what
     /// AdaBN needs), bn:W, linear:W, or none (0).
     #[arg(long, value_name = "SPEC")]
@@ -146,13 +153,34 @@ struct Args {
 fn spec_task(args: &Args, source: &str, target: &str) -> anyhow::Result<Task> {
     use xfer::data::{Dataset, LabeledSet};
     let seed = args.common.seed;
-    let src = spec::load(source, dann::data_seed(seed, 0))
+    let preprocess = pretrained_preprocess(args)?;
+    // A pretrained RGB backbone reads every image as RGB (grayscale repeated).
+    let rgb = |s: &str| -> String {
+        let folder = s.starts_with("folder:") || s.starts_with("images:");
+        if preprocess.is_some() && folder && !s.contains("channels=") {
+            format!("{s}:channels=3")
+        } else {
+            s.to_string()
+        }
+    };
+    let load = |flag: &str, s: &str, k: u64| -> anyhow::Result<xfer::data::Data> {
+        let d = spec::load_data(&rgb(s), dann::data_seed(seed, k))
+            .with_context(|| format!("{flag} {s}"))?;
+        Ok(match &preprocess {
+            Some(tf) => d
+                .preprocessed(tf.clone())
+                .with_context(|| format!("{flag} {s}: the backbone's preprocessing"))?,
+            None => d,
+        })
+    };
+    let src = load("--source", source, 0)?
+        .into_tensors()
         .with_context(|| format!("--source {source}"))?;
-    let tgt = spec::load_data(target, dann::data_seed(seed, 1))
-        .with_context(|| format!("--target {target}"))?;
+    let tgt = load("--target", target, 1)?;
     let test = match &args.target_test {
         Some(t) => {
-            let test = spec::load(t, dann::data_seed(seed, 2))
+            let test = load("--target-test", t, 2)?
+                .into_tensors()
                 .with_context(|| format!("--target-test {t}"))?;
             spec::check_compatible(&src, &test)?;
             Some(test)
@@ -179,6 +207,8 @@ fn spec_task(args: &Args, source: &str, target: &str) -> anyhow::Result<Task> {
         ranges.push(("target test", t.name(), t.feature_range()));
     }
     let k = common::feature_scale_of(&ranges);
+    // Preprocessed inputs are already what the backbone was trained on: no rescaling.
+    let k = if preprocess.is_some() { 1.0 } else { k };
     let name = format!("{source}->{target}");
     Ok(Task::custom(
         &name,
@@ -188,6 +218,33 @@ fn spec_task(args: &Args, source: &str, target: &str) -> anyhow::Result<Task> {
         seed,
         args.common.quick,
     )?)
+}
+
+/// The evaluation preset of a pretrained image `--backbone` at `--image-size` (resize the
+/// short side to 8/7 of it, centre crop, normalise with the statistics its weights were
+/// trained with), or `None` for the built-in networks.
+fn pretrained_preprocess(
+    args: &Args,
+) -> anyhow::Result<Option<std::sync::Arc<dyn xfer::data::Transform>>> {
+    use xfer::data::preset::{IMAGENET_MEAN, IMAGENET_STD};
+    let Some(b) = &args.backbone else {
+        return Ok(None);
+    };
+    let spec: BackboneSpec = b.parse().with_context(|| format!("--backbone {b}"))?;
+    if !spec.is_pretrained() || spec.is_text() {
+        return Ok(None);
+    }
+    let size = args.image_size;
+    anyhow::ensure!(size >= 8, "--image-size must be at least 8");
+    let (mean, std) = spec
+        .preprocess()
+        .map_or((IMAGENET_MEAN, IMAGENET_STD), |p| (p.mean, p.std));
+    let preset = xfer::data::Preprocess::new(size, size * 8 / 7, mean.to_vec(), std.to_vec())?;
+    println!(
+        "pretrained backbone {spec}: images resized (short side {}), centre-cropped to {size}x{size}, normalised",
+        preset.resize_size
+    );
+    Ok(Some(preset.eval_transform()?))
 }
 
 /// Applies the command-line overrides to the task's settings.

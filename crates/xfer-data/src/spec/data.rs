@@ -130,12 +130,15 @@ impl LabeledSet for Data {
     }
 }
 
+/// Features, their sample shape, and the labels when there are some.
+type ReadThrough = (Vec<f32>, Vec<usize>, Option<Vec<u32>>);
+
 /// Every sample of `ds` read through `transform` (a deterministic evaluation chain), in
 /// memory: features of the transform's output shape, and the labels when `ds` has them.
 fn read_through<D: crate::dataset::Dataset + Clone>(
     ds: &D,
     transform: std::sync::Arc<dyn crate::transform::Transform>,
-) -> Result<(Vec<f32>, Vec<usize>, Option<Vec<u32>>)> {
+) -> Result<ReadThrough> {
     use crate::dataset::Dataset;
     let mapped = crate::mapped::Mapped::new(ds.clone(), transform)?;
     let shape = mapped.sample_shape().to_vec();
