@@ -304,7 +304,7 @@ fn main() -> anyhow::Result<()> {
 
     let mut report = common::Report::new("finetune", seed);
     report
-        .arg("shots", shots_label(&args))
+        .arg("shots", shots_json(&args))
         .arg(
             "val_fold",
             args.val_fold.map_or(serde_json::Value::Null, |f| f.into()),
@@ -405,6 +405,17 @@ fn shots_label(args: &Args) -> String {
         (Some(spec), _) => format!("--train {spec}"),
         (None, Shots::PerClass(k)) => format!("{k} per class"),
         (None, Shots::Fraction(f)) => format!("{f} of each class"),
+        (None, Shots::All) => "all".into(),
+    }
+}
+
+/// `--shots` in the report: K (a number), the fraction (a number), `"all"`, or `null` with
+/// `--train`.
+fn shots_json(args: &Args) -> serde_json::Value {
+    match (&args.train, args.shots) {
+        (Some(_), _) => serde_json::Value::Null,
+        (None, Shots::PerClass(k)) => k.into(),
+        (None, Shots::Fraction(f)) => f.into(),
         (None, Shots::All) => "all".into(),
     }
 }
@@ -752,7 +763,7 @@ fn run_pretrained_on<D: Dataset + LabeledSet + Clone + 'static>(
     );
     let mut report = common::Report::new("finetune", seed);
     report
-        .arg("shots", shots_label(args))
+        .arg("shots", shots_json(args))
         .arg(
             "train",
             args.train

@@ -219,7 +219,7 @@ fn finetune_shots_all_needs_a_test_set_and_a_fraction_trains() {
     let o = run(&bin, &dir, &frac);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let v = last_json(&o);
-    assert_eq!(v["shots"], "0.05 of each class");
+    assert_eq!(v["shots"], 0.05);
     assert!(v["runs"]["scratch"]["target_acc"].as_f64().is_some());
     let a: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("args.json")).unwrap()).unwrap();
