@@ -7,7 +7,7 @@ use crate::formats::folder::ImageFolder;
 use crate::split::LabeledSet;
 use crate::text::TextDataset;
 
-/// A loaded data set, of the kind its specification names ([`DataSpec::load_data`]).
+/// A loaded data set, of the kind its specification names ([`super::DataSpec::load_data`]).
 #[derive(Debug, Clone)]
 pub enum Data {
     /// In memory: features and labels.
