@@ -8,6 +8,7 @@
 //! cargo run --release --example dann -- --task digits-rot:30 --method dann,cdan_e
 //! cargo run --release --example dann -- --task moons:35 --method dann --sweep lambda=0.3,1,3 --sweep lr=0.02,0.05
 //! cargo run --release --example dann -- --source csv:a.csv --target csv:b.csv [--target-test SPEC] [--backbone mlp:64,64|cnn|lenet|resnet18]
+//! cargo run --release --example dann -- --source folder:labelled --target images:photos:size=32x32 [--target-test folder:test:size=32x32]
 //! cargo run --release --example dann -- --task synth-to-digits --checkpoint-dir ck [--resume]
 //! ```
 //!
@@ -16,9 +17,13 @@
 //! gives per method `target_acc` — the label-free choice, what a user gets — and
 //! `oracle_target_acc`, the best target accuracy of any evaluation (of any sweep run), for
 //! reference only; `<scorer>_target_acc` is what each other scorer would have chosen in the
-//! same run. Pictures (training curves, PCA of the features by domain and class) go to
-//! `--out` (default `target/xfer-report/`). The tasks and their tuned settings are
-//! `xfer::train::methods::dann::Task`; the run is `dann::run`.
+//! same run. An unlabelled `--target` (`images:DIR`, `csv:PATH:label=none`) trains whole;
+//! target accuracy is then measured only with `--target-test` (else `target_acc` is `null`).
+//! A pretrained image backbone (`weights=`) gets its preprocessing (`--image-size`, short side
+//! to 8/7 of it, centre crop, its normalisation) on every source, target and test image.
+//! Pictures (training curves, PCA of the features by domain and class), `metrics.csv`,
+//! `args.json` and the report go to `--out` (default `runs/dann-<time>/`). The tasks and
+//! their tuned settings are `xfer::train::methods::dann::Task`; the run is `dann::run`.
 
 mod common;
 
@@ -51,10 +56,13 @@ struct Args {
     /// Labelled source data (a data spec: moons:DEG, optdigits, csv:PATH, idx:..., folder:..., safetensors:...).
     #[arg(long, requires = "target")]
     source: Option<String>,
-    /// Target data (its labels are used only for the final report).
+    /// Target data: labelled (its labels are used only for the final report; half of it is
+    /// held out for the test unless --target-test is given) or unlabelled (images:DIR,
+    /// csv:PATH:label=none: all of it trains).
     #[arg(long, requires = "source")]
     target: Option<String>,
-    /// Labelled target test data; by default half of the target is held out (seeded, stratified).
+    /// Labelled target test data, only for the report; without it a labelled target has half
+    /// held out (seeded, stratified) and an unlabelled one is not measured.
     #[arg(long, requires = "target")]
     target_test: Option<String>,
     /// Methods to run, comma-separated (measured in docs/methods-dann.md: cdan_e is the
@@ -79,6 +87,11 @@ struct Args {
     /// Backbone spec: mlp[:W1,W2,...] | cnn | lenet | resnet18[:weights=PATH] | ...
     #[arg(long)]
     backbone: Option<String>,
+    /// Side of the (square) network input for pretrained image backbones (`weights=`): every
+    /// image of --source, --target and --target-test is resized (short side to 8/7 of it),
+    /// centre-cropped to it and normalised with the backbone's statistics, as in finetune.
+    #[arg(long, default_value_t = 224)]
+    image_size: usize,
     /// Bottleneck between backbone and head: a width W (linear → batch norm → ReLU, what
     /// AdaBN needs), bn:W, linear:W, or none (0).
     #[arg(long, value_name = "SPEC")]
@@ -135,32 +148,103 @@ struct Args {
 }
 
 /// `--source`/`--target` data: loaded, on the source's scale (issue 8), the task's settings.
+/// A labelled target without `--target-test` has half held out for the test; an unlabelled
+/// one trains whole, and without `--target-test` its accuracy is not measured.
 fn spec_task(args: &Args, source: &str, target: &str) -> anyhow::Result<Task> {
+    use xfer::data::{Dataset, LabeledSet};
     let seed = args.common.seed;
-    let src = spec::load(source, dann::data_seed(seed, 0))
+    let preprocess = pretrained_preprocess(args)?;
+    // A pretrained RGB backbone reads every image as RGB (grayscale repeated).
+    let rgb = |s: &str| -> String {
+        let folder = s.starts_with("folder:") || s.starts_with("images:");
+        if preprocess.is_some() && folder && !s.contains("channels=") {
+            format!("{s}:channels=3")
+        } else {
+            s.to_string()
+        }
+    };
+    let load = |flag: &str, s: &str, k: u64| -> anyhow::Result<xfer::data::Data> {
+        let d = spec::load_data(&rgb(s), dann::data_seed(seed, k))
+            .with_context(|| format!("{flag} {s}"))?;
+        Ok(match &preprocess {
+            Some(tf) => d
+                .preprocessed(tf.clone())
+                .with_context(|| format!("{flag} {s}: the backbone's preprocessing"))?,
+            None => d,
+        })
+    };
+    let src = load("--source", source, 0)?
+        .into_tensors()
         .with_context(|| format!("--source {source}"))?;
-    let tgt = spec::load(target, dann::data_seed(seed, 1))
-        .with_context(|| format!("--target {target}"))?;
-    spec::check_compatible(&src, &tgt)?;
-    let (tgt, test) = match &args.target_test {
+    let tgt = load("--target", target, 1)?;
+    let test = match &args.target_test {
         Some(t) => {
-            let test = spec::load(t, dann::data_seed(seed, 2))
+            let test = load("--target-test", t, 2)?
+                .into_tensors()
                 .with_context(|| format!("--target-test {t}"))?;
             spec::check_compatible(&src, &test)?;
-            (tgt, test)
+            Some(test)
         }
-        None => Task::hold_out_target(&tgt, seed)?,
+        None => None,
     };
-    let k = common::feature_scale(&[("source", &src), ("target", &tgt), ("target test", &test)]);
+    if let xfer::data::Data::Tensors(t) = &tgt {
+        spec::check_compatible(&src, t)?;
+    }
+    let labelled = tgt.is_labeled();
+    let (tgt, test) =
+        Task::target_sets(tgt, test, seed).with_context(|| format!("--target {target}"))?;
+    if !labelled {
+        println!(
+            "target {target}: unlabelled, all {} examples train",
+            tgt.len()
+        );
+    }
+    let mut ranges = vec![
+        ("source", src.name(), src.feature_range()),
+        ("target", target, tgt.feature_range()),
+    ];
+    if let Some(t) = &test {
+        ranges.push(("target test", t.name(), t.feature_range()));
+    }
+    let k = common::feature_scale_of(&ranges);
+    // Preprocessed inputs are already what the backbone was trained on: no rescaling.
+    let k = if preprocess.is_some() { 1.0 } else { k };
     let name = format!("{source}->{target}");
     Ok(Task::custom(
         &name,
         &src.scale(k),
         tgt.scale(k),
-        test.scale(k),
+        test.map(|t| t.scale(k)),
         seed,
         args.common.quick,
     )?)
+}
+
+/// The evaluation preset of a pretrained image `--backbone` at `--image-size` (resize the
+/// short side to 8/7 of it, centre crop, normalise with the statistics its weights were
+/// trained with), or `None` for the built-in networks.
+fn pretrained_preprocess(
+    args: &Args,
+) -> anyhow::Result<Option<std::sync::Arc<dyn xfer::data::Transform>>> {
+    use xfer::data::preset::{IMAGENET_MEAN, IMAGENET_STD};
+    let Some(b) = &args.backbone else {
+        return Ok(None);
+    };
+    let spec: BackboneSpec = b.parse().with_context(|| format!("--backbone {b}"))?;
+    if !spec.is_pretrained() || spec.is_text() {
+        return Ok(None);
+    }
+    let size = args.image_size;
+    anyhow::ensure!(size >= 8, "--image-size must be at least 8");
+    let (mean, std) = spec
+        .preprocess()
+        .map_or((IMAGENET_MEAN, IMAGENET_STD), |p| (p.mean, p.std));
+    let preset = xfer::data::Preprocess::new(size, size * 8 / 7, mean.to_vec(), std.to_vec())?;
+    println!(
+        "pretrained backbone {spec}: images resized (short side {}), centre-cropped to {size}x{size}, normalised",
+        preset.resize_size
+    );
+    Ok(Some(preset.eval_transform()?))
 }
 
 /// Applies the command-line overrides to the task's settings.
@@ -217,8 +301,8 @@ fn apply_overrides(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    args.common.init()?;
+    let (mut args, matches) = common::parse::<Args>();
+    args.common.init::<Args>("dann", &matches)?;
     // The device first: a missing backend fails before any data is read.
     let ctx = args
         .common
@@ -231,7 +315,11 @@ fn main() -> anyhow::Result<()> {
             let name = args.task.as_deref().unwrap_or("moons:35");
             let task = Task::builtin_with_points(name, args.points, seed, quick)
                 .with_context(|| format!("--task {name}"))?;
-            common::feature_scale(&[("source", &task.source), ("target", &task.target)]);
+            let t = &task.target;
+            common::feature_scale_of(&[
+                ("source", task.source.name(), task.source.feature_range()),
+                ("target", xfer::data::Dataset::name(t), t.feature_range()),
+            ]);
             task
         }
         _ => bail!("give --task, or both --source and --target"),
@@ -247,9 +335,16 @@ fn main() -> anyhow::Result<()> {
         for (name, ms) in &rows {
             report.run(name, &[("ms_per_step", *ms), ("ratio", ms / base)]);
         }
-        return report.finish(args.common.json, &args.common.out);
+        return report.finish(args.common.json, &args.common.out());
     }
     println!("{}", task.summary());
+    let measured = task.target_test.is_some();
+    if !args.sweep.is_empty() && !measured {
+        bail!(
+            "--sweep reports target accuracy beside the label-free choice: give --target-test \
+             (a labelled target test set) with an unlabelled --target"
+        );
+    }
     let cfg = &task.cfg;
     let selection = cfg.selection.map_or("last".to_string(), |s| s.to_string());
     let steps = cfg.stage.total_steps(1);
@@ -281,7 +376,19 @@ fn main() -> anyhow::Result<()> {
         metrics.push(("seconds".into(), t0.elapsed().as_secs_f64()));
         let refs: Vec<(&str, f64)> = metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         report.run(method.name(), &refs);
+        if !measured {
+            report.not_measured(method.name(), "target_acc");
+        }
     }
-    dann::pictures(&args.common.out, &task, &outcomes, seed)?;
-    report.finish(args.common.json, &args.common.out)
+    if !measured {
+        println!("target accuracy not measured: give --target-test");
+    }
+    report.arg("target_examples", xfer::data::Dataset::len(&task.target));
+    let histories: Vec<(&str, &xfer::train::History)> = outcomes
+        .iter()
+        .map(|o| (o.method.name(), &o.report.history))
+        .collect();
+    args.common.write_metrics(&histories)?;
+    dann::pictures(&args.common.out(), &task, &outcomes, seed)?;
+    report.finish(args.common.json, &args.common.out())
 }

@@ -7,7 +7,16 @@
 //! cargo run --release --example finetune -- --source csv:mine.csv --target idx:t-images-idx3-ubyte:scale=0.0627
 //! cargo run --release --example finetune -- --backbone resnet18:weights=resnet18.safetensors \
 //!     --target folder:photos --shots 10 --image-size 128 --method l2sp,finetune,linear
+//! cargo run --release --example finetune -- --shots 0.2 --method finetune
+//! cargo run --release --example finetune -- --train csv:train.csv --val csv:val.csv --test csv:test.csv
 //! ```
+//!
+//! `--shots K` takes K labelled target examples per class (a class with fewer gives all it
+//! has, with a warning), `--shots 0.2` a fifth of every class (at least one), `--shots all`
+//! every example (then give `--test`). With your own splits, `--train SPEC` replaces the draw
+//! from `--target`, `--test SPEC` (= `--target-test`) is the test set, and `--val SPEC` is
+//! measured after training and reported as `val_acc` (the target stage has no early
+//! stopping to feed).
 //!
 //! With a pretrained backbone (`weights=`, or a text model folder) the loaded network *is* the
 //! source model: there is no source data and no pretraining; every method starts from it with
@@ -21,6 +30,7 @@ mod common;
 
 use std::path::Path;
 
+use anyhow::Context;
 use clap::Parser;
 use std::sync::Arc;
 use xfer::data;
@@ -29,13 +39,13 @@ use xfer::data::preset::{IMAGENET_MEAN, IMAGENET_STD};
 use xfer::data::transform::{
     CenterCrop, Compose, Normalize, RandomHorizontalFlip, ResizeShortSide,
 };
-use xfer::data::{Data, Dataset, LabeledSet, Preprocess, Transform};
+use xfer::data::{Data, Dataset, LabeledSet, Preprocess, Shots, Transform};
 use xfer::models::{BackboneSpec, Classifier, ClassifierConfig, InputSpec, ModelInfo};
 use xfer::prelude::*;
 use xfer::train::Stage;
 use xfer::train::methods::finetune::{
     FinetuneConfig, Length, Method, MethodOutcome, OptimizerKind, Pretrained, RunCtx, TargetData,
-    pretrain, run_method,
+    accuracy, eval_view, pretrain, run_method,
 };
 use xfer::train::plot::{Series, plot_curves};
 use xfer::train::text::token_dataset;
@@ -55,9 +65,10 @@ struct Args {
     /// Methods, comma-separated, or `all`.
     #[arg(long, default_value = "scratch,finetune,l2sp,distill,layer-transfer:2")]
     method: String,
-    /// Labelled target examples per class.
-    #[arg(long, default_value_t = 1)]
-    shots: usize,
+    /// Labelled target examples that train: K per class (a class with fewer gives all it
+    /// has), a fraction of every class such as 0.2 (at least one each), or `all`.
+    #[arg(long, default_value = "1")]
+    shots: Shots,
     /// The source data (labelled, plentiful): a data spec (see docs/data.md).
     #[arg(long, default_value = "synth-digits:n=500")]
     source: String,
@@ -65,9 +76,16 @@ struct Args {
     /// set (unless `--target-test` is given).
     #[arg(long, default_value = "optdigits")]
     target: String,
-    /// A separate target test set.
-    #[arg(long)]
+    /// A separate target test set (`--test` is the same flag).
+    #[arg(long, visible_alias = "test")]
     target_test: Option<String>,
+    /// Your own labelled training split: replaces the --shots draw from --target (needs
+    /// --test).
+    #[arg(long, value_name = "SPEC", requires = "target_test", conflicts_with_all = ["shots", "val_fold"])]
+    train: Option<String>,
+    /// A labelled validation set: measured after training and reported as `val_acc`.
+    #[arg(long, value_name = "SPEC", conflicts_with = "val_fold")]
+    val: Option<String>,
     /// The network: `cnn` (square images), `mlp[:W1,W2,...]`, `lenet`,
     /// `resnet18|34|50[:weights=PATH]`, `mobilenet_v2[:weights=PATH]`,
     /// `efficientnet_lite0[:weights=PATH]`, `minilm:DIR`; default by input shape.
@@ -83,8 +101,8 @@ struct Args {
     /// Fraction of the source held out for early stopping of the pretraining.
     #[arg(long, default_value_t = 0.1)]
     source_val: f64,
-    /// Tuning mode: hold out the F-th labelled target example of every class (F in
-    /// 0..shots) as validation data, train on the other `shots − 1`, and report `val_acc`
+    /// Tuning mode (with --shots K): hold out the F-th labelled target example of every class
+    /// (F in 0..K) as validation data, train on the other `K − 1`, and report `val_acc`
     /// (the target test set is not used). Run every F for a cross-validation.
     #[arg(long, value_name = "F")]
     val_fold: Option<usize>,
@@ -134,8 +152,8 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    args.common.init()?;
+    let (mut args, matches) = common::parse::<Args>();
+    args.common.init::<Args>("finetune", &matches)?;
     let seed = args.common.seed;
     let dev = args.common.device()?;
     let spec = args
@@ -147,19 +165,45 @@ fn main() -> anyhow::Result<()> {
         return run_pretrained(&args, spec, &dev);
     }
 
-    // Data: the source, the target's K-shot training set and its test set.
+    // Data: the source, the target's training set (the --shots draw, or --train), its test
+    // set and the optional validation set.
     let mut source = data::load(&args.source, seed)?;
-    let target = data::load(&args.target, seed)?;
-    let (mut support, mut test) = data::few_shot(&target, args.shots, seed)?;
+    let (target, mut support, mut test) = match &args.train {
+        Some(spec) => {
+            let train = data::load(spec, seed).with_context(|| format!("--train {spec}"))?;
+            (train.clone(), train, None)
+        }
+        None => {
+            let target = data::load(&args.target, seed)
+                .with_context(|| format!("--target {}", args.target))?;
+            let (support, rest) = data::split_shots(&target, args.shots, seed)?;
+            (target, support, Some(rest))
+        }
+    };
     if let Some(spec) = &args.target_test {
-        test = data::load(spec, seed)?;
+        test = Some(data::load(spec, seed).with_context(|| format!("--test {spec}"))?);
     }
+    let mut test = test.filter(|t| !t.is_empty()).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--shots {} leaves no target example to test: give --test SPEC",
+            args.shots
+        )
+    })?;
+    let val = args
+        .val
+        .as_deref()
+        .map(|spec| data::load(spec, seed).with_context(|| format!("--val {spec}")))
+        .transpose()?;
     let validate = args.val_fold.is_some();
     if let Some(fold) = args.val_fold {
+        let k = match args.shots {
+            Shots::PerClass(k) => k,
+            _ => 0,
+        };
         anyhow::ensure!(
-            args.shots >= 2 && fold < args.shots,
+            k >= 2 && fold < k,
             "--val-fold F holds out the F-th labelled example of every class: it needs \
-             --shots 2 or more and F < shots"
+             --shots K with K 2 or more and F < K"
         );
         // Validation = one of the labelled examples of every class; the test set is not used.
         let mut seen = vec![0usize; support.num_classes()];
@@ -180,6 +224,9 @@ fn main() -> anyhow::Result<()> {
     }
     data::check_compatible(&source, &target)?;
     data::check_compatible(&target, &test)?;
+    if let Some(v) = &val {
+        data::check_compatible(&target, v)?;
+    }
     if args.common.quick {
         // 100 source digits per class.
         let (keep, _) = data::stratified_split(&source, 0.8, seed)?;
@@ -193,9 +240,16 @@ fn main() -> anyhow::Result<()> {
         support.clone().scale(scale),
         test.clone().scale(scale),
     );
+    let val_t = val.map(|v| v.scale(scale));
     // The source model has the source's classes; the target models the target's (a new head
     // when they differ).
-    let (source_classes, num_classes) = (source.num_classes(), target.num_classes());
+    let num_classes = [Some(&target), Some(&test), val_t.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|d| d.num_classes())
+        .max()
+        .unwrap_or(0);
+    let source_classes = source.num_classes();
 
     let arch = spec.unwrap_or_else(|| BackboneSpec::for_input(source.sample_shape()));
     let mut cfg = FinetuneConfig::new(arch.clone());
@@ -237,25 +291,53 @@ fn main() -> anyhow::Result<()> {
     let methods = Method::parse_list(&args.method, num_blocks)?;
 
     println!(
-        "source {} ({} train, {} validation), target {} ({} labelled = {} per class, {} test), model {arch}",
+        "source {} ({} train, {} validation), target {} ({} labelled: {}, {} test{}), model {arch}",
         source.name(),
         src_train.len(),
         src_val.len(),
         target.name(),
         support_t.len(),
-        args.shots,
-        test_t.len()
+        shots_label(&args),
+        test_t.len(),
+        val_t
+            .as_ref()
+            .map(|v| format!(", {} validation", v.len()))
+            .unwrap_or_default()
     );
 
     let mut report = common::Report::new("finetune", seed);
     report
-        .arg("shots", args.shots)
+        .arg("shots", shots_json(&args))
         .arg(
             "val_fold",
             args.val_fold.map_or(serde_json::Value::Null, |f| f.into()),
         )
         .arg("source", args.source.as_str())
-        .arg("target", args.target.as_str())
+        .arg(
+            "target",
+            match &args.train {
+                Some(_) => serde_json::Value::Null,
+                None => args.target.as_str().into(),
+            },
+        )
+        .arg(
+            "train",
+            args.train
+                .as_deref()
+                .map_or(serde_json::Value::Null, Into::into),
+        )
+        .arg(
+            "test",
+            args.target_test
+                .as_deref()
+                .map_or(serde_json::Value::Null, Into::into),
+        )
+        .arg(
+            "val",
+            args.val
+                .as_deref()
+                .map_or(serde_json::Value::Null, Into::into),
+        )
         .arg("model", arch.to_string());
 
     let pretrained = if methods.iter().any(Method::needs_source) {
@@ -311,6 +393,7 @@ fn main() -> anyhow::Result<()> {
         &methods,
         pretrained.as_ref(),
         &target,
+        val_t.as_ref(),
         &cfg,
         &ctx,
         validate,
@@ -320,23 +403,70 @@ fn main() -> anyhow::Result<()> {
     if let Some(p) = &pretrained {
         report.arg("source_val_acc", p.source_val_acc.unwrap_or(f64::NAN));
     }
-
-    plot_runs(&args.common.out, args.shots, &outcomes)?;
-    report.finish(args.common.json, &args.common.out)?;
+    write_metrics(&args, pretrained.as_ref(), &outcomes)?;
+    plot_runs(&args.common.out(), &shots_label(&args), &outcomes)?;
+    report.finish(args.common.json, &args.common.out())?;
     Ok(())
 }
 
+/// What trains, for messages and file names: `5 per class`, `0.2 of each class`, `all`, or
+/// `--train SPEC`.
+fn shots_label(args: &Args) -> String {
+    match (&args.train, args.shots) {
+        (Some(spec), _) => format!("--train {spec}"),
+        (None, Shots::PerClass(k)) => format!("{k} per class"),
+        (None, Shots::Fraction(f)) => format!("{f} of each class"),
+        (None, Shots::All) => "all".into(),
+    }
+}
+
+/// `--shots` in the report: K (a number), the fraction (a number), `"all"`, or `null` with
+/// `--train`.
+fn shots_json(args: &Args) -> serde_json::Value {
+    match (&args.train, args.shots) {
+        (Some(_), _) => serde_json::Value::Null,
+        (None, Shots::PerClass(k)) => k.into(),
+        (None, Shots::Fraction(f)) => f.into(),
+        (None, Shots::All) => "all".into(),
+    }
+}
+
+/// `metrics.csv` of the run folder: the pretraining's history (run `pretrain`) and every
+/// method's.
+fn write_metrics(
+    args: &Args,
+    pretrained: Option<&Pretrained>,
+    outcomes: &[MethodOutcome],
+) -> anyhow::Result<()> {
+    let mut runs: Vec<(&str, &xfer::train::History)> = Vec::new();
+    if let Some(r) = pretrained.and_then(|p| p.report.as_ref()) {
+        runs.push(("pretrain", &r.history));
+    }
+    runs.extend(
+        outcomes
+            .iter()
+            .map(|o| (o.name.as_str(), &o.report.history)),
+    );
+    args.common.write_metrics(&runs)
+}
+
 /// Training curves of every run: the loss per step, and the cross-entropy part.
-fn plot_runs(out: &Path, shots: usize, outcomes: &[MethodOutcome]) -> anyhow::Result<()> {
+fn plot_runs(out: &Path, shots: &str, outcomes: &[MethodOutcome]) -> anyhow::Result<()> {
+    let tag: String = match shots.split_once(' ') {
+        Some((k, "per class")) => format!("{k}shot"),
+        _ if shots == "all" => "all".into(),
+        _ if shots.starts_with("--train") => "train".into(),
+        _ => format!("{}frac", shots.split(' ').next().unwrap_or("")),
+    };
     for metric in ["loss", "ce"] {
         let series: Vec<Series> = outcomes
             .iter()
             .map(|o| Series::new(o.name.clone(), o.report.history.step_curve(metric)))
             .collect();
-        let path = out.join(format!("finetune-{shots}shot-{metric}.png"));
+        let path = out.join(format!("finetune-{tag}-{metric}.png"));
         plot_curves(
             &path,
-            &format!("fine-tuning on {shots} label(s) per class: {metric}"),
+            &format!("fine-tuning on {shots} labelled: {metric}"),
             "step",
             metric,
             &series,
@@ -392,10 +522,12 @@ fn run_ctx(args: &Args, dev: &Device) -> RunCtx {
 
 /// Runs every method on the target's labelled examples, tests it, prints a line per method
 /// and records it in the report.
+#[allow(clippy::too_many_arguments)]
 fn run_methods<D: Dataset + Clone + 'static>(
     methods: &[Method],
     pretrained: Option<&Pretrained>,
     target: &TargetData<D>,
+    val: Option<&D>,
     cfg: &FinetuneConfig,
     ctx: &RunCtx,
     validate: bool,
@@ -437,6 +569,11 @@ fn run_methods<D: Dataset + Clone + 'static>(
         }
         let acc_key = if validate { "val_acc" } else { "target_acc" };
         let mut metrics = vec![(acc_key, o.target_acc), ("train_acc", o.train_acc)];
+        if let Some(v) = val {
+            let a = accuracy(&o.net, &eval_view(v, cfg)?)?;
+            println!("{:>24}  validation accuracy {a:.4}", "");
+            metrics.push(("val_acc", a));
+        }
         if let Some(a) = o.source_only_acc {
             metrics.push(("source_only_acc", a));
         }
@@ -464,42 +601,74 @@ fn run_pretrained(args: &Args, spec: &BackboneSpec, dev: &Device) -> anyhow::Res
         anyhow::bail!("--augment {a}: a pretrained backbone takes only `--augment crop` (images)");
     }
     let seed = args.common.seed;
-    let mut target_spec = args.target.clone();
-    if !spec.is_text() && target_spec.starts_with("folder:") && !target_spec.contains("channels=") {
-        // An RGB backbone reads every image as RGB (grayscale repeated).
-        target_spec.push_str(":channels=3");
-    }
-    let load = |s: &str| data::load_data(s, seed);
-    let test = args.target_test.as_deref().map(load).transpose()?;
-    match (load(&target_spec)?, test) {
-        (Data::Text(t), test) => {
+    let image_spec = |s: &str| -> String {
+        let folder = s.starts_with("folder:") || s.starts_with("images:");
+        if !spec.is_text() && folder && !s.contains("channels=") {
+            // An RGB backbone reads every image as RGB (grayscale repeated).
+            format!("{s}:channels=3")
+        } else {
+            s.to_string()
+        }
+    };
+    let load = |flag: &str, s: &str| -> anyhow::Result<Data> {
+        let d = data::load_data(&image_spec(s), seed).with_context(|| format!("{flag} {s}"))?;
+        data::require_labels(&d, "fine-tuning").with_context(|| format!("{flag} {s}"))?;
+        Ok(d)
+    };
+    let (main_flag, main_spec) = match &args.train {
+        Some(t) => ("--train", t.as_str()),
+        None => ("--target", args.target.as_str()),
+    };
+    let main = load(main_flag, main_spec)?;
+    let test = args
+        .target_test
+        .as_deref()
+        .map(|s| load("--test", s))
+        .transpose()?;
+    let val = args.val.as_deref().map(|s| load("--val", s)).transpose()?;
+    let kind_error =
+        |what: &str| anyhow::anyhow!("--test and --val must be {what} like {main_flag}");
+    match main {
+        Data::Text(t) => {
             let tok = spec
                 .tokenizer()?
                 .ok_or_else(|| anyhow::anyhow!("backbone {spec} does not read text"))?;
-            let test = match test {
-                Some(Data::Text(t)) => Some(token_dataset(&t, &tok)?),
-                Some(_) => anyhow::bail!("--target-test must be text like --target"),
-                None => None,
+            let conv = |d: Option<Data>| -> anyhow::Result<_> {
+                match d {
+                    Some(Data::Text(t)) => Ok(Some(token_dataset(&t, &tok)?)),
+                    Some(_) => Err(kind_error("text")),
+                    None => Ok(None),
+                }
             };
-            run_pretrained_on(args, spec, dev, token_dataset(&t, &tok)?, test, None)
+            let (test, val) = (conv(test)?, conv(val)?);
+            run_pretrained_on(args, spec, dev, token_dataset(&t, &tok)?, test, val, None)
         }
-        (_, _) if spec.is_text() => {
+        _ if spec.is_text() => {
             anyhow::bail!("backbone {spec} reads text: give `--target csv:PATH:text=COL,label=COL`")
         }
-        (Data::Images(f), test) => {
-            let test = match test {
-                Some(Data::Images(t)) => Some(t),
-                Some(_) => anyhow::bail!("--target-test must be an image folder like --target"),
-                None => None,
+        Data::Images(f) => {
+            let conv = |d: Option<Data>| -> anyhow::Result<_> {
+                match d {
+                    Some(Data::Images(t)) => Ok(Some(t)),
+                    Some(_) => Err(kind_error("an image folder")),
+                    None => Ok(None),
+                }
             };
+            let (test, val) = (conv(test)?, conv(val)?);
             let tf = image_transforms(args, spec)?;
-            run_pretrained_on(args, spec, dev, f, test, Some(tf))
+            run_pretrained_on(args, spec, dev, f, test, val, Some(tf))
         }
-        (Data::Tensors(t), test) => {
+        Data::Tensors(t) => {
             let test = test.map(Data::into_tensors).transpose()?;
+            let val = val.map(Data::into_tensors).transpose()?;
             let tf = image_transforms(args, spec)?;
-            run_pretrained_on(args, spec, dev, t, test, Some(tf))
+            run_pretrained_on(args, spec, dev, t, test, val, Some(tf))
         }
+        Data::Unlabeled(u) => Err(data::DataError::Unlabeled {
+            name: Dataset::name(&u).to_string(),
+            what: "fine-tuning",
+        }
+        .into()),
     }
 }
 
@@ -563,7 +732,7 @@ impl Saver<'_> {
         if !self.spec.is_pretrained() {
             data.push(("source", a.source.as_str()));
         }
-        let settings = serde_json::json!({"shots": a.shots, "stage": stage});
+        let settings = serde_json::json!({"shots": a.shots.to_string(), "stage": stage});
         let prov = common::provenance(&o.name, &data, a.common.seed, metrics, settings, self.spec);
         let info =
             ModelInfo::new(self.class_names.clone(), self.input.clone()).with_provenance(prov);
@@ -571,20 +740,40 @@ impl Saver<'_> {
     }
 }
 
+/// `target` is `--train` (all of it trains) or `--target` (the `--shots` draw trains, the
+/// rest tests unless `--test` is given).
+#[allow(clippy::too_many_arguments)]
 fn run_pretrained_on<D: Dataset + LabeledSet + Clone + 'static>(
     args: &Args,
     spec: &BackboneSpec,
     dev: &Device,
     target: D,
     target_test: Option<D>,
+    val: Option<D>,
     transforms: Option<(Arc<dyn Transform>, Arc<dyn Transform>)>,
 ) -> anyhow::Result<()> {
     let seed = args.common.seed;
-    let (support, mut test) = data::few_shot(&target, args.shots, seed)?;
-    if let Some(t) = target_test {
-        test = t;
-    }
-    let num_classes = LabeledSet::num_classes(&target);
+    let (support, rest) = if args.train.is_some() {
+        (target.clone(), None)
+    } else {
+        let (s, r) = data::split_shots(&target, args.shots, seed)?;
+        (s, Some(r))
+    };
+    let test = target_test
+        .or(rest)
+        .filter(|t| !Dataset::is_empty(t))
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--shots {} leaves no target example to test: give --test SPEC",
+                args.shots
+            )
+        })?;
+    let num_classes = [Some(&target), Some(&test), val.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(LabeledSet::num_classes)
+        .max()
+        .unwrap_or(0);
     let mut cfg = FinetuneConfig::new(spec.clone());
     let ctx = run_ctx(args, dev);
     // Pretrained-backbone defaults: 15 epochs of SGD (momentum 0.9) in batches of 10, head
@@ -616,17 +805,44 @@ fn run_pretrained_on<D: Dataset + LabeledSet + Clone + 'static>(
     )?;
     let methods = Method::parse_list(&args.method, probe.blocks().len())?;
     println!(
-        "pretrained backbone {spec} ({} tensors), target {} ({} labelled = {} per class, {} test), input {input:?}",
+        "pretrained backbone {spec} ({} tensors), target {} ({} labelled: {}, {} test{}), input {input:?}",
         pretrained.weights.len(),
         LabeledSet::name(&target),
         support.len(),
-        args.shots,
-        test.len()
+        shots_label(args),
+        test.len(),
+        val.as_ref()
+            .map(|v| format!(", {} validation", v.len()))
+            .unwrap_or_default()
     );
     let mut report = common::Report::new("finetune", seed);
     report
-        .arg("shots", args.shots)
-        .arg("target", args.target.as_str())
+        .arg("shots", shots_json(args))
+        .arg(
+            "train",
+            args.train
+                .as_deref()
+                .map_or(serde_json::Value::Null, Into::into),
+        )
+        .arg(
+            "test",
+            args.target_test
+                .as_deref()
+                .map_or(serde_json::Value::Null, Into::into),
+        )
+        .arg(
+            "val",
+            args.val
+                .as_deref()
+                .map_or(serde_json::Value::Null, Into::into),
+        )
+        .arg(
+            "target",
+            match &args.train {
+                Some(_) => serde_json::Value::Null,
+                None => args.target.as_str().into(),
+            },
+        )
         .arg("model", spec.to_string())
         .arg("input_shape", serde_json::json!(input));
     let (mean, std) = image_stats(spec);
@@ -646,13 +862,15 @@ fn run_pretrained_on<D: Dataset + LabeledSet + Clone + 'static>(
         &methods,
         Some(&pretrained),
         &target,
+        val.as_ref(),
         &cfg,
         &ctx,
         false,
         &mut report,
         &saver,
     )?;
-    plot_runs(&args.common.out, args.shots, &outcomes)?;
-    report.finish(args.common.json, &args.common.out)?;
+    write_metrics(args, None, &outcomes)?;
+    plot_runs(&args.common.out(), &shots_label(args), &outcomes)?;
+    report.finish(args.common.json, &args.common.out())?;
     Ok(())
 }

@@ -78,8 +78,8 @@ struct TaskSpec {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    args.common.init()?;
+    let (mut args, matches) = common::parse::<Args>();
+    args.common.init::<Args>("multitask", &matches)?;
     let seed = args.common.seed;
     let ctx = args
         .common
@@ -191,6 +191,7 @@ fn main() -> anyhow::Result<()> {
         .arg("tasks", args.tasks.as_str())
         .arg("labels", args.labels);
     let mut curves: Vec<Series> = Vec::new();
+    let mut histories: Vec<(String, xfer::train::History)> = Vec::new();
     let steps_multi = {
         let n = train_sets.iter().map(TaskSet::len).max().unwrap_or(1);
         epochs * n.div_ceil(64)
@@ -230,6 +231,7 @@ fn main() -> anyhow::Result<()> {
                 );
                 report.run("single_task", &[("target_acc", acc)]);
                 curves.push(Series::new("single_task", r.history.step_curve("loss")));
+                histories.push(("single_task".to_string(), r.history.clone()));
             }
             "fixed" | "uncertainty" => {
                 let weighting = if method == "fixed" {
@@ -265,6 +267,7 @@ fn main() -> anyhow::Result<()> {
                 m.extend(metrics.iter().map(|(k, v)| (k.as_str(), *v)));
                 report.run(method, &m);
                 curves.push(Series::new(method, r.history.step_curve("loss")));
+                histories.push((method.to_string(), r.history.clone()));
             }
             "progressive" => {
                 anyhow::ensure!(
@@ -334,16 +337,27 @@ fn main() -> anyhow::Result<()> {
                     "progressive (column 1)",
                     out.reports.1.history.step_curve("loss"),
                 ));
+                histories.push((
+                    "progressive_column0".to_string(),
+                    out.reports.0.history.clone(),
+                ));
+                histories.push((
+                    "progressive_column1".to_string(),
+                    out.reports.1.history.clone(),
+                ));
             }
             other => anyhow::bail!(
                 "unknown run {other:?}: expected single-task, fixed, uncertainty or progressive"
             ),
         }
     }
-    let path = args.common.out.join("multitask-loss.png");
+    let runs: Vec<(&str, &xfer::train::History)> =
+        histories.iter().map(|(n, h)| (n.as_str(), h)).collect();
+    args.common.write_metrics(&runs)?;
+    let path = args.common.out().join("multitask-loss.png");
     plot_curves(&path, "multitask: training loss", "step", "loss", &curves)?;
     println!("wrote {}", path.display());
-    report.finish(args.common.json, &args.common.out)?;
+    report.finish(args.common.json, &args.common.out())?;
     Ok(())
 }
 

@@ -84,11 +84,12 @@ fn main() -> anyhow::Result<()> {
         // Logs at `warn` unless RUST_LOG says otherwise: stdout may carry the predictions.
         json: true,
         quick: false,
-        out: PathBuf::from("."),
+        out: None,
+        log_file: None,
         device: args.device.clone(),
         threads: args.threads,
     };
-    common.init()?;
+    common.init_logging()?;
     let dev = common.device()?;
     let pkg = Classifier::load(&args.model, &dev)?;
     let inputs = Inputs::open(&args.input, &pkg, args.text_column.as_deref())?;

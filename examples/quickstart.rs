@@ -17,7 +17,8 @@
 //! | self-taught (§5) | unlabelled synthetic digits → optdigits, 5 labels per class | from scratch | target accuracy |
 //!
 //! Pictures (training curves, the PCA of DANN's features by domain and class) go to `--out`
-//! (default `target/xfer-report/`), with `quickstart.json`.
+//! (default a new `runs/quickstart-<YYYYMMDD-HHMMSS>/`), with `quickstart.json`, `args.json`
+//! and `metrics.csv`.
 
 mod common;
 
@@ -64,11 +65,11 @@ struct Row {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    args.common.init()?;
+    let (mut args, matches) = common::parse::<Args>();
+    args.common.init::<Args>("quickstart", &matches)?;
     let seed = args.common.seed;
     let quick = args.common.quick;
-    let out = args.common.out.clone();
+    let out = args.common.out();
     // The run context of every part: --device, --seed, no progress bars with --json.
     let ctx = args.common.run_ctx()?;
     let dev = ctx.device.clone();
@@ -76,6 +77,8 @@ fn main() -> anyhow::Result<()> {
     let mut report = common::Report::new("quickstart", seed);
     report.arg("quick", quick);
     let mut rows: Vec<Row> = Vec::new();
+    // Every training run's history, for metrics.csv.
+    let mut histories: Vec<(String, xfer::train::History)> = Vec::new();
     let parts: Vec<&str> = args.only.split(',').map(str::trim).collect();
     let known = ["finetune", "multitask", "dann", "zero-shot", "self-taught"];
     if let Some(p) = parts.iter().find(|p| !known.contains(p)) {
@@ -108,6 +111,7 @@ fn main() -> anyhow::Result<()> {
             let o = run_method(&m.parse::<Method>()?, Some(&source), &target, &cfg, &ctx)?;
             report.run(m, &[("target_acc", o.target_acc)]);
             ft_curves.push(Series::new(m, o.report.history.step_curve("loss")));
+            histories.push((format!("finetune_{m}"), o.report.history.clone()));
             acc.insert(m, o.target_acc);
         }
         let scratch = acc["scratch"];
@@ -267,6 +271,12 @@ fn main() -> anyhow::Result<()> {
                 ),
             ],
         )?;
+        histories.push(("multitask_single_task".into(), r_single.history.clone()));
+        histories.push(("multitask_uncertainty".into(), r_multi.history.clone()));
+        histories.push((
+            "multitask_progressive_column1".into(),
+            prog.reports.1.history.clone(),
+        ));
     }
     if want("dann") {
         // 3. Domain-adversarial training: two moons rotated by 35°.
@@ -297,6 +307,7 @@ fn main() -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow::anyhow!("dann: no evaluation"))?;
             let name = method.name();
             report.run(name, &r.metrics());
+            histories.push((format!("dann_{name}"), model.report.history.clone()));
             dann_acc.insert(name, (r.target_acc, r.domain_acc));
             panels_models.push((name, model));
         }
@@ -352,7 +363,12 @@ fn main() -> anyhow::Result<()> {
         let zctx = ctx.clone();
         let mut zline = Vec::new();
         for method in ZslMethod::all() {
-            let r = zero_shot::run(method, &zcfg, &zdata, &zctx)?.result;
+            let o = zero_shot::run(method, &zcfg, &zdata, &zctx)?;
+            histories.push((
+                format!("zero_shot_{}", method.name()),
+                o.model.report.history.clone(),
+            ));
+            let r = o.result;
             report.run(method.name(), &r.metrics());
             rows.push(Row {
                 method: format!("zero-shot {} (shapes)", method.name()),
@@ -419,6 +435,9 @@ fn main() -> anyhow::Result<()> {
                 Series::new("classifier on the encoder", r_st.history.step_curve("loss")),
             ],
         )?;
+        histories.push(("self_taught_autoencoder".into(), r_ae.history.clone()));
+        histories.push(("self_taught_scratch".into(), r_sc.history.clone()));
+        histories.push(("self_taught_encoder".into(), r_st.history.clone()));
     }
     // The table.
     let w0 = rows
@@ -451,6 +470,9 @@ fn main() -> anyhow::Result<()> {
         out.display()
     );
     report.arg("seconds", secs);
+    let runs: Vec<(&str, &xfer::train::History)> =
+        histories.iter().map(|(n, h)| (n.as_str(), h)).collect();
+    args.common.write_metrics(&runs)?;
     report.finish(args.common.json, &out)?;
     Ok(())
 }

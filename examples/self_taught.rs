@@ -5,7 +5,8 @@
 //! ```text
 //! cargo run --release --example self_taught
 //! cargo run --release --example self_taught -- --shots 1 --json
-//! cargo run --release --example self_taught -- --source csv:unlabelled.csv --target csv:mine.csv
+//! cargo run --release --example self_taught -- --source csv:unlabelled.csv:label=none --target csv:mine.csv
+//! cargo run --release --example self_taught -- --shots 0.1 --target csv:mine.csv
 //! ```
 //!
 //! Source (labels dropped before anything sees them): synthetic digits; target: optdigits with
@@ -28,15 +29,17 @@ use xfer::train::plot::{Series, plot_curves};
 #[derive(Debug, Parser)]
 #[command(about = "Self-taught learning: an auto-encoder on unlabelled data, its encoder reused")]
 struct Args {
-    /// The unlabelled source data (a data spec; its labels are dropped).
+    /// The unlabelled source data (a data spec: unlabelled, e.g. csv:PATH:label=none or
+    /// images:DIR:size=HxW, or labelled, its labels then dropped).
     #[arg(long, default_value = "synth-digits:n=500")]
     source: String,
     /// The labelled target data.
     #[arg(long, default_value = "optdigits")]
     target: String,
-    /// Labelled target examples per class.
-    #[arg(long, default_value_t = 5)]
-    shots: usize,
+    /// Labelled target examples that train: K per class, a fraction of each class such as
+    /// 0.2, or `all` (then nothing is left to test).
+    #[arg(long, default_value = "5")]
+    shots: data::Shots,
     /// The encoder: `mlp:W1,W2,...` (the last width is the code size; `--widths W1,W2` is an
     /// alias). The auto-encoder is an MLP by construction.
     #[arg(
@@ -61,8 +64,8 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    args.common.init()?;
+    let (mut args, matches) = common::parse::<Args>();
+    args.common.init::<Args>("self_taught", &matches)?;
     let seed = args.common.seed;
     let ctx = args
         .common
@@ -70,18 +73,34 @@ fn main() -> anyhow::Result<()> {
         .with_checkpoints(args.checkpoint.options());
     let dev = ctx.device.clone();
 
-    let source = data::load(&args.source, seed)?;
+    // The source is used without its labels (an unlabelled spec has none).
+    let source = data::DataSpec::parse(&args.source)?.load_unlabeled(seed)?;
     let target = data::load(&args.target, seed)?;
-    data::check_compatible(&source, &target)?;
-    let scale = common::feature_scale(&[("source", &source), ("target", &target)]);
-    // The source is used without its labels.
-    let unlabelled = source.clone().scale(scale).unlabeled();
-    let (support, test) = data::few_shot(&target.clone().scale(scale), args.shots, seed)?;
+    anyhow::ensure!(
+        source.sample_shape() == target.sample_shape(),
+        "source `{}` has samples of shape {:?} but target `{}` has {:?}: bring both to the same \
+         features (same columns, or the same image size)",
+        args.source,
+        source.sample_shape(),
+        args.target,
+        target.sample_shape()
+    );
+    let scale = common::feature_scale_of(&[
+        ("source", args.source.as_str(), source.feature_range()),
+        ("target", target.name(), target.feature_range()),
+    ]);
+    let unlabelled = source.clone().scale(scale);
+    let (support, test) = data::split_shots(&target.clone().scale(scale), args.shots, seed)?;
+    anyhow::ensure!(
+        !test.is_empty(),
+        "--shots {} leaves no target example to test",
+        args.shots
+    );
     let widths = common::mlp_widths(&args.backbone, "the self-taught auto-encoder")?;
     let num_classes = target.num_classes();
     println!(
-        "unlabelled source {} ({} examples), target {} ({} labelled = {} per class, {} test), encoder {widths:?}",
-        source.name(),
+        "unlabelled source {} ({} examples), target {} ({} labelled, --shots {}, {} test), encoder {widths:?}",
+        args.source,
         unlabelled.len(),
         target.name(),
         support.len(),
@@ -103,11 +122,12 @@ fn main() -> anyhow::Result<()> {
 
     let mut report = common::Report::new("self_taught", seed);
     report
-        .arg("shots", args.shots)
+        .arg("shots", args.shots.to_string())
         .arg("source", args.source.as_str())
         .arg("target", args.target.as_str());
     let methods: Vec<&str> = args.methods.split(',').map(str::trim).collect();
     let mut curves = Vec::new();
+    let mut histories: Vec<(String, xfer::train::History)> = Vec::new();
     let ae = if methods.iter().any(|m| m.starts_with("self")) {
         let t = std::time::Instant::now();
         let (ae, r) = train_autoencoder(&unlabelled, &ae_cfg, &ctx)?;
@@ -122,6 +142,7 @@ fn main() -> anyhow::Result<()> {
             .arg("ae_source_mse", src_err)
             .arg("ae_target_mse", tgt_err);
         curves.push(Series::new("auto-encoder", r.history.step_curve("loss")));
+        histories.push(("autoencoder".to_string(), r.history.clone()));
         Some(ae)
     } else {
         None
@@ -165,15 +186,19 @@ fn main() -> anyhow::Result<()> {
             &[("source", &args.source), ("target", &args.target)],
             seed,
             &[("target_acc", acc)],
-            serde_json::json!({"shots": args.shots, "stage": clf_stage, "noise": args.noise}),
+            serde_json::json!({"shots": args.shots.to_string(), "stage": clf_stage, "noise": args.noise}),
             net.spec(),
         );
         let names = common::class_names(target.class_names(), num_classes);
         let info = ModelInfo::new(names, InputSpec::tensor(scale)).with_provenance(prov);
         args.save.save(name, &net, &info)?;
         curves.push(Series::new(name, r.history.step_curve("loss")));
+        histories.push((name.to_string(), r.history.clone()));
     }
-    let path = args.common.out.join("self-taught-loss.png");
+    let runs: Vec<(&str, &xfer::train::History)> =
+        histories.iter().map(|(n, h)| (n.as_str(), h)).collect();
+    args.common.write_metrics(&runs)?;
+    let path = args.common.out().join("self-taught-loss.png");
     plot_curves(
         &path,
         "self-taught learning: training loss",
@@ -182,6 +207,6 @@ fn main() -> anyhow::Result<()> {
         &curves,
     )?;
     println!("wrote {}", path.display());
-    report.finish(args.common.json, &args.common.out)?;
+    report.finish(args.common.json, &args.common.out())?;
     Ok(())
 }

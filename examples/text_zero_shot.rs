@@ -80,7 +80,7 @@ fn descriptions(dataset: &str, ds: &TensorDataset) -> anyhow::Result<Vec<String>
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+    let (mut args, matches) = common::parse::<Args>();
     let ctx = args.common.run_ctx()?;
     let dir = args.model_dir.clone().unwrap_or_else(default_model_dir);
     if !dir.join("config.json").exists() {
@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    args.common.init()?;
+    args.common.init::<Args>("text_zero_shot", &matches)?;
     let seed = args.common.seed;
     let quick = args.common.quick;
     let ds = match args.dataset.as_str() {
@@ -144,13 +144,18 @@ fn main() -> anyhow::Result<()> {
     report.arg("unseen", data.unseen.clone());
     report.arg("steps", cfg.stage.total_steps(0));
     report.arg("quick", quick);
+    let mut histories = Vec::new();
     for method in [ZslMethod::Hinge, ZslMethod::Conse] {
         let t0 = std::time::Instant::now();
-        let r = zero_shot::run(method, &cfg, &data, &ctx)?.result;
+        let o = zero_shot::run(method, &cfg, &data, &ctx)?;
+        histories.push((method.name(), o.model.report.history.clone()));
+        let r = o.result;
         let mut metrics = r.metrics();
         metrics.push(("seconds", t0.elapsed().as_secs_f64()));
         report.run(method.name(), &metrics);
     }
-    report.finish(args.common.json, &args.common.out)?;
+    let runs: Vec<(&str, &xfer::train::History)> = histories.iter().map(|(n, h)| (*n, h)).collect();
+    args.common.write_metrics(&runs)?;
+    report.finish(args.common.json, &args.common.out())?;
     Ok(())
 }

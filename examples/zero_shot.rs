@@ -410,8 +410,8 @@ fn picture(out: &Path, p: &Problem, models: &[ZeroShotModel], dev: &Device) -> a
 }
 
 fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
-    args.common.init()?;
+    let (mut args, matches) = common::parse::<Args>();
+    args.common.init::<Args>("zero_shot", &matches)?;
     let dev = args.common.device()?;
     let seed = args.common.seed;
     let problem = build(&args, &dev)?;
@@ -501,7 +501,12 @@ fn main() -> anyhow::Result<()> {
         report.run(method.name(), &metrics);
         models.push(model);
     }
-    picture(&args.common.out, &problem, &models, &dev)?;
-    report.finish(args.common.json, &args.common.out)?;
+    let runs: Vec<(&str, &xfer::train::History)> = models
+        .iter()
+        .map(|m| (m.method.name(), &m.report.history))
+        .collect();
+    args.common.write_metrics(&runs)?;
+    picture(&args.common.out(), &problem, &models, &dev)?;
+    report.finish(args.common.json, &args.common.out())?;
     Ok(())
 }

@@ -264,9 +264,21 @@ fn invocations(md: &str) -> Vec<Invocation> {
     found
 }
 
-/// Whether `help` defines `flag` (a line of its option list starts with it).
+/// Whether `help` defines `flag` (a line of its option list starts with it, or clap lists it
+/// as a visible alias: `[alias: --test]`, `[aliases: --a, --b]`).
 fn defines(help: &str, flag: &str) -> bool {
+    let alias = |l: &str| {
+        let l = l.trim();
+        ["[alias: ", "[aliases: "].iter().any(|p| {
+            l.strip_prefix(p)
+                .and_then(|r| r.strip_suffix(']'))
+                .is_some_and(|names| names.split(", ").any(|n| n.trim() == flag))
+        })
+    };
     help.lines().any(|l| {
+        if alias(l) {
+            return true;
+        }
         let l = l.trim_start();
         let l = match l.split_once(", ") {
             Some((short, rest)) if short.len() == 2 && short.starts_with('-') => rest,
@@ -341,6 +353,11 @@ fn the_defined_flags_of_a_help_text_are_found() {
     assert!(defines(help, "--help"));
     assert!(!defines(help, "--shots"), "a mention is not a definition");
     assert!(!defines(help, "--tar"));
+    let aliased = "      --target-test <T>\n          A test set\n\n          [alias: --test]\n\
+                   \x20     --widths <W>\n          [aliases: --w, --ws]\n";
+    assert!(defines(aliased, "--test"));
+    assert!(defines(aliased, "--ws"));
+    assert!(!defines(aliased, "--tes"));
 }
 
 #[test]

@@ -1,9 +1,12 @@
-//! What every example shares: the common flags (`--seed`, `--json`, `--quick`, `--out`), a
-//! tracing subscriber, and the `--json` run report whose last line is one JSON object:
+//! What every example shares: the common flags (`--seed`, `--json`, `--quick`, `--out`,
+//! `--log-file`), a tracing subscriber, the run folder (`--out`, by default
+//! `runs/<example>-<YYYYMMDD-HHMMSS>` in UTC, never overwritten) with `args.json` (every
+//! resolved argument, the seed and the xfer version) and `metrics.csv` (every run's
+//! history), and the `--json` run report whose last line is one JSON object:
 //! `{"example": .., <arguments>.., "runs": {<method>: {<metric>: <value>, ..}, ..}}`.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
@@ -19,9 +22,13 @@ pub struct CommonArgs {
     /// A small, fast run (fewer steps / examples) for smoke tests.
     #[arg(long)]
     pub quick: bool,
-    /// Folder for plots and reports.
-    #[arg(long, default_value = "target/xfer-report")]
-    pub out: PathBuf,
+    /// Folder for this run's plots, report, args.json and metrics.csv (default:
+    /// runs/<example>-<YYYYMMDD-HHMMSS>, UTC, with -2, -3, ... added if it exists).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Also write the logs to FILE (plain text, no colour codes).
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
     /// Where the networks run: `cpu`, `cuda[:N]`, `metal[:N]` or `auto`.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -121,19 +128,172 @@ impl CheckpointArgs {
     }
 }
 
+/// Parses the command line of an example: its arguments and clap's matches (for
+/// [`CommonArgs::init`], which records every resolved argument in `args.json`).
+pub fn parse<A: clap::Parser>() -> (A, clap::ArgMatches) {
+    let matches = <A as clap::CommandFactory>::command().get_matches();
+    match <A as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(a) => (a, matches),
+        Err(e) => e.exit(),
+    }
+}
+
+/// A command-line value as JSON: `true`/`false`, a number when it reads as one, else text.
+fn cli_value(v: &str) -> serde_json::Value {
+    match v {
+        "true" => return json!(true),
+        "false" => return json!(false),
+        _ => {}
+    }
+    if let Ok(i) = v.parse::<i64>() {
+        return json!(i);
+    }
+    match v.parse::<f64>() {
+        Ok(f) if f.is_finite() && !v.trim().is_empty() => json!(f),
+        _ => json!(v),
+    }
+}
+
+/// Every argument of `cmd` as parsed into `matches` (defaults included; `null` when neither
+/// given nor defaulted), by its long name.
+pub fn resolved_args(cmd: &clap::Command, matches: &clap::ArgMatches) -> Map<String, Value> {
+    let mut out = Map::new();
+    for arg in cmd.get_arguments() {
+        let id = arg.get_id().as_str();
+        if matches!(id, "help" | "version") {
+            continue;
+        }
+        let key = arg.get_long().unwrap_or(id).to_string();
+        let value = match matches.try_get_raw(id) {
+            Ok(Some(raw)) => {
+                let vals: Vec<Value> = raw.map(|v| cli_value(&v.to_string_lossy())).collect();
+                let many = arg.get_num_args().is_some_and(|n| n.max_values() > 1)
+                    || arg.get_value_delimiter().is_some()
+                    || matches!(arg.get_action(), clap::ArgAction::Append);
+                match (many, vals.len()) {
+                    (false, 1) => vals.into_iter().next().unwrap_or(Value::Null),
+                    _ => Value::Array(vals),
+                }
+            }
+            _ => Value::Null,
+        };
+        out.insert(key, value);
+    }
+    out
+}
+
+/// `YYYYMMDD-HHMMSS` of now, in UTC.
+fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}{m:02}{d:02}-{:02}{:02}{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A folder `base` that does not exist yet: `base`, else `base-2`, `base-3`, ... (created,
+/// so that two runs started in the same second get two folders).
+fn fresh_dir(base: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(parent) = base.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    for k in 1.. {
+        let p = if k == 1 {
+            base.to_path_buf()
+        } else {
+            PathBuf::from(format!("{}-{k}", base.display()))
+        };
+        match std::fs::create_dir(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => anyhow::bail!("{}: {e}", p.display()),
+        }
+    }
+    unreachable!("an unbounded range always yields")
+}
+
 impl CommonArgs {
-    /// Creates the output folder and installs the log subscriber (`RUST_LOG`, default `warn`
-    /// with `--json` so stdout stays clean, else `info`).
-    pub fn init(&self) -> anyhow::Result<()> {
-        std::fs::create_dir_all(&self.out)?;
+    /// Resolves and creates the run folder (`--out`, or a fresh `runs/<example>-<time>`),
+    /// writes `args.json` there (every argument of `matches`, defaults included, the seed
+    /// and the xfer version), and installs the log subscriber (`RUST_LOG`, default `warn`
+    /// with `--json` so stdout stays clean, else `info`; also to `--log-file`, without colour
+    /// codes). Afterwards `self.out` is the run folder.
+    pub fn init<A: clap::CommandFactory>(
+        &mut self,
+        example: &str,
+        matches: &clap::ArgMatches,
+    ) -> anyhow::Result<()> {
+        let out = match &self.out {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| anyhow::anyhow!("--out {}: {e}", dir.display()))?;
+                dir.clone()
+            }
+            None => fresh_dir(&Path::new("runs").join(format!("{example}-{}", utc_stamp())))?,
+        };
+        self.out = Some(out.clone());
+        let mut args = Map::new();
+        args.insert("example".into(), json!(example));
+        args.insert("xfer_version".into(), json!(env!("CARGO_PKG_VERSION")));
+        args.insert("seed".into(), json!(self.seed));
+        args.insert("out".into(), json!(out.display().to_string()));
+        args.insert(
+            "args".into(),
+            Value::Object(resolved_args(&A::command(), matches)),
+        );
+        std::fs::write(
+            out.join("args.json"),
+            serde_json::to_string_pretty(&Value::Object(args))?,
+        )?;
+        self.init_logging()
+    }
+
+    /// Installs the log subscriber (`RUST_LOG`, default `warn` with `--json`, else `info`; also
+    /// to `--log-file`, without colour codes) and sizes the CPU thread pool (`--threads`),
+    /// without a run folder.
+    pub fn init_logging(&self) -> anyhow::Result<()> {
+        use tracing_subscriber::prelude::*;
         let default = if self.json { "warn" } else { "info" };
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
+        let file_layer = match &self.log_file {
+            Some(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent)?;
+                }
+                let f = std::fs::File::create(path)
+                    .map_err(|e| anyhow::anyhow!("--log-file {}: {e}", path.display()))?;
+                Some(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(std::sync::Mutex::new(f))
+                        .with_ansi(false),
+                )
+            }
+            None => None,
+        };
+        let stderr_layer = tracing_subscriber::fmt::layer()
             .with_writer(std::io::stderr)
             // No colour codes in a log redirected to a file.
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        let _ = tracing_subscriber::registry()
+            .with(filter)
+            .with(stderr_layer)
+            .with(file_layer)
             .try_init();
         if let Some(n) = self.threads {
             anyhow::ensure!(n > 0, "--threads must be at least 1");
@@ -142,6 +302,20 @@ impl CommonArgs {
                 .build_global()
                 .map_err(|e| anyhow::anyhow!("--threads {n}: {e}"))?;
         }
+        Ok(())
+    }
+
+    /// The run folder ([`CommonArgs::init`] resolved it; before that, `--out` or `runs`).
+    pub fn out(&self) -> PathBuf {
+        self.out.clone().unwrap_or_else(|| PathBuf::from("runs"))
+    }
+
+    /// Writes `metrics.csv` in the run folder: the history of every run (one row per step
+    /// and per evaluation; see `History::to_csv`), and prints where.
+    pub fn write_metrics(&self, runs: &[(&str, &xfer::train::History)]) -> anyhow::Result<()> {
+        let path = self.out().join("metrics.csv");
+        xfer::train::History::write_csv(&path, runs)?;
+        println!("wrote {}", path.display());
         Ok(())
     }
 
@@ -199,6 +373,18 @@ impl Report {
         self
     }
 
+    /// Records `metric` of `method` as not measured (`null` in the JSON).
+    pub fn not_measured(&mut self, method: &str, metric: &str) -> &mut Self {
+        let entry = self
+            .runs
+            .entry(method.to_string())
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(m) = entry {
+            m.insert(metric.to_string(), Value::Null);
+        }
+        self
+    }
+
     /// A metric recorded earlier.
     pub fn get(&self, method: &str, metric: &str) -> Option<f64> {
         self.runs.get(method)?.get(metric)?.as_f64()
@@ -251,14 +437,26 @@ fn fmt_value(v: &Value) -> String {
 /// cause), and returns the factor that maps the first one's largest magnitude to 1 — to be
 /// applied to every data set alike, so they stay comparable.
 pub fn feature_scale(domains: &[(&str, &xfer::data::TensorDataset)]) -> f32 {
+    let ranges: Vec<Domain<'_>> = domains
+        .iter()
+        .map(|(role, ds)| (*role, ds.name(), ds.feature_range()))
+        .collect();
+    feature_scale_of(&ranges)
+}
+
+/// A data set's role, name and feature range (`None`: no finite feature).
+pub type Domain<'a> = (&'a str, &'a str, Option<(f32, f32)>);
+
+/// [`feature_scale`] from `(role, name, feature range)` of each data set (labelled or not).
+pub fn feature_scale_of(domains: &[Domain<'_>]) -> f32 {
     let mut mags = Vec::new();
-    for (role, ds) in domains {
-        match ds.feature_range() {
+    for (role, name, range) in domains {
+        match range {
             Some((lo, hi)) => {
-                println!("{role} {}: features in [{lo}, {hi}]", ds.name());
+                println!("{role} {name}: features in [{lo}, {hi}]");
                 mags.push(lo.abs().max(hi.abs()));
             }
-            None => println!("{role} {}: no finite feature", ds.name()),
+            None => println!("{role} {name}: no finite feature"),
         }
     }
     let (min, max) = mags

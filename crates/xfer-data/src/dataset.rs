@@ -657,6 +657,50 @@ impl UnlabeledDataset {
     pub fn feature_range(&self) -> Option<(f32, f32)> {
         feature_range(&self.features)
     }
+    /// Renames the data set (used in messages).
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = name.into();
+        self
+    }
+    /// Every feature multiplied by `factor`.
+    pub fn scale(mut self, factor: f32) -> Self {
+        self.features.iter_mut().for_each(|v| *v *= factor);
+        self
+    }
+    /// Samples become flat feature vectors.
+    pub fn flatten(mut self) -> Self {
+        self.shape = vec![self.feature_dim()];
+        self
+    }
+    /// The samples at `indices`, in that order (repeats allowed).
+    pub fn subset(&self, indices: &[usize]) -> Result<Self> {
+        let d = self.feature_dim();
+        let mut features = Vec::with_capacity(indices.len().saturating_mul(d));
+        let mut domains = self
+            .domains
+            .as_ref()
+            .map(|_| Vec::with_capacity(indices.len()));
+        for &i in indices {
+            let row = row_range(i, d).and_then(|r| self.features.get(r));
+            let Some(row) = row else {
+                return Err(DataError::IndexOutOfRange {
+                    what: self.name.clone(),
+                    index: i,
+                    len: self.len(),
+                });
+            };
+            features.extend_from_slice(row);
+            if let (Some(out), Some(src)) = (domains.as_mut(), self.domains.as_ref()) {
+                out.push(src.get(i).copied().unwrap_or(0));
+            }
+        }
+        Ok(Self {
+            name: self.name.clone(),
+            features,
+            shape: self.shape.clone(),
+            domains,
+        })
+    }
     /// All features as one `(N, sample_shape...)` f32 tensor.
     pub fn to_tensor(&self, device: &Device) -> Result<Tensor> {
         let mut dims = vec![self.len()];

@@ -128,6 +128,18 @@ pub enum DataError {
         /// Examples required.
         need: usize,
     },
+    /// A labelled-only operation (a few-shot draw, a stratified split, accuracy) asked of a
+    /// data set without labels (`images:DIR`, `csv:PATH:label=none`).
+    #[error(
+        "`{name}` has no labels: {what} needs labelled data (give a labelled spec: folder:DIR \
+         instead of images:DIR, a label column instead of label=none)"
+    )]
+    Unlabeled {
+        /// The data set.
+        name: String,
+        /// The operation.
+        what: &'static str,
+    },
     /// A sample index outside the data set.
     #[error("{what}: index {index} out of range 0..{len}")]
     IndexOutOfRange {

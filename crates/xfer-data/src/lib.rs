@@ -63,7 +63,8 @@ pub use paired::{PairedBatches, PairedLoader};
 pub use preset::{EvalResize, Preprocess};
 pub use spec::{Data, DataSpec, check_compatible, load, load_data};
 pub use split::{
-    LabeledSet, class_split, few_shot, indices_by_class, random_unseen_classes, stratified_split,
+    LabeledSet, Shots, class_split, few_shot, indices_by_class, random_unseen_classes,
+    require_labels, split_shots, stratified_split,
 };
 pub use text::TextDataset;
 pub use transform::Transform;

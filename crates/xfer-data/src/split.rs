@@ -22,6 +22,23 @@ pub trait LabeledSet: Sized {
     fn name(&self) -> &str;
     /// The samples at `indices`, in that order, keeping the classes.
     fn subset(&self, indices: &[usize]) -> Result<Self>;
+    /// Whether the samples have labels (`false` for `images:DIR`, `csv:PATH:label=none`:
+    /// then [`LabeledSet::labels`] is empty and the labelled-only splits refuse it).
+    fn is_labeled(&self) -> bool {
+        true
+    }
+}
+
+/// [`DataError::Unlabeled`] when `ds` has no labels: `what` needs them.
+pub fn require_labels<D: LabeledSet>(ds: &D, what: &'static str) -> Result<()> {
+    if ds.is_labeled() {
+        Ok(())
+    } else {
+        Err(DataError::Unlabeled {
+            name: ds.name().to_string(),
+            what,
+        })
+    }
 }
 
 impl LabeledSet for TensorDataset {
@@ -39,6 +56,27 @@ impl LabeledSet for TensorDataset {
     }
     fn subset(&self, indices: &[usize]) -> Result<Self> {
         TensorDataset::subset(self, indices)
+    }
+}
+
+impl LabeledSet for crate::dataset::UnlabeledDataset {
+    fn labels(&self) -> &[u32] {
+        &[]
+    }
+    fn num_classes(&self) -> usize {
+        0
+    }
+    fn class_names(&self) -> &[String] {
+        &[]
+    }
+    fn name(&self) -> &str {
+        crate::dataset::Dataset::name(self)
+    }
+    fn subset(&self, indices: &[usize]) -> Result<Self> {
+        crate::dataset::UnlabeledDataset::subset(self, indices)
+    }
+    fn is_labeled(&self) -> bool {
+        false
     }
 }
 
@@ -62,6 +100,7 @@ fn by_class<D: LabeledSet>(ds: &D) -> Vec<Vec<usize>> {
 /// at least one sample of every class with two or more, and at least one kept for training).
 /// Seeded: the same seed gives the same split. Both parts keep the data set's order.
 pub fn stratified_split<D: LabeledSet>(ds: &D, fraction: f64, seed: u64) -> Result<(D, D)> {
+    require_labels(ds, "a stratified split")?;
     if !(fraction > 0.0 && fraction < 1.0) {
         return Err(DataError::invalid(
             "stratified_split",
@@ -92,23 +131,100 @@ pub fn stratified_split<D: LabeledSet>(ds: &D, fraction: f64, seed: u64) -> Resu
     Ok((ds.subset(&train)?, ds.subset(&held)?))
 }
 
-/// `k` labelled examples of every class (the support set) and everything else (the query
-/// set), seeded. An error naming the class when a class present in the labels' range has
-/// fewer than `k` examples.
-pub fn few_shot<D: LabeledSet>(ds: &D, k: usize, seed: u64) -> Result<(D, D)> {
-    if k == 0 {
-        return Err(DataError::invalid("few_shot", "k must be positive"));
+/// How many labelled examples of every class train (`--shots`): `K` per class, a fraction
+/// of every class, or all of them. Text form (`FromStr`/`Display`): `5`, `0.2`, `all`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Shots {
+    /// `K` examples of every class (all of a class's examples when it has fewer, with a
+    /// warning naming the class).
+    PerClass(usize),
+    /// Every labelled example.
+    All,
+    /// This fraction of every class, in `(0, 1]` (rounded, at least one per class).
+    Fraction(f64),
+}
+
+impl std::str::FromStr for Shots {
+    type Err = DataError;
+    fn from_str(s: &str) -> Result<Self> {
+        let t = s.trim();
+        let bad = || {
+            DataError::invalid(
+                "shots",
+                format!(
+                    "`{s}`: expected K (examples per class, at least 1), a fraction in (0, 1] \
+                     such as 0.2, or `all`"
+                ),
+            )
+        };
+        if t.eq_ignore_ascii_case("all") {
+            return Ok(Shots::All);
+        }
+        if let Ok(k) = t.parse::<usize>() {
+            return if k == 0 {
+                Err(bad())
+            } else {
+                Ok(Shots::PerClass(k))
+            };
+        }
+        match t.parse::<f64>() {
+            Ok(f) if f > 0.0 && f <= 1.0 => Ok(Shots::Fraction(f)),
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl std::fmt::Display for Shots {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Shots::PerClass(k) => write!(f, "{k}"),
+            Shots::All => write!(f, "all"),
+            Shots::Fraction(x) => write!(f, "{x}"),
+        }
+    }
+}
+
+impl Shots {
+    /// How many of a class's `n` examples train (before the warning of a short class).
+    fn take(&self, n: usize) -> usize {
+        match *self {
+            Shots::PerClass(k) => k.min(n),
+            Shots::All => n,
+            Shots::Fraction(f) => ((n as f64 * f).round() as usize).clamp(1, n.max(1)).min(n),
+        }
+    }
+}
+
+/// The training examples `shots` names (the support set) and everything else (the query
+/// set), seeded: per class, a seeded shuffle and its first examples. A class with fewer than
+/// `K` examples (`Shots::PerClass(K)`) gives all it has, with one `tracing` warning naming
+/// it. Both parts keep the data set's order. An error for data without labels.
+pub fn split_shots<D: LabeledSet>(ds: &D, shots: Shots, seed: u64) -> Result<(D, D)> {
+    require_labels(ds, "a few-shot draw (--shots)")?;
+    match shots {
+        Shots::PerClass(0) => return Err(DataError::invalid("few_shot", "k must be positive")),
+        Shots::Fraction(f) if !(f > 0.0 && f <= 1.0) => {
+            return Err(DataError::invalid(
+                "shots",
+                format!("fraction {f} must be in (0, 1]"),
+            ));
+        }
+        _ => {}
     }
     let mut support = Vec::new();
     let mut query = Vec::new();
     for (c, mut idx) in by_class(ds).into_iter().enumerate() {
-        if idx.len() < k {
-            return Err(DataError::NotEnoughExamples {
-                what: "few_shot",
-                class: c as u32,
-                have: idx.len(),
-                need: k,
-            });
+        let k = shots.take(idx.len());
+        if let Shots::PerClass(want) = shots
+            && idx.len() < want
+        {
+            let name = ds.class_names().get(c).map_or("?", String::as_str);
+            tracing::warn!(
+                "{}: class {c} (`{name}`) has {} example(s), fewer than --shots {want}: all of \
+                 them train, none is left for its test",
+                ds.name(),
+                idx.len()
+            );
         }
         rng_for(seed, &[tag::FEW_SHOT, c as u64]).shuffle(&mut idx);
         support.extend_from_slice(&idx[..k]);
@@ -119,10 +235,18 @@ pub fn few_shot<D: LabeledSet>(ds: &D, k: usize, seed: u64) -> Result<(D, D)> {
     Ok((ds.subset(&support)?, ds.subset(&query)?))
 }
 
+/// `k` labelled examples of every class (the support set) and everything else (the query
+/// set), seeded: [`split_shots`] with [`Shots::PerClass`] (a class with fewer than `k`
+/// examples gives all it has, with a warning).
+pub fn few_shot<D: LabeledSet>(ds: &D, k: usize, seed: u64) -> Result<(D, D)> {
+    split_shots(ds, Shots::PerClass(k), seed)
+}
+
 /// Splits by class for zero-shot learning: `(seen, unseen)`, where `unseen` holds every
 /// sample whose class is in `unseen_classes`. Labels keep their original class ids, so rows
 /// of the class-attribute matrix still line up.
 pub fn class_split<D: LabeledSet>(ds: &D, unseen_classes: &[u32]) -> Result<(D, D)> {
+    require_labels(ds, "a split by class")?;
     let k = ds.num_classes();
     if let Some(c) = unseen_classes.iter().find(|&&c| c as usize >= k) {
         return Err(DataError::invalid(

@@ -14,6 +14,8 @@ pub struct TextDataset {
     texts: Vec<String>,
     labels: Vec<u32>,
     class_names: Vec<String>,
+    /// `false`: texts without labels (`labels` and `class_names` empty).
+    labeled: bool,
 }
 
 impl TextDataset {
@@ -40,7 +42,25 @@ impl TextDataset {
             texts,
             labels,
             class_names: (0..k).map(|c| c.to_string()).collect(),
+            labeled: true,
         })
+    }
+
+    /// Texts without labels (`csv:PATH:text=COL,label=none`): no classes; the labelled-only
+    /// splits refuse it.
+    pub fn unlabeled(name: impl Into<String>, texts: Vec<String>) -> Self {
+        Self {
+            name: name.into(),
+            texts,
+            labels: Vec::new(),
+            class_names: Vec::new(),
+            labeled: false,
+        }
+    }
+
+    /// Whether the texts have labels.
+    pub fn is_labeled(&self) -> bool {
+        self.labeled
     }
 
     /// Declares the number of classes (classes absent from these samples still count); an
@@ -127,10 +147,17 @@ impl TextDataset {
         let mut texts = Vec::with_capacity(indices.len());
         let mut labels = Vec::with_capacity(indices.len());
         for &i in indices {
-            match (self.texts.get(i), self.labels.get(i)) {
-                (Some(t), Some(&l)) => {
+            let label = if self.labeled {
+                self.labels.get(i).copied()
+            } else {
+                Some(0)
+            };
+            match (self.texts.get(i), label) {
+                (Some(t), Some(l)) => {
                     texts.push(t.clone());
-                    labels.push(l);
+                    if self.labeled {
+                        labels.push(l);
+                    }
                 }
                 _ => {
                     return Err(DataError::IndexOutOfRange {
@@ -146,6 +173,7 @@ impl TextDataset {
             texts,
             labels,
             class_names: self.class_names.clone(),
+            labeled: self.labeled,
         })
     }
 
@@ -170,5 +198,8 @@ impl LabeledSet for TextDataset {
     }
     fn subset(&self, indices: &[usize]) -> Result<Self> {
         TextDataset::subset(self, indices)
+    }
+    fn is_labeled(&self) -> bool {
+        self.labeled
     }
 }

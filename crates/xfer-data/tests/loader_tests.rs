@@ -304,7 +304,7 @@ fn stratified_split_keeps_class_proportions_and_is_seeded() {
 }
 
 #[test]
-fn few_shot_takes_k_per_class_and_refuses_classes_with_fewer() {
+fn few_shot_takes_k_per_class_and_all_of_a_smaller_class() {
     let ds = toy(30, 3);
     let (support, query) = few_shot(&ds, 4, 9).unwrap();
     assert_eq!(support.class_counts(), vec![4, 4, 4]);
@@ -313,19 +313,14 @@ fn few_shot_takes_k_per_class_and_refuses_classes_with_fewer() {
     assert_eq!(support.features(), s2.features());
     let (s3, _) = few_shot(&ds, 4, 10).unwrap();
     assert_ne!(support.features(), s3.features());
-    let e = few_shot(&ds, 11, 0).unwrap_err();
-    assert!(
-        matches!(
-            e,
-            DataError::NotEnoughExamples {
-                have: 10,
-                need: 11,
-                ..
-            }
-        ),
-        "{e}"
-    );
-    assert!(few_shot(&ds, 0, 0).is_err());
+    // Every class has 10 < 11 examples: all of them train, nothing is left to test.
+    let (all, rest) = few_shot(&ds, 11, 0).unwrap();
+    assert_eq!(all.class_counts(), vec![10, 10, 10]);
+    assert!(rest.is_empty());
+    assert!(matches!(
+        few_shot(&ds, 0, 0).unwrap_err(),
+        DataError::InvalidArgument { .. }
+    ));
 }
 
 #[test]

@@ -42,7 +42,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 use xfer_data::formats::folder::{is_image_file, read_image};
 use xfer_data::image_ops::resize_bilinear;
-use xfer_data::{Data, Preprocess, TensorDataset, Transform};
+use xfer_data::{Data, Dataset, Preprocess, Transform};
 use xfer_models::Tokenizer;
 use xfer_models::encode_tokens;
 use xfer_models::package::{InputSpec, Package};
@@ -209,7 +209,8 @@ impl PredictSummary {
 enum Items {
     Images(Vec<PathBuf>),
     Texts(Vec<String>),
-    Rows(TensorDataset),
+    /// Row-major features and the shape of one row.
+    Rows(Vec<f32>, Vec<usize>),
 }
 
 /// Inputs for [`predict`], opened from the strings a user gives (see the module
@@ -302,7 +303,10 @@ impl Inputs {
                 a.extend(b);
                 Items::Texts(a)
             }
-            (Items::Rows(a), Items::Rows(b)) => Items::Rows(TensorDataset::concat(&[&a, &b])?),
+            (Items::Rows(mut a, sa), Items::Rows(b, sb)) if sa == sb => {
+                a.extend(b);
+                Items::Rows(a, sa)
+            }
             _ => {
                 return Err(TrainError::BadData(format!(
                     "{description}: the inputs are of different kinds (images, texts, rows); \
@@ -482,7 +486,7 @@ fn open_one(s: &str, pkg: &dyn Predictor, text_column: Option<&str>) -> Result<I
                 ids: (1..=ds.len()).map(|i| i.to_string()).collect(),
                 description: format!("{s} ({} rows)", ds.len()),
                 labels,
-                items: Items::Rows(ds),
+                items: Items::Rows(ds.features().to_vec(), ds.sample_shape().to_vec()),
             }
         }
         Data::Images(f) => {
@@ -495,6 +499,15 @@ fn open_one(s: &str, pkg: &dyn Predictor, text_column: Option<&str>) -> Result<I
                 description: format!("{s} ({} images)", files.len()),
                 items: Items::Images(files),
                 labels,
+            }
+        }
+        Data::Unlabeled(u) => {
+            let n = u.len();
+            Inputs {
+                ids: (1..=n).map(|i| i.to_string()).collect(),
+                description: format!("{s} ({n} unlabelled rows)"),
+                labels: None,
+                items: Items::Rows(u.features().to_vec(), u.sample_shape().to_vec()),
             }
         }
         Data::Text(t) => {
@@ -788,20 +801,18 @@ pub fn predict(
                 let tb = tok.encode_batch(&batch, &Device::Cpu)?;
                 ((start..end).collect(), Some(encode_tokens(&tb, &device)?))
             }
-            Items::Rows(ds) => {
-                let mut values = Vec::with_capacity((end - start) * ds.feature_dim());
-                for i in start..end {
-                    let row = ds.features_of(i).ok_or_else(|| {
-                        TrainError::BadData(format!(
-                            "{}: row {} missing",
-                            inputs.description,
-                            i + 1
-                        ))
-                    })?;
-                    values.extend(row.iter().map(|v| v * scale));
-                }
+            Items::Rows(features, row_shape) => {
+                let d: usize = row_shape.iter().product();
+                let values: Vec<f32> = features
+                    .get(start * d..end * d)
+                    .ok_or_else(|| {
+                        TrainError::BadData(format!("{}: rows missing", inputs.description))
+                    })?
+                    .iter()
+                    .map(|v| v * scale)
+                    .collect();
                 let shape: Vec<usize> = std::iter::once(end - start)
-                    .chain(ds.sample_shape().iter().copied())
+                    .chain(row_shape.iter().copied())
                     .collect();
                 (
                     (start..end).collect(),

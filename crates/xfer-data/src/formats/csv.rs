@@ -11,7 +11,7 @@
 //! Labels are non-negative integers, or class names (then the classes are the sorted
 //! distinct names).
 
-use crate::dataset::TensorDataset;
+use crate::dataset::{TensorDataset, UnlabeledDataset};
 use crate::error::{DataError, Result};
 use crate::formats::read_maybe_gzip;
 use crate::text::TextDataset;
@@ -115,6 +115,8 @@ pub enum LabelColumn {
     Index(usize),
     /// A column named in the header row.
     Name(String),
+    /// No label column (`label=none`): unlabelled data.
+    None,
 }
 
 /// Whether the first row is a header.
@@ -162,6 +164,31 @@ pub fn read_csv(path: &Path, opts: &CsvOptions) -> Result<TensorDataset> {
     parse_csv(path, &bytes, opts)
 }
 
+/// Reads a CSV file (plain or gzip) of feature vectors without labels: every column is a
+/// feature with `label: LabelColumn::None`, else the label column is dropped.
+pub fn read_csv_unlabeled(path: &Path, opts: &CsvOptions) -> Result<UnlabeledDataset> {
+    let bytes = read_maybe_gzip(path)?;
+    parse_csv_unlabeled(path, &bytes, opts)
+}
+
+/// Parses CSV bytes into unlabelled feature vectors (see [`read_csv_unlabeled`]).
+pub fn parse_csv_unlabeled(
+    path: &Path,
+    bytes: &[u8],
+    opts: &CsvOptions,
+) -> Result<UnlabeledDataset> {
+    let p = parse_csv_parts(path, bytes, opts)?;
+    UnlabeledDataset::new(path.display().to_string(), p.features, vec![p.dim])
+}
+
+/// What [`parse_csv_parts`] reads: features, their number per row, the labels when there is
+/// a label column.
+struct CsvParts {
+    features: Vec<f32>,
+    dim: usize,
+    labels: Option<(usize, Vec<(usize, Label)>)>,
+}
+
 enum Label {
     Int(i64),
     Name(String),
@@ -194,6 +221,11 @@ fn column_index(
             path,
             format!("line {data_line}"),
             format!("{what} column {i} out of range: rows have {ncols} columns (0..{ncols})"),
+        )),
+        LabelColumn::None => Err(DataError::parse(
+            path,
+            format!("line {data_line}"),
+            format!("the {what} column cannot be `none` here"),
         )),
         LabelColumn::Name(n) => header
             .and_then(|h| h.iter().position(|c| c == n))
@@ -269,8 +301,35 @@ fn class_ids(
     Ok((ids, names))
 }
 
-/// Parses CSV bytes; `path` names the source in errors.
+/// Parses CSV bytes; `path` names the source in errors. An error for `label=none`
+/// ([`parse_csv_unlabeled`] reads it).
 pub fn parse_csv(path: &Path, bytes: &[u8], opts: &CsvOptions) -> Result<TensorDataset> {
+    let parts = parse_csv_parts(path, bytes, opts)?;
+    let Some((label_col, labels)) = parts.labels else {
+        return Err(DataError::Unlabeled {
+            name: path.display().to_string(),
+            what: "a labelled data set",
+        });
+    };
+    let (ids, names) = class_ids(path, &labels, label_col, opts.num_classes)?;
+    let name = path.display().to_string();
+    let ds = TensorDataset::new(name, parts.features, vec![parts.dim], ids)?;
+    let ds = match (names, opts.num_classes) {
+        (Some(n), Some(k)) if n.len() != k => {
+            return Err(DataError::parse(
+                path,
+                "label column",
+                format!("{} distinct class names but classes={k} declared", n.len()),
+            ));
+        }
+        (Some(n), _) => ds.with_class_names(n)?,
+        (None, Some(k)) => ds.with_num_classes(k)?,
+        (None, None) => ds,
+    };
+    Ok(ds)
+}
+
+fn parse_csv_parts(path: &Path, bytes: &[u8], opts: &CsvOptions) -> Result<CsvParts> {
     if !(opts.scale.is_finite()) {
         return Err(DataError::invalid(
             "csv",
@@ -286,7 +345,7 @@ pub fn parse_csv(path: &Path, bytes: &[u8], opts: &CsvOptions) -> Result<TensorD
     let label_guess = match &opts.label {
         LabelColumn::Last => n_first.checked_sub(1),
         LabelColumn::Index(i) => Some(*i),
-        LabelColumn::Name(_) => None,
+        LabelColumn::Name(_) | LabelColumn::None => None,
     };
     let is_header = match opts.header {
         Header::Yes => true,
@@ -319,22 +378,27 @@ pub fn parse_csv(path: &Path, bytes: &[u8], opts: &CsvOptions) -> Result<TensorD
             first_line,
         });
     }
-    if ncols < 2 {
+    let unlabeled = matches!(opts.label, LabelColumn::None);
+    if ncols < 2 && !unlabeled {
         return Err(DataError::parse(
             path,
             format!("line {data_line}"),
             format!("{ncols} column: need at least one feature and a label"),
         ));
     }
-    let label_col = column_index(
-        path,
-        &opts.label,
-        "label",
-        header.as_deref(),
-        ncols,
-        first_line,
-        data_line,
-    )?;
+    let label_col = if unlabeled {
+        None
+    } else {
+        Some(column_index(
+            path,
+            &opts.label,
+            "label",
+            header.as_deref(),
+            ncols,
+            first_line,
+            data_line,
+        )?)
+    };
     let mut features = Vec::new();
     let mut labels = Vec::new();
     for (line, fields) in lines {
@@ -348,7 +412,7 @@ pub fn parse_csv(path: &Path, bytes: &[u8], opts: &CsvOptions) -> Result<TensorD
             });
         }
         for (c, f) in fields.iter().enumerate() {
-            if c == label_col {
+            if Some(c) == label_col {
                 labels.push((line, parse_label(f)));
                 continue;
             }
@@ -364,22 +428,11 @@ pub fn parse_csv(path: &Path, bytes: &[u8], opts: &CsvOptions) -> Result<TensorD
             }
         }
     }
-    let (ids, names) = class_ids(path, &labels, label_col, opts.num_classes)?;
-    let name = path.display().to_string();
-    let ds = TensorDataset::new(name, features, vec![ncols - 1], ids)?;
-    let ds = match (names, opts.num_classes) {
-        (Some(n), Some(k)) if n.len() != k => {
-            return Err(DataError::parse(
-                path,
-                "label column",
-                format!("{} distinct class names but classes={k} declared", n.len()),
-            ));
-        }
-        (Some(n), _) => ds.with_class_names(n)?,
-        (None, Some(k)) => ds.with_num_classes(k)?,
-        (None, None) => ds,
-    };
-    Ok(ds)
+    Ok(CsvParts {
+        features,
+        dim: if unlabeled { ncols } else { ncols - 1 },
+        labels: label_col.map(|c| (c, labels)),
+    })
 }
 
 /// How to read a text CSV/TSV file: which columns hold the text and the label.
@@ -456,7 +509,7 @@ pub fn parse_text_csv(path: &Path, bytes: &[u8], opts: &TextCsvOptions) -> Resul
             let label_col = match &opts.label {
                 LabelColumn::Last => first_fields.len().checked_sub(1),
                 LabelColumn::Index(i) => Some(*i),
-                LabelColumn::Name(_) => None,
+                LabelColumn::Name(_) | LabelColumn::None => None,
             };
             let h = named || detect_text_header(&recs, label_col);
             if h && !named {
@@ -485,6 +538,22 @@ pub fn parse_text_csv(path: &Path, bytes: &[u8], opts: &TextCsvOptions) -> Resul
         first_line,
         data_line,
     )?;
+    if matches!(opts.label, LabelColumn::None) {
+        let mut texts = Vec::with_capacity(data.len());
+        for (line, fields) in data {
+            let Some(t) = fields.get(text_col) else {
+                return Err(DataError::RaggedRow {
+                    path: path.to_path_buf(),
+                    line: *line,
+                    got: fields.len(),
+                    expected: ncols,
+                    first_line: data_line,
+                });
+            };
+            texts.push(t.clone());
+        }
+        return Ok(TextDataset::unlabeled(path.display().to_string(), texts));
+    }
     let label_col = column_index(
         path,
         &opts.label,

@@ -15,12 +15,16 @@
 //! - [`read_image_folder`] (eager): every image decoded into a [`TensorDataset`]; images of
 //!   different sizes are refused unless a size is given.
 //!
+//! Unlabelled images (`images:DIR`, [`ImageFolder::open_unlabeled`]): every image file under
+//! a folder, recursively (sorted paths), no classes: [`ImageFolder::num_classes`] is 0, the
+//! labels are empty, samples carry no label, and the labelled-only splits refuse it.
+//!
 //! A file that cannot be read or decoded is an error naming it; with `skip_bad` such files
 //! are skipped instead (the loader drops them from their batch), counted, and reported once
 //! by a `tracing` warning each and a summary when the data set is dropped
 //! ([`ImageFolder::bad_files`]).
 
-use crate::dataset::{Dataset, Sample, TensorDataset};
+use crate::dataset::{Dataset, Sample, TensorDataset, UnlabeledDataset};
 use crate::error::{DataError, Result};
 use crate::image_ops::resize_bilinear;
 use crate::split::LabeledSet;
@@ -184,6 +188,34 @@ pub struct ImageFolder {
     scale: f32,
     skip_bad: bool,
     bad: Arc<BadFiles>,
+    /// `false` for an unlabelled folder (`labels` and `class_names` empty).
+    labeled: bool,
+}
+
+/// Every image file under `dir`, recursively, in sorted order (a folder reached twice through
+/// links is read once).
+fn images_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let canonical = std::fs::canonicalize(&d).map_err(|e| DataError::io(&d, e))?;
+        if !seen.insert(canonical) {
+            continue;
+        }
+        let mut subdirs = Vec::new();
+        for p in sorted_entries(&d)? {
+            if p.is_dir() {
+                subdirs.push(p);
+            } else if p.is_file() && is_image(&p) {
+                out.push(p);
+            }
+        }
+        // Depth first, in sorted order.
+        stack.extend(subdirs.into_iter().rev());
+    }
+    out.sort();
+    Ok(out)
 }
 
 impl ImageFolder {
@@ -193,30 +225,7 @@ impl ImageFolder {
     /// Errors: no class folders, an empty class folder, unreadable headers (unless
     /// `skip_bad`), `channels` other than 1 or 3, a zero size.
     pub fn open(root: &Path, opts: &FolderOptions) -> Result<Self> {
-        if let Some(c) = opts.channels
-            && c != 1
-            && c != 3
-        {
-            return Err(DataError::invalid(
-                "folder",
-                format!("channels={c}: expected 1 or 3"),
-            ));
-        }
-        if let Some((h, w)) = opts.size
-            && (h == 0 || w == 0)
-        {
-            return Err(DataError::invalid(
-                "folder",
-                format!("size {h}x{w} must be positive"),
-            ));
-        }
-        let scale = opts.scale.unwrap_or(1.0);
-        if !scale.is_finite() {
-            return Err(DataError::invalid(
-                "folder",
-                format!("scale {scale} must be finite"),
-            ));
-        }
+        Self::check_options(opts)?;
         let classes: Vec<PathBuf> = sorted_entries(root)?
             .into_iter()
             .filter(|p| p.is_dir())
@@ -251,6 +260,64 @@ impl ImageFolder {
             labels.resize(files.len(), c as u32);
             class_names.push(name);
         }
+        Self::from_files(root, opts, files, labels, class_names, true)
+    }
+
+    /// Lists every image file under `root`, recursively (sorted paths), without labels: the
+    /// `images:DIR` data spec. The options are those of [`ImageFolder::open`]. Errors: no
+    /// image under `root`, unreadable headers (unless `skip_bad`), bad options.
+    pub fn open_unlabeled(root: &Path, opts: &FolderOptions) -> Result<Self> {
+        Self::check_options(opts)?;
+        if !root.is_dir() {
+            return Err(DataError::parse(root, "folder", "not a folder"));
+        }
+        let files = images_under(root)?;
+        if files.is_empty() {
+            return Err(DataError::Empty(format!(
+                "{} (no .png/.jpg/.bmp/.webp image under it)",
+                root.display()
+            )));
+        }
+        Self::from_files(root, opts, files, Vec::new(), Vec::new(), false)
+    }
+
+    fn check_options(opts: &FolderOptions) -> Result<()> {
+        if let Some(c) = opts.channels
+            && c != 1
+            && c != 3
+        {
+            return Err(DataError::invalid(
+                "folder",
+                format!("channels={c}: expected 1 or 3"),
+            ));
+        }
+        if let Some((h, w)) = opts.size
+            && (h == 0 || w == 0)
+        {
+            return Err(DataError::invalid(
+                "folder",
+                format!("size {h}x{w} must be positive"),
+            ));
+        }
+        let scale = opts.scale.unwrap_or(1.0);
+        if !scale.is_finite() {
+            return Err(DataError::invalid(
+                "folder",
+                format!("scale {scale} must be finite"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn from_files(
+        root: &Path,
+        opts: &FolderOptions,
+        files: Vec<PathBuf>,
+        labels: Vec<u32>,
+        class_names: Vec<String>,
+        labeled: bool,
+    ) -> Result<Self> {
+        let scale = opts.scale.unwrap_or(1.0);
         let bad = Arc::new(BadFiles::default());
         // Headers: all of them to decide the channels, else the first readable one for the size.
         let mut colour = false;
@@ -296,7 +363,13 @@ impl ImageFolder {
             scale,
             skip_bad: opts.skip_bad,
             bad,
+            labeled,
         })
+    }
+
+    /// Whether the images have labels (`false` for [`ImageFolder::open_unlabeled`]).
+    pub fn is_labeled(&self) -> bool {
+        self.labeled
     }
 
     /// The data set's name (the root folder, or what [`ImageFolder::with_name`] set).
@@ -366,10 +439,17 @@ impl ImageFolder {
         let mut index = Vec::with_capacity(indices.len());
         let mut labels = Vec::with_capacity(indices.len());
         for &i in indices {
-            match (self.index.get(i), self.labels.get(i)) {
-                (Some(&k), Some(&l)) => {
+            let label = if self.labeled {
+                self.labels.get(i).copied()
+            } else {
+                Some(0)
+            };
+            match (self.index.get(i), label) {
+                (Some(&k), Some(l)) => {
                     index.push(k);
-                    labels.push(l);
+                    if self.labeled {
+                        labels.push(l);
+                    }
                 }
                 _ => {
                     return Err(DataError::IndexOutOfRange {
@@ -405,9 +485,29 @@ impl ImageFolder {
         }
     }
 
+    /// Decodes every image into an in-memory [`UnlabeledDataset`] (labelled or not; all
+    /// images must share one size unless `size` was given; skipped files are left out).
+    pub fn materialize_unlabeled(&self) -> Result<UnlabeledDataset> {
+        let per: usize = self.shape.iter().product();
+        let mut features = Vec::with_capacity(per.saturating_mul(self.len()));
+        for i in 0..self.len() {
+            if let Some((s, _)) = self.get_natural_checked(i, true)? {
+                features.extend_from_slice(&s.x);
+            }
+        }
+        UnlabeledDataset::new(self.name.clone(), features, self.shape.clone())
+    }
+
     /// Decodes every image into an in-memory [`TensorDataset`] (all images must share one
-    /// size unless `size` was given; skipped files are left out).
+    /// size unless `size` was given; skipped files are left out). An error for an unlabelled
+    /// folder ([`ImageFolder::materialize_unlabeled`] reads it).
     pub fn materialize(&self) -> Result<TensorDataset> {
+        if !self.labeled {
+            return Err(DataError::Unlabeled {
+                name: self.name.clone(),
+                what: "a labelled in-memory data set",
+            });
+        }
         let per: usize = self.shape.iter().product();
         let mut features = Vec::with_capacity(per.saturating_mul(self.len()));
         let mut labels = Vec::with_capacity(self.len());
@@ -499,7 +599,7 @@ impl Dataset for ImageFolder {
         &self.name
     }
     fn has_labels(&self) -> bool {
-        true
+        self.labeled
     }
     fn is_lazy(&self) -> bool {
         true
@@ -521,6 +621,9 @@ impl LabeledSet for ImageFolder {
     }
     fn subset(&self, indices: &[usize]) -> Result<Self> {
         ImageFolder::subset(self, indices)
+    }
+    fn is_labeled(&self) -> bool {
+        self.labeled
     }
 }
 

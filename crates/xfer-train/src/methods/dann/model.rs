@@ -33,8 +33,11 @@ pub struct Outcome {
     pub seed: u64,
     /// The scorer that chose the kept weights (`None`: the last weights).
     pub selection: Option<Scorer>,
-    /// The kept weights measured on the labelled target test data, when there was some.
+    /// The kept weights measured on the labelled target test data, when there was some
+    /// (`None`: target accuracy was not measured).
     pub evaluation: Option<Evaluation>,
+    /// The number of target inputs the run trained on ([`super::Data::target`], all of it).
+    pub target_examples: usize,
 }
 
 impl std::fmt::Debug for Outcome {

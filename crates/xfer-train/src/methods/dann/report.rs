@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use candle_core::Tensor;
-use xfer_data::TensorDataset;
+use xfer_data::{Dataset, TensorDataset, UnlabeledDataset};
 use xfer_ops::SeededRng;
 
 use super::{Config, Data, Method, Outcome, Task, run};
@@ -51,11 +51,52 @@ impl Outcome {
         let (domains, classes) = crate::plot::two_set_labels(source, target);
         EmbeddingPanel::pca(title, &f, &domains, &classes)
     }
+
+    /// [`Outcome::pca_panel`] with an unlabelled `target`: its points are coloured by the
+    /// class the kept network predicts (there are no labels to show).
+    pub fn pca_panel_predicted(
+        &self,
+        title: &str,
+        source: &TensorDataset,
+        target: &UnlabeledDataset,
+    ) -> Result<EmbeddingPanel> {
+        let dev = self.device();
+        let fs = self.features(&source.to_tensors(&dev)?.0)?;
+        let ft = self.features(&target.to_tensor(&dev)?)?;
+        let predicted: Vec<u32> = chunked_argmax(&self.logits(&target.to_tensor(&dev)?)?)?;
+        let f = Tensor::cat(&[&fs, &ft], 0)?;
+        let domains: Vec<usize> = std::iter::repeat_n(0, source.len())
+            .chain(std::iter::repeat_n(1, target.len()))
+            .collect();
+        let classes: Vec<usize> = source
+            .labels()
+            .iter()
+            .chain(&predicted)
+            .map(|&c| c as usize)
+            .collect();
+        EmbeddingPanel::pca(title, &f, &domains, &classes)
+    }
+}
+
+fn chunked_argmax(logits: &Tensor) -> Result<Vec<u32>> {
+    Ok(logits.argmax(1)?.to_vec1::<u32>()?)
+}
+
+/// At most `n` rows of unlabelled `ds` (seeded).
+fn sample_unlabeled(ds: &UnlabeledDataset, n: usize, seed: u64) -> Result<UnlabeledDataset> {
+    if ds.len() <= n {
+        return Ok(ds.clone());
+    }
+    let mut idx = SeededRng::new(seed).permutation(ds.len());
+    idx.truncate(n);
+    idx.sort_unstable();
+    Ok(ds.subset(&idx)?)
 }
 
 /// Pictures of the runs of `task` in `out`: `dann-<metric>.png`, every run's training curve
 /// of each logged metric, and `dann-features-pca.png`, the features of up to 400 (seeded)
-/// examples of the task's source and target test sets of every run. Nothing for no runs.
+/// examples of the task's source and target test sets of every run (without a target test
+/// set: of the unlabelled target, coloured by predicted class). Nothing for no runs.
 pub fn pictures(out: &Path, task: &Task, outcomes: &[Outcome], seed: u64) -> Result<()> {
     let title = &task.name;
     if outcomes.is_empty() {
@@ -74,14 +115,30 @@ pub fn pictures(out: &Path, task: &Task, outcomes: &[Outcome], seed: u64) -> Res
         )?;
     }
     let s = sample_rows(&task.source_test, 400, seed)?;
-    let t = sample_rows(&task.target_test, 400, seed)?;
-    let panels = outcomes
-        .iter()
-        .map(|o| o.pca_panel(&format!("{} features", o.method.name()), &s, &t))
-        .collect::<Result<Vec<_>>>()?;
+    let (panels, what) = match &task.target_test {
+        Some(test) => {
+            let t = sample_rows(test, 400, seed)?;
+            let panels = outcomes
+                .iter()
+                .map(|o| o.pca_panel(&format!("{} features", o.method.name()), &s, &t))
+                .collect::<Result<Vec<_>>>()?;
+            (panels, "features by domain and class")
+        }
+        None => {
+            let t = sample_unlabeled(&task.target, 400, seed)?;
+            let panels = outcomes
+                .iter()
+                .map(|o| o.pca_panel_predicted(&format!("{} features", o.method.name()), &s, &t))
+                .collect::<Result<Vec<_>>>()?;
+            (
+                panels,
+                "features by domain and class (target: predicted class)",
+            )
+        }
+    };
     plot_embedding(
         &out.join("dann-features-pca.png"),
-        &format!("{title}: features by domain and class"),
+        &format!("{title}: {what}"),
         &panels,
         &["source", "target"],
     )

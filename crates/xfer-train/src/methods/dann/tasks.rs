@@ -4,7 +4,7 @@
 //! optdigits) and `digits-rot:DEG` (optdigits → optdigits rotated by DEG degrees); and the
 //! settings for data of one's own ([`Task::custom`]).
 
-use xfer_data::{TensorDataset, embedded, stratified_split};
+use xfer_data::{LabeledSet, TensorDataset, UnlabeledDataset, embedded, stratified_split};
 use xfer_models::{BackboneSpec, BottleneckSpec};
 
 use super::{Config, Data, DiscriminatorConfig};
@@ -16,8 +16,9 @@ pub fn data_seed(seed: u64, k: u64) -> u64 {
     crate::trainer::derive_seed(seed, &[0x5441_534B, k])
 }
 
-/// The data and settings of one comparison. The labelled target sets are the experiment's:
-/// training sees [`Task::data`], whose target has no labels.
+/// The data and settings of one comparison. Training sees [`Task::data`]: the target's
+/// inputs, never labels; the labelled target test set, when there is one, only feeds the
+/// report.
 #[derive(Debug, Clone)]
 pub struct Task {
     /// `moons:35`, `synth-to-digits`, `SOURCE->TARGET`, ...
@@ -26,10 +27,11 @@ pub struct Task {
     pub source: TensorDataset,
     /// Held-out source data (source validation in the evaluations).
     pub source_test: TensorDataset,
-    /// The target training data (only its inputs are trained on).
-    pub target: TensorDataset,
-    /// Labelled target test data (the final report and the recorded oracle curve).
-    pub target_test: TensorDataset,
+    /// The target training inputs (all of them are trained on).
+    pub target: UnlabeledDataset,
+    /// Labelled target test data (the final report and the recorded oracle curve); `None`:
+    /// target accuracy is not measured (an unlabelled target without a test set).
+    pub target_test: Option<TensorDataset>,
     /// The tuned settings (the method is set per run).
     pub cfg: Config,
 }
@@ -50,22 +52,28 @@ impl Task {
     /// The data the runs train on: the source, the target without labels, the held-out
     /// source and the labelled target test set.
     pub fn data(&self) -> Data {
-        Data::new(self.source.clone(), self.target.unlabeled())
-            .with_source_val(self.source_test.clone())
-            .with_target_test(self.target_test.clone())
+        let d = Data::new(self.source.clone(), self.target.clone())
+            .with_source_val(self.source_test.clone());
+        match &self.target_test {
+            Some(t) => d.with_target_test(t.clone()),
+            None => d,
+        }
     }
 
     /// One line: the sizes of the data sets, the network, the steps and the selection.
     pub fn summary(&self) -> String {
         let cfg = &self.cfg;
         format!(
-            "{}: source {} train / {} test, target {} unlabelled / {} test, backbone {}, \
+            "{}: source {} train / {} test, target {} unlabelled / {}, backbone {}, \
              bottleneck {}, {} steps, selection {}",
             self.name,
             self.source.len(),
             self.source_test.len(),
-            self.target.len(),
-            self.target_test.len(),
+            xfer_data::Dataset::len(&self.target),
+            self.target_test.as_ref().map_or_else(
+                || "no test set (target accuracy not measured)".to_string(),
+                |t| format!("{} test", t.len())
+            ),
             cfg.backbone,
             cfg.bottleneck,
             cfg.stage.total_steps(1),
@@ -186,8 +194,8 @@ impl Task {
             name: format!("moons:{deg}"),
             source,
             source_test,
-            target,
-            target_test,
+            target: target.unlabeled(),
+            target_test: Some(target_test),
             cfg: Self::moons_config(quick),
         })
     }
@@ -204,8 +212,8 @@ impl Task {
             name: "synth-to-digits".into(),
             source,
             source_test,
-            target,
-            target_test,
+            target: target.unlabeled(),
+            target_test: Some(target_test),
             cfg: Self::digits_config(quick),
         })
     }
@@ -221,10 +229,38 @@ impl Task {
             name: format!("digits-rot:{deg}"),
             source,
             source_test,
-            target,
-            target_test,
+            target: target.unlabeled(),
+            target_test: Some(target_test),
             cfg: Self::digits_config(quick),
         })
+    }
+
+    /// The training target and the test set of a task on data of one's own: with a
+    /// `target_test`, every target input trains; without one, a labelled `target` has half of
+    /// it held out for the test ([`Task::hold_out_target`]) and an unlabelled one (`images:`,
+    /// `label=none`) trains on all of it, with no test set (target accuracy not measured).
+    /// Images are decoded into memory; text is an error.
+    pub fn target_sets(
+        target: xfer_data::Data,
+        target_test: Option<TensorDataset>,
+        seed: u64,
+    ) -> Result<(UnlabeledDataset, Option<TensorDataset>)> {
+        if let xfer_data::Data::Text(t) = &target {
+            return Err(TrainError::Incompatible(format!(
+                "target `{}` is text: domain adaptation here needs feature vectors or images",
+                t.name()
+            )));
+        }
+        match (target_test, target.is_labeled()) {
+            (Some(test), _) => Ok((target.into_unlabeled()?, Some(test))),
+            (None, true) => {
+                let labelled = target.into_tensors()?;
+                let name = labelled.name().to_string();
+                let (train, test) = Self::hold_out_target(&labelled, seed)?;
+                Ok((train.unlabeled().with_name(name), Some(test)))
+            }
+            (None, false) => Ok((target.into_unlabeled()?, None)),
+        }
     }
 
     /// Half of a labelled target set held out for the test (seeded, stratified): the
@@ -236,15 +272,16 @@ impl Task {
         Ok(stratified_split(target, 0.5, data_seed(seed, 3))?)
     }
 
-    /// A task on data of one's own (already on one scale): a fifth of `source` held out;
+    /// A task on data of one's own (already on one scale; [`Task::target_sets`] makes the
+    /// target and test sets): a fifth of `source` held out;
     /// feature vectors get an MLP 64-64 (batch 32 + 32 at `μ0 = 0.02`, a 64-wide
     /// discriminator), images the digits settings with their automatic backbone; DEV
     /// selection; `quick`: 200 steps, an evaluation every 50.
     pub fn custom(
         name: &str,
         source: &TensorDataset,
-        target: TensorDataset,
-        target_test: TensorDataset,
+        target: UnlabeledDataset,
+        target_test: Option<TensorDataset>,
         seed: u64,
         quick: bool,
     ) -> Result<Self> {

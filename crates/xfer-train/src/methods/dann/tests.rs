@@ -471,7 +471,7 @@ fn every_builtin_task_builds_in_quick_mode() {
         );
         task.cfg.validate().unwrap();
         let d = task.data();
-        assert_eq!(d.target.len(), task.target.len());
+        assert_eq!(d.target.len(), xfer_data::Dataset::len(&task.target));
         assert!(d.source_val.is_some() && d.target_test.is_some());
     }
     assert_eq!(Task::builtin("moons", 0, true).unwrap().name, "moons:35");
@@ -492,7 +492,72 @@ fn every_builtin_task_builds_in_quick_mode() {
     }
     let (s, t) = moons::moons_pair(35.0, 0).unwrap();
     let (t, tt) = Task::hold_out_target(&t, 0).unwrap();
-    let custom = Task::custom("s->t", &s, t, tt, 0, true).unwrap();
+    let custom = Task::custom("s->t", &s, t.unlabeled(), Some(tt), 0, true).unwrap();
     assert_eq!(custom.cfg.stage.total_steps(1), 200);
     assert_eq!(custom.cfg.backbone, mlp(&[64, 64]));
+}
+
+/// Moons: 120 labelled source points, 90 target points, a labelled target test set.
+fn moons_sets() -> (TensorDataset, TensorDataset, TensorDataset) {
+    let s = moons::moons(120, moons::MOONS_NOISE, 0.0, 1).unwrap();
+    let t = moons::moons(90, moons::MOONS_NOISE, 30.0, 2).unwrap();
+    let tt = moons::moons(60, moons::MOONS_NOISE, 30.0, 3).unwrap();
+    (s, t, tt)
+}
+
+#[test]
+fn an_unlabelled_target_trains_on_all_of_it_and_target_accuracy_is_not_measured() {
+    let (s, t, tt) = moons_sets();
+    let unlabelled = xfer_data::Data::Unlabeled(t.unlabeled());
+    let (target, test) = Task::target_sets(unlabelled.clone(), None, 0).unwrap();
+    assert_eq!(target.len(), 90);
+    assert!(test.is_none());
+    let task = Task::custom("s->t", &s, target, test, 0, true).unwrap();
+    assert!(task.summary().contains("target accuracy not measured"));
+    let d = task.data();
+    assert_eq!(d.target.len(), 90);
+    assert!(d.target_test.is_none());
+    // Every method, self-training included, trains on the unlabelled target.
+    for method in [Method::SourceOnly, Method::Dann, Method::SelfTrain] {
+        let cfg = with_eval_every(quick_cfg(20), 10).with_method(method);
+        let out = run(&cfg, &d, &ctx(0)).unwrap();
+        assert_eq!(out.target_examples, 90, "{method}");
+        assert_eq!(out.report.steps, 20);
+        assert!(out.evaluation.is_none(), "{method}: no target test set");
+        assert!(
+            out.report.history.eval_curve(ORACLE_METRIC).is_empty(),
+            "{method}: no oracle curve without target labels"
+        );
+        assert!(!out.metrics().iter().any(|(k, _)| k.ends_with("target_acc")));
+        // The label-free scores were still computed for the selection.
+        assert_eq!(out.report.history.eval_curve("dev_risk").len(), 2);
+    }
+    // A sweep reports target accuracy: it needs a test set.
+    let e = sweep(&quick_cfg(10), &[], Scorer::Dev, &d, &ctx(0)).unwrap_err();
+    assert!(matches!(e, TrainError::BadData(_)), "{e}");
+
+    // With a labelled test set, the same unlabelled target trains whole and is measured.
+    let (target, test) = Task::target_sets(unlabelled, Some(tt.clone()), 0).unwrap();
+    assert_eq!(
+        (target.len(), test.as_ref().map(|t| t.len())),
+        (90, Some(60))
+    );
+    let task = Task::custom("s->t", &s, target, test, 0, true).unwrap();
+    let out = run(&with_eval_every(quick_cfg(20), 10), &task.data(), &ctx(0)).unwrap();
+    assert_eq!(out.target_examples, 90);
+    let acc = out.evaluation.as_ref().map(|e| e.target_acc).unwrap();
+    assert!((0.0..=1.0).contains(&acc));
+}
+
+#[test]
+fn a_labelled_target_without_a_test_set_keeps_half_for_the_test() {
+    let (_, t, tt) = moons_sets();
+    let (target, test) = Task::target_sets(xfer_data::Data::Tensors(t.clone()), None, 0).unwrap();
+    let test = test.unwrap();
+    assert_eq!(target.len() + test.len(), 90);
+    // 45 points per moon: round(22.5) = 23 of each held out.
+    assert_eq!(test.len(), 46);
+    // A given test set: the whole target trains.
+    let (target, test) = Task::target_sets(xfer_data::Data::Tensors(t), Some(tt), 0).unwrap();
+    assert_eq!((target.len(), test.map(|t| t.len())), (90, Some(60)));
 }

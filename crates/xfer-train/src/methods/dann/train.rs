@@ -320,6 +320,7 @@ pub fn run(cfg: &Config, data: &Data, ctx: &RunCtx) -> Result<Outcome> {
         seed,
         selection: cfg.selection,
         evaluation: None,
+        target_examples: target.len(),
     };
     if let Some(test) = &data.target_test {
         outcome.evaluation = Some(outcome.evaluate(data.source_eval(), test)?);

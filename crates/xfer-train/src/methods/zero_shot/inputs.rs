@@ -110,6 +110,7 @@ pub fn extract_features(
     quiet: bool,
     dev: &Device,
 ) -> Result<TensorDataset> {
+    xfer_data::require_labels(data, "zero-shot learning")?;
     let classes = data.num_classes().max(1);
     let (clf, transform, ds_shape) = match data {
         Data::Images(folder) => {
@@ -137,12 +138,18 @@ pub fn extract_features(
                 t.name()
             )));
         }
+        Data::Unlabeled(u) => {
+            return Err(TrainError::BadData(format!(
+                "`{}` has no labels: zero-shot learning needs labelled data",
+                xfer_data::Dataset::name(u)
+            )));
+        }
     };
     tracing::info!(backbone = %spec, input = ?ds_shape, samples = data.len(), "extracting frozen features");
     let (feats, labels) = match data {
         Data::Images(f) => features_of(&clf, f.clone(), transform, batch_size, quiet, dev)?,
         Data::Tensors(t) => features_of(&clf, t.clone(), None, batch_size, quiet, dev)?,
-        Data::Text(_) => (Vec::new(), Vec::new()),
+        Data::Text(_) | Data::Unlabeled(_) => (Vec::new(), Vec::new()),
     };
     let d = clf.feature_dim();
     let ds = TensorDataset::new(data.name(), feats, vec![d], labels)?

@@ -11,11 +11,14 @@
 //! shapes                           24 classes of 3×16×16 coloured shapes    (n=PER_CLASS)
 //! csv:PATH                         features then label; .csv.gz; label=COL|NAME, header=yes|no,
 //!                                  sep=,|;|tab|space, classes=N (a .tsv file: tab by default)
-//! csv:PATH:text=COL,label=COL      a text data set (load_data → Data::Text)
+//! csv:PATH:label=none              features without labels (load_data → Data::Unlabeled)
+//! csv:PATH:text=COL,label=COL      a text data set (load_data → Data::Text; label=none: no labels)
 //! tsv:PATH                         as csv, tab-separated
 //! idx:IMAGES[,LABELS]              MNIST/USPS IDX, raw or gzip (labels found by name if omitted)
 //! folder:DIR                       DIR/<class>/*.png|jpg|bmp|webp, pixels in [0, 1]
 //!                                  (size=HxW, channels=1|3, skip_bad, lazy|eager)
+//! images:DIR                       every image under DIR, recursively, without labels
+//!                                  (the options of folder:)
 //! safetensors:PATH                 tensors x and y                           (x=NAME,y=NAME)
 //! every scheme:                    scale=X (multiply features), flatten (samples as vectors)
 //! ```
@@ -25,25 +28,33 @@
 //! whole). [`DataSpec::load_data`] gives a [`Data`]: there an image folder is a lazily
 //! decoded [`ImageFolder`] unless `eager` is given, so memory does not grow with the number
 //! of images.
+//!
+//! Unlabelled specs (`images:DIR`, `label=none`) have no labels to give: [`load`] refuses
+//! them with [`DataError::Unlabeled`]; [`DataSpec::load_data`] gives them as
+//! [`Data::Images`] (an [`ImageFolder`] without classes), [`Data::Unlabeled`] or an
+//! unlabelled [`Data::Text`], and [`DataSpec::load_unlabeled`] reads any spec's inputs.
 
-use crate::dataset::TensorDataset;
+use crate::dataset::{TensorDataset, UnlabeledDataset};
 use crate::embedded::{self, shifted};
 use crate::error::{DataError, Result};
 use crate::formats::csv::{
-    CsvOptions, Header, LabelColumn, TextCsvOptions, is_tsv, read_csv, read_text_csv,
+    CsvOptions, Header, LabelColumn, TextCsvOptions, is_tsv, read_csv, read_csv_unlabeled,
+    read_text_csv,
 };
 use crate::formats::folder::{FolderOptions, ImageFolder};
 use crate::formats::idx::{read_idx_dataset, sibling_labels};
 use crate::formats::safetensors_file::{SafetensorsOptions, read_safetensors};
-use crate::split::LabeledSet;
-use crate::text::TextDataset;
 use std::path::{Path, PathBuf};
+
+mod data;
+pub use data::Data;
 
 /// The accepted forms, for error messages.
 pub const SPEC_FORMS: &str = "moons[:DEG], optdigits, synth-digits, digits-rot:DEG, digits-inv, \
-digits-noise, mnistm-digits, shapes, csv:PATH[:label=COL,header=yes|no,scale=X], \
-csv|tsv:PATH:text=COL,label=COL, \
-idx:IMAGES[,LABELS], folder:DIR[:size=HxW,channels=1|3,skip_bad,lazy|eager], safetensors:PATH[:x=NAME,y=NAME]";
+digits-noise, mnistm-digits, shapes, csv:PATH[:label=COL|none,header=yes|no,scale=X], \
+csv|tsv:PATH:text=COL,label=COL|none, \
+idx:IMAGES[,LABELS], folder:DIR[:size=HxW,channels=1|3,skip_bad,lazy|eager], \
+images:DIR[:size=HxW,channels=1|3,skip_bad,lazy|eager] (unlabelled), safetensors:PATH[:x=NAME,y=NAME]";
 
 const KNOWN_KEYS: [&str; 13] = [
     "scale", "label", "header", "sep", "classes", "size", "x", "y", "n", "noise", "base",
@@ -131,6 +142,15 @@ pub enum Source {
     },
     /// An image folder.
     Folder {
+        /// The root folder.
+        dir: PathBuf,
+        /// Resize target, channels, skipping of unreadable files (`scale` comes from the spec).
+        options: FolderOptions,
+        /// `eager`: [`DataSpec::load_data`] decodes every image into memory too.
+        eager: bool,
+    },
+    /// Every image under a folder, recursively, without labels (`images:DIR`).
+    Images {
         /// The root folder.
         dir: PathBuf,
         /// Resize target, channels, skipping of unreadable files (`scale` comes from the spec).
@@ -366,6 +386,7 @@ impl DataSpec {
                 let column = |l: String| match l.parse::<usize>() {
                     Ok(i) => LabelColumn::Index(i),
                     Err(_) if l == "last" => LabelColumn::Last,
+                    Err(_) if l == "none" => LabelColumn::None,
                     Err(_) => LabelColumn::Name(l),
                 };
                 let mut options = CsvOptions::default();
@@ -429,7 +450,7 @@ impl DataSpec {
                 o.finish("idx", "scale, flatten")?;
                 Source::Idx { images, labels }
             }
-            "folder" => {
+            "folder" | "images" => {
                 let dir = need_path("DIR")?;
                 let size = match o.take("size") {
                     Some(v) => Some(parse_size(&o, &v)?),
@@ -449,18 +470,27 @@ impl DataSpec {
                     return Err(o.err("`lazy` and `eager` exclude each other"));
                 }
                 o.finish(
-                    "folder",
+                    &scheme,
                     "size, channels, skip_bad, lazy, eager, scale, flatten",
                 )?;
-                Source::Folder {
-                    dir,
-                    options: FolderOptions {
-                        size,
-                        scale: None,
-                        channels,
-                        skip_bad,
-                    },
-                    eager,
+                let options = FolderOptions {
+                    size,
+                    scale: None,
+                    channels,
+                    skip_bad,
+                };
+                if scheme == "images" {
+                    Source::Images {
+                        dir,
+                        options,
+                        eager,
+                    }
+                } else {
+                    Source::Folder {
+                        dir,
+                        options,
+                        eager,
+                    }
                 }
             }
             "safetensors" => {
@@ -496,8 +526,66 @@ impl DataSpec {
         })
     }
 
-    /// Loads the data set; `seed` drives every generated data set.
+    /// Whether the spec names labelled data (`false` for `images:DIR` and `label=none`).
+    pub fn is_labeled(&self) -> bool {
+        match &self.source {
+            Source::Images { .. } => false,
+            Source::Csv { options, .. } => options.label != LabelColumn::None,
+            Source::Text { options, .. } => options.label != LabelColumn::None,
+            _ => true,
+        }
+    }
+
+    fn unlabeled_error(&self, what: &'static str) -> DataError {
+        DataError::Unlabeled {
+            name: self.raw.clone(),
+            what,
+        }
+    }
+
+    /// The inputs of any spec without labels, in memory (`images:DIR` decoded whole; a
+    /// labelled spec's labels dropped); `scale` and `flatten` applied. An error for text.
+    pub fn load_unlabeled(&self, seed: u64) -> Result<UnlabeledDataset> {
+        let ds = match &self.source {
+            Source::Images { dir, options, .. } => {
+                if let Some(e) = self.missing(dir) {
+                    return Err(e);
+                }
+                ImageFolder::open_unlabeled(dir, options)?.materialize_unlabeled()?
+            }
+            Source::Csv { path, options } if options.label == LabelColumn::None => {
+                if let Some(e) = self.missing(path) {
+                    return Err(e);
+                }
+                read_csv_unlabeled(path, options)?
+            }
+            Source::Text { .. } => {
+                return Err(DataError::Spec {
+                    spec: self.raw.clone(),
+                    msg: "a text data set (text=): load it with spec::load_data (Data::Text)"
+                        .into(),
+                });
+            }
+            _ => return Ok(self.load(seed)?.unlabeled().with_name(self.raw.clone())),
+        };
+        use crate::dataset::Dataset;
+        if ds.is_empty() {
+            return Err(DataError::Empty(self.raw.clone()));
+        }
+        let ds = match self.scale {
+            Some(s) => ds.scale(s),
+            None => ds,
+        };
+        let ds = if self.flatten { ds.flatten() } else { ds };
+        Ok(ds.with_name(self.raw.clone()))
+    }
+
+    /// Loads the data set; `seed` drives every generated data set. An error
+    /// ([`DataError::Unlabeled`]) for an unlabelled spec: see [`DataSpec::load_unlabeled`].
     pub fn load(&self, seed: u64) -> Result<TensorDataset> {
+        if !self.is_labeled() {
+            return Err(self.unlabeled_error("a labelled data set"));
+        }
         let digits = |b: DigitBase| -> Result<TensorDataset> {
             match b {
                 DigitBase::Optdigits => embedded::optdigits(),
@@ -553,6 +641,7 @@ impl DataSpec {
                 }
                 ImageFolder::open(dir, options)?.materialize()?
             }
+            Source::Images { .. } => return Err(self.unlabeled_error("a labelled data set")),
             Source::Safetensors { path, options } => {
                 if let Some(e) = self.missing(path) {
                     return Err(e);
@@ -603,6 +692,32 @@ impl DataSpec {
                 }
                 Ok(Data::Images(f.with_name(self.raw.clone())))
             }
+            Source::Images {
+                dir,
+                options,
+                eager: false,
+            } => {
+                if let Some(e) = self.missing(dir) {
+                    return Err(e);
+                }
+                if self.flatten {
+                    return Err(DataError::Spec {
+                        spec: self.raw.clone(),
+                        msg: "`flatten` does not apply to lazily decoded images (add `eager`)"
+                            .into(),
+                    });
+                }
+                let options = FolderOptions {
+                    scale: self.scale,
+                    ..options.clone()
+                };
+                let f = ImageFolder::open_unlabeled(dir, &options)?;
+                Ok(Data::Images(f.with_name(self.raw.clone())))
+            }
+            Source::Images { .. } => Ok(Data::Unlabeled(self.load_unlabeled(seed)?)),
+            Source::Csv { options, .. } if options.label == LabelColumn::None => {
+                Ok(Data::Unlabeled(self.load_unlabeled(seed)?))
+            }
             Source::Text { path, options } => {
                 if let Some(e) = self.missing(path) {
                     return Err(e);
@@ -615,92 +730,6 @@ impl DataSpec {
             }
             _ => Ok(Data::Tensors(self.load(seed)?)),
         }
-    }
-}
-
-/// A loaded data set, of the kind its specification names ([`DataSpec::load_data`]).
-#[derive(Debug, Clone)]
-pub enum Data {
-    /// In memory: features and labels.
-    Tensors(TensorDataset),
-    /// An image folder decoded on demand.
-    Images(ImageFolder),
-    /// Labelled texts (tokenised by the model's tokenizer, not here).
-    Text(TextDataset),
-}
-
-impl Data {
-    /// The in-memory data set, decoding an image folder whole if need be; an error for
-    /// text (its features come from a tokenizer).
-    pub fn into_tensors(self) -> Result<TensorDataset> {
-        match self {
-            Data::Tensors(t) => Ok(t),
-            Data::Images(f) => f.materialize(),
-            Data::Text(t) => Err(DataError::invalid(
-                "Data::into_tensors",
-                format!("`{}` is text: tokenise it into features first", t.name()),
-            )),
-        }
-    }
-    /// Number of samples.
-    pub fn len(&self) -> usize {
-        match self {
-            Data::Tensors(t) => t.len(),
-            Data::Images(f) => f.len(),
-            Data::Text(t) => t.len(),
-        }
-    }
-    /// Whether there are no samples.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-    /// The nominal sample shape (an image folder's samples keep their own size until a
-    /// transform brings them to one); `None` for text.
-    pub fn sample_shape(&self) -> Option<&[usize]> {
-        use crate::dataset::Dataset;
-        match self {
-            Data::Tensors(t) => Some(t.sample_shape()),
-            Data::Images(f) => Some(f.sample_shape()),
-            Data::Text(_) => None,
-        }
-    }
-}
-
-impl LabeledSet for Data {
-    fn labels(&self) -> &[u32] {
-        match self {
-            Data::Tensors(t) => t.labels(),
-            Data::Images(f) => f.labels(),
-            Data::Text(t) => t.labels(),
-        }
-    }
-    fn num_classes(&self) -> usize {
-        match self {
-            Data::Tensors(t) => t.num_classes(),
-            Data::Images(f) => f.num_classes(),
-            Data::Text(t) => t.num_classes(),
-        }
-    }
-    fn class_names(&self) -> &[String] {
-        match self {
-            Data::Tensors(t) => t.class_names(),
-            Data::Images(f) => f.class_names(),
-            Data::Text(t) => t.class_names(),
-        }
-    }
-    fn name(&self) -> &str {
-        match self {
-            Data::Tensors(t) => t.name(),
-            Data::Images(f) => f.name(),
-            Data::Text(t) => t.name(),
-        }
-    }
-    fn subset(&self, indices: &[usize]) -> Result<Self> {
-        Ok(match self {
-            Data::Tensors(t) => Data::Tensors(t.subset(indices)?),
-            Data::Images(f) => Data::Images(f.subset(indices)?),
-            Data::Text(t) => Data::Text(t.subset(indices)?),
-        })
     }
 }
 
