@@ -20,6 +20,7 @@ const EXAMPLES: &[&str] = &[
     "dann",
     "finetune",
     "multitask",
+    "predict",
     "quickstart",
     "self_taught",
     "text_zero_shot",
@@ -74,16 +75,14 @@ fn every_example_refuses_a_missing_cuda_at_once_with_one_and_the_same_line() {
     let mut errors: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for (name, bin) in &bins {
         let t0 = Instant::now();
-        let o = run(
-            bin,
-            &[
-                "--device",
-                "cuda",
-                "--quick",
-                "--out",
-                out.to_str().unwrap(),
-            ],
-        );
+        let dir = out.to_str().unwrap();
+        // `predict` trains nothing: it takes a model and inputs instead of --quick and --out.
+        let args: &[&str] = if *name == "predict" {
+            &["--device", "cuda", "--model", dir, "--input", dir]
+        } else {
+            &["--device", "cuda", "--quick", "--out", dir]
+        };
+        let o = run(bin, args);
         let took = t0.elapsed();
         let stdout = String::from_utf8_lossy(&o.stdout);
         let stderr = String::from_utf8_lossy(&o.stderr);
@@ -398,6 +397,7 @@ fn every_flag_the_docs_show_is_one_the_example_help_defines() {
         "dann",
         "finetune",
         "multitask",
+        "predict",
         "quickstart",
         "self_taught",
         "zero_shot",
