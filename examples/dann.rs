@@ -30,8 +30,9 @@ mod common;
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use common::{CheckpointArgs, CommonArgs, Report};
+use xfer::data::preset::{IMAGENET_MEAN, IMAGENET_STD};
 use xfer::data::{embedded, spec};
-use xfer::models::{BackboneSpec, BottleneckSpec};
+use xfer::models::{BackboneSpec, BottleneckSpec, InputSpec, ModelInfo};
 use xfer::train::Scorer;
 use xfer::train::methods::dann::{self, Config, Method, Selection, SweepParam, Task};
 
@@ -50,6 +51,8 @@ struct Args {
     common: CommonArgs,
     #[command(flatten)]
     checkpoint: CheckpointArgs,
+    #[command(flatten)]
+    save: common::SaveArgs,
     /// Built-in task: moons[:DEG] | synth-to-digits | digits-rot:DEG.
     #[arg(long, conflicts_with_all = ["source", "target"])]
     task: Option<String>,
@@ -150,7 +153,7 @@ struct Args {
 /// `--source`/`--target` data: loaded, on the source's scale (issue 8), the task's settings.
 /// A labelled target without `--target-test` has half held out for the test; an unlabelled
 /// one trains whole, and without `--target-test` its accuracy is not measured.
-fn spec_task(args: &Args, source: &str, target: &str) -> anyhow::Result<Task> {
+fn spec_task(args: &Args, source: &str, target: &str) -> anyhow::Result<(Task, InputSpec)> {
     use xfer::data::{Dataset, LabeledSet};
     let seed = args.common.seed;
     let preprocess = pretrained_preprocess(args)?;
@@ -209,15 +212,26 @@ fn spec_task(args: &Args, source: &str, target: &str) -> anyhow::Result<Task> {
     let k = common::feature_scale_of(&ranges);
     // Preprocessed inputs are already what the backbone was trained on: no rescaling.
     let k = if preprocess.is_some() { 1.0 } else { k };
+    let input = match (&preprocess, &args.backbone) {
+        (Some(_), Some(b)) => {
+            let spec: BackboneSpec = b.parse()?;
+            let (mean, std) = spec
+                .preprocess()
+                .map_or((IMAGENET_MEAN, IMAGENET_STD), |p| (p.mean, p.std));
+            InputSpec::image(3, args.image_size, &mean, &std)
+        }
+        _ => InputSpec::tensor(k),
+    };
     let name = format!("{source}->{target}");
-    Ok(Task::custom(
+    let task = Task::custom(
         &name,
         &src.scale(k),
         tgt.scale(k),
         test.map(|t| t.scale(k)),
         seed,
         args.common.quick,
-    )?)
+    )?;
+    Ok((task, input))
 }
 
 /// The evaluation preset of a pretrained image `--backbone` at `--image-size` (resize the
@@ -226,7 +240,6 @@ fn spec_task(args: &Args, source: &str, target: &str) -> anyhow::Result<Task> {
 fn pretrained_preprocess(
     args: &Args,
 ) -> anyhow::Result<Option<std::sync::Arc<dyn xfer::data::Transform>>> {
-    use xfer::data::preset::{IMAGENET_MEAN, IMAGENET_STD};
     let Some(b) = &args.backbone else {
         return Ok(None);
     };
@@ -309,7 +322,9 @@ fn main() -> anyhow::Result<()> {
         .run_ctx()?
         .with_checkpoints(args.checkpoint.options());
     let (seed, quick) = (args.common.seed, args.common.quick);
-    let mut task = match (&args.task, &args.source, &args.target) {
+    // How a saved model's inputs are made: the data specs' values times the scale applied
+    // here, or a pretrained backbone's image preprocessing (built-in tasks: as they are made).
+    let (mut task, input) = match (&args.task, &args.source, &args.target) {
         (None, Some(s), Some(t)) => spec_task(&args, s, t)?,
         (Some(_), _, _) | (None, None, None) => {
             let name = args.task.as_deref().unwrap_or("moons:35");
@@ -320,7 +335,7 @@ fn main() -> anyhow::Result<()> {
                 ("source", task.source.name(), task.source.feature_range()),
                 ("target", xfer::data::Dataset::name(t), t.feature_range()),
             ]);
-            task
+            (task, InputSpec::tensor(1.0))
         }
         _ => bail!("give --task, or both --source and --target"),
     };
@@ -363,6 +378,7 @@ fn main() -> anyhow::Result<()> {
         let mut metrics = if args.sweep.is_empty() {
             let outcome = dann::run(&cfg, &data, &ctx)?;
             let m = outcome.metrics();
+            save_outcome(&args, &task, &input, &outcome, &m)?;
             outcomes.push(outcome);
             m
         } else {
@@ -391,4 +407,39 @@ fn main() -> anyhow::Result<()> {
     args.common.write_metrics(&histories)?;
     dann::pictures(&args.common.out(), &task, &outcomes, seed)?;
     report.finish(args.common.json, &args.common.out())
+}
+
+/// `--save`: the run's kept network (the label-free selected checkpoint) as a package.
+fn save_outcome(
+    args: &Args,
+    task: &Task,
+    input: &InputSpec,
+    o: &dann::Outcome,
+    metrics: &[(String, f64)],
+) -> anyhow::Result<()> {
+    if args.save.save.is_none() {
+        return Ok(());
+    }
+    let n = o.net.num_classes();
+    let names = common::class_names(task.source.class_names(), n);
+    let mut data = vec![("task", task.name.as_str())];
+    if let Some(t) = &args.target_test {
+        data.push(("target_test", t.as_str()));
+    }
+    let metrics: Vec<(&str, f64)> = metrics.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let settings = serde_json::json!({
+        "steps": o.report.total_steps,
+        "selection": o.selection.map(|s| s.to_string()),
+        "config": task.cfg.clone().with_method(o.method),
+    });
+    let prov = common::provenance(
+        o.method.name(),
+        &data,
+        args.common.seed,
+        &metrics,
+        settings,
+        o.net.spec(),
+    );
+    let info = ModelInfo::new(names, input.clone()).with_provenance(prov);
+    args.save.save(o.method.name(), &o.net, &info)
 }

@@ -99,6 +99,9 @@ pub struct Classifier {
     head: Box<dyn ModuleT + Send + Sync>,
     head_blocks: Vec<String>,
     load_report: Option<TransferReport>,
+    /// The names of the parameters and buffers the network itself owns (its store may hold
+    /// more: a method's discriminator, a zero-shot `g`).
+    own: Vec<String>,
     device: Device,
 }
 
@@ -338,6 +341,7 @@ impl Classifier {
         };
         Ok(Self {
             config: config.clone(),
+            own: store.names(),
             store,
             backbone,
             net_shape,
@@ -369,6 +373,7 @@ impl Classifier {
                 input_shape,
                 num_classes,
             ),
+            own: store.names(),
             store,
             backbone,
             net_shape: input_shape.to_vec(),
@@ -378,6 +383,13 @@ impl Classifier {
             load_report: None,
             device: device.clone(),
         }
+    }
+
+    /// The names of the parameters and buffers the network owns (what a model package
+    /// saves), in the store's order; parameters added to its store later by a method are not
+    /// among them.
+    pub fn own_param_names(&self) -> &[String] {
+        &self.own
     }
 
     /// The configuration it was built from.

@@ -383,6 +383,15 @@ pub fn write_dir_atomically(dir: &Path, write: impl FnOnce(&Path) -> Result<()>)
 /// The weights of `store` (every parameter and buffer) as a safetensors file at `path`,
 /// written atomically.
 pub fn write_weights(store: &crate::ParamStore, path: &Path) -> Result<()> {
+    write_selected_weights(store, None, path)
+}
+
+/// [`write_weights`] of the parameters named in `only` (all of them with `None`).
+pub fn write_selected_weights(
+    store: &crate::ParamStore,
+    only: Option<&[String]>,
+    path: &Path,
+) -> Result<()> {
     let mut metadata = BTreeMap::new();
     metadata.insert("format".to_string(), "pt".to_string());
     metadata.insert(
@@ -392,6 +401,7 @@ pub fn write_weights(store: &crate::ParamStore, path: &Path) -> Result<()> {
     let params = store.all();
     let tensors: Vec<(String, candle_core::Tensor)> = params
         .iter()
+        .filter(|p| only.is_none_or(|names| names.iter().any(|n| n == p.name())))
         .map(|p| (p.name().to_string(), p.var().as_tensor().detach()))
         .collect();
     let bytes = serialize(tensors.iter().map(|(n, t)| (n.as_str(), t)), &metadata)?;
@@ -492,7 +502,11 @@ impl Classifier {
             .map_err(|e| file_err(dir, format!("cannot describe the model: {e}")))?;
 
         write_dir_atomically(dir, |partial| {
-            write_weights(self.store(), &partial.join(WEIGHTS_FILE))?;
+            write_selected_weights(
+                self.store(),
+                Some(self.own_param_names()),
+                &partial.join(WEIGHTS_FILE),
+            )?;
             if let BackboneSpec::Minilm { dir: src } = spec {
                 let enc = partial.join(ENCODER_DIR);
                 std::fs::create_dir_all(&enc).map_err(|e| io_err(&enc, e))?;
@@ -592,6 +606,13 @@ mod tests {
         let x = Tensor::randn(0f32, 1.0, (4, 1, 8, 8), &Device::Cpu).unwrap();
         // Running statistics differ from their initial values after a training pass.
         a.logits(&x, true).unwrap();
+        // A method's own parameters in the network's store (a discriminator) are not saved.
+        a.store()
+            .add(
+                "discriminator.weight",
+                Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap(),
+            )
+            .unwrap();
         a.save(&d, &info()).unwrap();
         let b = Classifier::load(&d, &Device::Cpu).unwrap();
         assert_eq!(b.info, info());
