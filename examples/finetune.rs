@@ -305,39 +305,13 @@ fn main() -> anyhow::Result<()> {
             .unwrap_or_default()
     );
 
-    let mut report = common::Report::new("finetune", seed);
+    let mut report = data_report(&args);
     report
-        .arg("shots", shots_json(&args))
         .arg(
             "val_fold",
             args.val_fold.map_or(serde_json::Value::Null, |f| f.into()),
         )
         .arg("source", args.source.as_str())
-        .arg(
-            "target",
-            match &args.train {
-                Some(_) => serde_json::Value::Null,
-                None => args.target.as_str().into(),
-            },
-        )
-        .arg(
-            "train",
-            args.train
-                .as_deref()
-                .map_or(serde_json::Value::Null, Into::into),
-        )
-        .arg(
-            "test",
-            args.target_test
-                .as_deref()
-                .map_or(serde_json::Value::Null, Into::into),
-        )
-        .arg(
-            "val",
-            args.val
-                .as_deref()
-                .map_or(serde_json::Value::Null, Into::into),
-        )
         .arg("model", arch.to_string());
 
     let pretrained = if methods.iter().any(Method::needs_source) {
@@ -702,6 +676,23 @@ fn image_transforms(
     Ok((train, preset.eval_transform()?))
 }
 
+/// The report with the target data of the run: `shots`, `target` (none with `--train`),
+/// `train`, `test` and `val` (null when not given).
+fn data_report(args: &Args) -> common::Report {
+    let opt = |v: Option<&str>| v.map_or(serde_json::Value::Null, Into::into);
+    let mut report = common::Report::new("finetune", args.common.seed);
+    report
+        .arg("shots", shots_json(args))
+        .arg(
+            "target",
+            opt(args.train.is_none().then_some(args.target.as_str())),
+        )
+        .arg("train", opt(args.train.as_deref()))
+        .arg("test", opt(args.target_test.as_deref()))
+        .arg("val", opt(args.val.as_deref()));
+    report
+}
+
 /// The normalisation statistics of a pretrained image backbone (ImageNet's by default).
 fn image_stats(spec: &BackboneSpec) -> ([f32; 3], [f32; 3]) {
     spec.preprocess()
@@ -815,34 +806,8 @@ fn run_pretrained_on<D: Dataset + LabeledSet + Clone + 'static>(
             .map(|v| format!(", {} validation", v.len()))
             .unwrap_or_default()
     );
-    let mut report = common::Report::new("finetune", seed);
+    let mut report = data_report(args);
     report
-        .arg("shots", shots_json(args))
-        .arg(
-            "train",
-            args.train
-                .as_deref()
-                .map_or(serde_json::Value::Null, Into::into),
-        )
-        .arg(
-            "test",
-            args.target_test
-                .as_deref()
-                .map_or(serde_json::Value::Null, Into::into),
-        )
-        .arg(
-            "val",
-            args.val
-                .as_deref()
-                .map_or(serde_json::Value::Null, Into::into),
-        )
-        .arg(
-            "target",
-            match &args.train {
-                Some(_) => serde_json::Value::Null,
-                None => args.target.as_str().into(),
-            },
-        )
         .arg("model", spec.to_string())
         .arg("input_shape", serde_json::json!(input));
     let (mean, std) = image_stats(spec);

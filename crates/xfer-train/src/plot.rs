@@ -411,6 +411,90 @@ pub fn plot_features_pca(
     plot_embedding(path, title, &[panel], domain_names)
 }
 
+/// Draws a confusion matrix (`rows[t][p]`: samples of true class `t` predicted as `p`) as a
+/// PNG heat map, each row shaded by its share of the row's samples, with the counts written
+/// in the cells when there are at most 30 classes.
+pub fn plot_confusion(
+    path: &Path,
+    title: &str,
+    class_names: &[String],
+    rows: &[Vec<u64>],
+) -> Result<()> {
+    prepare(path)?;
+    let err = |e: &dyn std::fmt::Display| TrainError::file(path, e);
+    let n = rows.len();
+    if n == 0 || rows.iter().any(|r| r.len() != n) {
+        return Err(TrainError::BadData(format!(
+            "{}: a confusion matrix must be square and non-empty",
+            path.display()
+        )));
+    }
+    let cell = (560 / n as u32).clamp(8, 60);
+    let side = cell * n as u32;
+    let name = |i: usize| class_names.get(i).cloned().unwrap_or_else(|| i.to_string());
+    let root = BitMapBackend::new(path, (side + 220, side + 200)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FONT, 22))
+        .margin(12)
+        .x_label_area_size(110)
+        .y_label_area_size(150)
+        .build_cartesian_2d((0..n).into_segmented(), (0..n).into_segmented())
+        .map_err(|e| err(&e))?;
+    let show = n <= 30;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .x_labels(if show { n } else { 0 })
+        .y_labels(if show { n } else { 0 })
+        .x_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) if *i < n => name(*i),
+            _ => String::new(),
+        })
+        .y_label_formatter(&|v| match v {
+            SegmentValue::CenterOf(i) => (n - 1).checked_sub(*i).map(name).unwrap_or_default(),
+            _ => String::new(),
+        })
+        .x_desc("predicted")
+        .y_desc("true")
+        .label_style((FONT, 12))
+        .draw()
+        .map_err(|e| err(&e))?;
+    for (t, row) in rows.iter().enumerate() {
+        let total: u64 = row.iter().sum();
+        for (p, &v) in row.iter().enumerate() {
+            let share = if total > 0 {
+                v as f64 / total as f64
+            } else {
+                0.0
+            };
+            let shade = (255.0 * (1.0 - share)) as u8;
+            let y = n - 1 - t;
+            chart
+                .draw_series(std::iter::once(Rectangle::new(
+                    [
+                        (SegmentValue::Exact(p), SegmentValue::Exact(y)),
+                        (SegmentValue::Exact(p + 1), SegmentValue::Exact(y + 1)),
+                    ],
+                    RGBColor(shade, shade, 255).filled(),
+                )))
+                .map_err(|e| err(&e))?;
+            if show && cell >= 18 {
+                let colour = if share > 0.5 { WHITE } else { BLACK };
+                chart
+                    .draw_series(std::iter::once(Text::new(
+                        v.to_string(),
+                        (SegmentValue::CenterOf(p), SegmentValue::CenterOf(y)),
+                        (FONT, 12).into_font().color(&colour),
+                    )))
+                    .map_err(|e| err(&e))?;
+            }
+        }
+    }
+    root.present().map_err(|e| err(&e))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,88 +587,4 @@ mod tests {
         assert!(is_png(&one));
         assert!(EmbeddingPanel::pca("x", &feats, &domains[..3], &classes).is_err());
     }
-}
-
-/// Draws a confusion matrix (`rows[t][p]`: samples of true class `t` predicted as `p`) as a
-/// PNG heat map, each row shaded by its share of the row's samples, with the counts written
-/// in the cells when there are at most 30 classes.
-pub fn plot_confusion(
-    path: &Path,
-    title: &str,
-    class_names: &[String],
-    rows: &[Vec<u64>],
-) -> Result<()> {
-    prepare(path)?;
-    let err = |e: &dyn std::fmt::Display| TrainError::file(path, e);
-    let n = rows.len();
-    if n == 0 || rows.iter().any(|r| r.len() != n) {
-        return Err(TrainError::BadData(format!(
-            "{}: a confusion matrix must be square and non-empty",
-            path.display()
-        )));
-    }
-    let cell = (560 / n as u32).clamp(8, 60);
-    let side = cell * n as u32;
-    let name = |i: usize| class_names.get(i).cloned().unwrap_or_else(|| i.to_string());
-    let root = BitMapBackend::new(path, (side + 220, side + 200)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, (FONT, 22))
-        .margin(12)
-        .x_label_area_size(110)
-        .y_label_area_size(150)
-        .build_cartesian_2d((0..n).into_segmented(), (0..n).into_segmented())
-        .map_err(|e| err(&e))?;
-    let show = n <= 30;
-    chart
-        .configure_mesh()
-        .disable_mesh()
-        .x_labels(if show { n } else { 0 })
-        .y_labels(if show { n } else { 0 })
-        .x_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) if *i < n => name(*i),
-            _ => String::new(),
-        })
-        .y_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => (n - 1).checked_sub(*i).map(name).unwrap_or_default(),
-            _ => String::new(),
-        })
-        .x_desc("predicted")
-        .y_desc("true")
-        .label_style((FONT, 12))
-        .draw()
-        .map_err(|e| err(&e))?;
-    for (t, row) in rows.iter().enumerate() {
-        let total: u64 = row.iter().sum();
-        for (p, &v) in row.iter().enumerate() {
-            let share = if total > 0 {
-                v as f64 / total as f64
-            } else {
-                0.0
-            };
-            let shade = (255.0 * (1.0 - share)) as u8;
-            let y = n - 1 - t;
-            chart
-                .draw_series(std::iter::once(Rectangle::new(
-                    [
-                        (SegmentValue::Exact(p), SegmentValue::Exact(y)),
-                        (SegmentValue::Exact(p + 1), SegmentValue::Exact(y + 1)),
-                    ],
-                    RGBColor(shade, shade, 255).filled(),
-                )))
-                .map_err(|e| err(&e))?;
-            if show && cell >= 18 {
-                let colour = if share > 0.5 { WHITE } else { BLACK };
-                chart
-                    .draw_series(std::iter::once(Text::new(
-                        v.to_string(),
-                        (SegmentValue::CenterOf(p), SegmentValue::CenterOf(y)),
-                        (FONT, 12).into_font().color(&colour),
-                    )))
-                    .map_err(|e| err(&e))?;
-            }
-        }
-    }
-    root.present().map_err(|e| err(&e))?;
-    Ok(())
 }

@@ -40,7 +40,7 @@ use candle_core::{Device, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use serde::Serialize;
-use xfer_data::formats::folder::{is_image_file, read_image};
+use xfer_data::formats::folder::{images_under, is_image_file, read_image};
 use xfer_data::image_ops::resize_bilinear;
 use xfer_data::{Data, Dataset, Preprocess, Transform};
 use xfer_models::Tokenizer;
@@ -332,25 +332,6 @@ impl Inputs {
     }
 }
 
-/// Every image file under `dir`, recursively, sorted.
-fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let rd = std::fs::read_dir(&d).map_err(|e| TrainError::file(&d, e))?;
-        for e in rd {
-            let p = e.map_err(|e| TrainError::file(&d, e))?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if is_image_file(&p) {
-                out.push(p);
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
-
 /// Labels of `n` items whose class names are `item_names` (in the data set's label order)
 /// mapped to the model's `names`; `None` (with a warning) when some class is not the model's.
 fn map_labels(
@@ -399,7 +380,7 @@ fn open_one(s: &str, pkg: &dyn Predictor, text_column: Option<&str>) -> Result<I
     let names = pkg.class_names();
     let p = Path::new(s);
     if p.is_dir() {
-        let files = list_images(p)?;
+        let files = images_under(p)?;
         if files.is_empty() {
             return Err(TrainError::BadData(format!(
                 "{}: no image files (.png, .jpg, .jpeg, .bmp, .webp) under it",

@@ -77,7 +77,7 @@ fn write_png(path: &Path, w: u32, h: u32, seed: u32, rgba: bool) {
         })
         .save(path)
         .unwrap();
-    } else if seed % 2 == 0 {
+    } else if seed.is_multiple_of(2) {
         image::GrayImage::from_fn(w, h, |x, y| image::Luma([px(x, y, 0)]))
             .save(path)
             .unwrap();

@@ -194,7 +194,7 @@ pub struct ImageFolder {
 
 /// Every image file under `dir`, recursively, in sorted order (a folder reached twice through
 /// links is read once).
-fn images_under(dir: &Path) -> Result<Vec<PathBuf>> {
+pub fn images_under(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
     let mut stack = vec![dir.to_path_buf()];
