@@ -20,10 +20,6 @@ const OVERSIZED: &[(&str, usize)] = &[
     ("crates/xfer-models/src/bert.rs", 1000),
     // ResNet basic/bottleneck blocks, stages and the torchvision name layout.
     ("crates/xfer-models/src/resnet.rs", 900),
-    // Multitask and progressive networks: objective, evaluation and drivers.
-    ("crates/xfer-train/src/methods/multitask.rs", 950),
-    // Zero-shot: hinge, DAP, ConSE and their evaluation.
-    ("crates/xfer-train/src/methods/zero_shot.rs", 850),
 ];
 
 fn root() -> PathBuf {

@@ -263,9 +263,9 @@ pub fn frozen_features(
     Ok(ds)
 }
 
-/// Per-dimension mean and standard deviation of `fit`'s features (std floored at 1e-6),
-/// applied to every data set in `apply` (z-scores: the training part's statistics only).
-pub fn standardize(fit: &TensorDataset, apply: &[&TensorDataset]) -> Vec<TensorDataset> {
+/// Per-dimension mean and standard deviation of `fit`'s features (std floored at 1e-6): the
+/// z-score statistics [`standardize`] applies (and a zero-shot package keeps).
+pub fn feature_stats(fit: &TensorDataset) -> (Vec<f32>, Vec<f32>) {
     let d = fit.feature_dim().max(1);
     let n = fit.len().max(1) as f64;
     let mut mean = vec![0f64; d];
@@ -276,15 +276,21 @@ pub fn standardize(fit: &TensorDataset, apply: &[&TensorDataset]) -> Vec<TensorD
             *s += f64::from(v) * f64::from(v);
         }
     }
-    let stats: Vec<(f32, f32)> = mean
-        .iter()
+    mean.iter()
         .zip(&sq)
         .map(|(m, s)| {
             let mu = m / n;
             let var = (s / n - mu * mu).max(0.0);
             (mu as f32, (var.sqrt() as f32).max(1e-6))
         })
-        .collect();
+        .unzip()
+}
+
+/// [`feature_stats`] of `fit`, applied to every data set in `apply` (z-scores: the training
+/// part's statistics only).
+pub fn standardize(fit: &TensorDataset, apply: &[&TensorDataset]) -> Vec<TensorDataset> {
+    let (mean, std) = feature_stats(fit);
+    let stats: Vec<(f32, f32)> = mean.into_iter().zip(std).collect();
     apply
         .iter()
         .map(|ds| {

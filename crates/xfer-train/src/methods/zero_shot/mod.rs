@@ -51,6 +51,7 @@ pub mod calibration;
 mod data;
 pub mod inputs;
 mod model;
+pub mod package;
 mod train;
 
 #[cfg(test)]
