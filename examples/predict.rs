@@ -23,8 +23,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Parser;
 use xfer::models::Classifier;
+use xfer::train::methods::zero_shot::inputs::read_descriptions;
+use xfer::train::methods::zero_shot::package::ZslPackage;
 use xfer::train::plot::plot_confusion;
-use xfer::train::predict::{Inputs, PredictOptions, Prediction, predict};
+use xfer::train::predict::{Inputs, PredictOptions, Prediction, Predictor, predict};
 
 /// An output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -69,6 +71,17 @@ struct Args {
     /// folder, else the current folder).
     #[arg(long)]
     report_dir: Option<PathBuf>,
+    /// Zero-shot models: the classes to rank, comma-separated (names never seen in training
+    /// are embedded by the model's text encoder). Default: the classes it was trained with.
+    #[arg(long, value_delimiter = ',', conflicts_with = "class_names")]
+    classes: Option<Vec<String>>,
+    /// Zero-shot models: a file with one class name per line (instead of --classes).
+    #[arg(long)]
+    class_names: Option<PathBuf>,
+    /// Zero-shot models: a file of `class<TAB>description` lines; each class is embedded by
+    /// its description instead of its name.
+    #[arg(long)]
+    descriptions: Option<PathBuf>,
     /// Where the network runs: `cpu`, `cuda[:N]`, `metal[:N]` or `auto`.
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -91,14 +104,35 @@ fn main() -> anyhow::Result<()> {
     };
     common.init_logging()?;
     let dev = common.device()?;
-    let pkg = Classifier::load(&args.model, &dev)?;
-    let inputs = Inputs::open(&args.input, &pkg, args.text_column.as_deref())?;
-    let names = pkg.info.class_names.clone();
+    let (pkg, kind): (Box<dyn Predictor>, String) = if ZslPackage::is_zero_shot(&args.model) {
+        let mut z = ZslPackage::load(&args.model, &dev)?;
+        if let Some(names) = class_list(&args)? {
+            let texts = args
+                .descriptions
+                .as_deref()
+                .map(|p| read_descriptions(p, &names))
+                .transpose()?;
+            z = z.with_classes(&names, texts.as_deref())?;
+        }
+        (Box::new(z), "zero-shot".into())
+    } else {
+        anyhow::ensure!(
+            args.classes.is_none() && args.class_names.is_none() && args.descriptions.is_none(),
+            "{}: --classes, --class-names and --descriptions are for zero-shot models",
+            args.model.display()
+        );
+        let p = Classifier::load(&args.model, &dev)?;
+        let kind = p.net.spec().to_string();
+        (Box::new(p), kind)
+    };
+    let pkg = pkg.as_ref();
+    let inputs = Inputs::open(&args.input, pkg, args.text_column.as_deref())?;
+    let names = pkg.class_names().to_vec();
     eprintln!(
         "model {} ({} classes, {}), input {}",
         args.model.display(),
         names.len(),
-        pkg.net.spec(),
+        kind,
         inputs.description
     );
     let opts = PredictOptions {
@@ -128,7 +162,7 @@ fn main() -> anyhow::Result<()> {
             Prediction::csv_header(args.topk.clamp(1, names.len()))
         )?;
     }
-    let summary = predict(&pkg, &inputs, &opts, |p| {
+    let summary = predict(pkg, &inputs, &opts, |p| {
         let line = match args.format {
             Format::Csv => p.csv_row(&names),
             Format::Jsonl => p.json(&names).to_string(),
@@ -176,4 +210,25 @@ fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// The class names of `--classes` or `--class-names FILE` (one per line, `#` comments and
+/// blank lines skipped), or of `--descriptions FILE` alone.
+fn class_list(args: &Args) -> anyhow::Result<Option<Vec<String>>> {
+    if let Some(c) = &args.classes {
+        return Ok(Some(c.iter().map(|s| s.trim().to_string()).collect()));
+    }
+    let lines = |p: &PathBuf| -> anyhow::Result<Vec<String>> {
+        let text = std::fs::read_to_string(p).with_context(|| format!("{}", p.display()))?;
+        Ok(text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| l.split('\t').next().unwrap_or(l).trim().to_string())
+            .collect())
+    };
+    match (&args.class_names, &args.descriptions) {
+        (Some(p), _) | (None, Some(p)) => Ok(Some(lines(p)?)),
+        (None, None) => Ok(None),
+    }
 }

@@ -34,7 +34,9 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use common::{CheckpointArgs, CommonArgs, Report};
 use xfer::data::{ClassAttributes, TensorDataset, embedded, spec};
+use xfer::models::InputSpec;
 use xfer::prelude::*;
+use xfer::train::methods::zero_shot::package::{FeatureExtractor, ZslInfo};
 use xfer::train::methods::zero_shot::{
     self, AttributeScaling, ZeroShotConfig, ZeroShotData, ZeroShotModel, ZslMethod,
 };
@@ -48,6 +50,10 @@ struct Args {
     common: CommonArgs,
     #[command(flatten)]
     checkpoint: CheckpointArgs,
+    /// Save each method's model as a zero-shot package under DIR/<method>/ (for `predict`;
+    /// with --class-text it ranks class names given at prediction time).
+    #[arg(long, value_name = "DIR")]
+    save: Option<std::path::PathBuf>,
     /// Built-in data set with attributes: shapes | digits.
     #[arg(long, conflicts_with = "data")]
     dataset: Option<String>,
@@ -211,11 +217,15 @@ struct Problem {
     name: String,
     data: ZeroShotData,
     cfg: ZeroShotConfig,
+    /// What a saved package keeps besides the model (`--save`).
+    info: ZslInfo,
 }
 
 fn build(args: &Args, dev: &Device) -> anyhow::Result<Problem> {
     let seed = args.common.seed;
     let quick = args.common.quick;
+    // The factor applied to the loaded values (kept by a saved package).
+    let mut scale = 1.0f32;
     let (name, ds, attributes, default_unseen, mut cfg) = match (&args.dataset, &args.data) {
         (_, Some(data)) if args.backbone.is_some() || args.class_text.is_some() => {
             let ds = match &args.backbone {
@@ -276,6 +286,7 @@ fn build(args: &Args, dev: &Device) -> anyhow::Result<Problem> {
             let ds =
                 spec::load(data, data_seed(seed, 0)).with_context(|| format!("--data {data}"))?;
             let k = common::feature_scale(&[("data", &ds)]);
+            scale = k;
             let ds = ds.scale(k);
             let path = args.attributes.as_deref().unwrap_or_default();
             let attributes = read_attributes(path, &ds)?;
@@ -305,7 +316,8 @@ fn build(args: &Args, dev: &Device) -> anyhow::Result<Problem> {
             ("shapes".to_string(), ds, attributes, Some(unseen), cfg)
         }
         (Some(d), None) if d == "digits" => {
-            let ds = embedded::optdigits()?.scale(1.0 / 16.0);
+            scale = 1.0 / 16.0;
+            let ds = embedded::optdigits()?.scale(scale);
             let attributes = ds
                 .attributes()
                 .context("optdigits without attributes")?
@@ -326,7 +338,27 @@ fn build(args: &Args, dev: &Device) -> anyhow::Result<Problem> {
         (None, None) => bail!("--unseen c1,c2,...: which classes to hold out"),
     };
     let mut data = ZeroShotData::split(&ds, &attributes, &unseen, 0.2, data_seed(seed, 1))?;
-    if args.backbone.is_some() {
+    let mut info = ZslInfo {
+        class_names: (0..attributes.num_classes() as u32)
+            .map(|c| data.class_name(c))
+            .collect(),
+        input: InputSpec::tensor(scale),
+        features: None,
+        text_encoder: args.class_text.clone(),
+        provenance: Default::default(),
+    };
+    if let Some(b) = &args.backbone {
+        let spec: xfer::models::BackboneSpec = b.parse()?;
+        let preset = zsl_inputs::image_preset(&spec, args.image_size, 3)?;
+        let (mean, std) = zsl_inputs::feature_stats(&data.train);
+        info.input = InputSpec::Image {
+            channels: 3,
+            size: args.image_size,
+            resize: preset.resize_size,
+            mean: preset.mean.clone(),
+            std: preset.std.clone(),
+        };
+        info.features = Some(FeatureExtractor { spec, mean, std });
         // z-scores with the training part's statistics (no test sample looked at).
         let z = zsl_inputs::standardize(
             &data.train,
@@ -368,7 +400,12 @@ fn build(args: &Args, dev: &Device) -> anyhow::Result<Problem> {
     if let Some(v) = args.normalize {
         cfg.normalize = v;
     }
-    Ok(Problem { name, data, cfg })
+    Ok(Problem {
+        name,
+        data,
+        cfg,
+        info,
+    })
 }
 
 /// PCA of each method's semantic space on the test samples: seen (●) and unseen (▲).
@@ -499,6 +536,24 @@ fn main() -> anyhow::Result<()> {
         };
         metrics.push(("seconds", t0.elapsed().as_secs_f64()));
         report.run(method.name(), &metrics);
+        if let Some(dir) = &args.save {
+            let mut info = problem.info.clone();
+            let data_specs: Vec<(&str, &str)> = [("data", &args.data), ("dataset", &args.dataset)]
+                .into_iter()
+                .filter_map(|(k, v)| v.as_deref().map(|v| (k, v)))
+                .collect();
+            info.provenance = common::provenance(
+                method.name(),
+                &data_specs,
+                seed,
+                &metrics,
+                serde_json::json!({"config": problem.cfg, "unseen": d.unseen}),
+                &problem.cfg.backbone,
+            );
+            let path = dir.join(method.name());
+            model.save(&path, &problem.cfg, &info)?;
+            println!("{:>10}  saved the model to {}", "", path.display());
+        }
         models.push(model);
     }
     let runs: Vec<(&str, &xfer::train::History)> = models
