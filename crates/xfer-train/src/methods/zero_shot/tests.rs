@@ -150,3 +150,46 @@ fn min_max_scaling_maps_counts_into_unit_interval_and_keeps_binary_columns() {
         .unwrap();
     assert_eq!(m, vec![vec![0.0, 0.0], vec![1.0, 0.5], vec![1.0, 1.0]]);
 }
+
+#[test]
+fn a_saved_zero_shot_package_scores_like_the_model_it_was_saved_from() {
+    use crate::predict::Predictor;
+    use package::{ZslInfo, ZslPackage};
+    use xfer_models::package::InputSpec;
+    let data = toy(2);
+    let cfg = quick(60);
+    let dir = std::env::temp_dir().join(format!("xfer-zsl-pkg-{}", std::process::id()));
+    let x = data.unseen_test.to_tensors(&Device::Cpu).unwrap().0;
+    let all: Vec<u32> = (0..6).collect();
+    for method in ZslMethod::all() {
+        let ZslOutcome { model, .. } =
+            run(method, &cfg, &data, &RunCtx::cpu().with_seed(3)).unwrap();
+        let info = ZslInfo {
+            class_names: (0..6).map(|c| format!("class{c}")).collect(),
+            input: InputSpec::tensor(1.0),
+            features: None,
+            text_encoder: None,
+            provenance: Default::default(),
+        };
+        let path = dir.join(method.name());
+        model.save(&path, &cfg, &info).unwrap();
+        assert!(ZslPackage::is_zero_shot(&path));
+        let pkg = ZslPackage::load(&path, &Device::Cpu).unwrap();
+        assert_eq!(pkg.class_names(), info.class_names.as_slice());
+        let want = model.scores(&x, &all).unwrap().to_vec2::<f32>().unwrap();
+        let got = pkg.scores(&x).unwrap().to_vec2::<f32>().unwrap();
+        assert_eq!(want, got, "{}", method.name());
+        // Attribute-table models rank only their own classes.
+        let e = pkg
+            .with_classes(&["owl".to_string()], None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("attribute tables"), "{e}");
+        // A classifier package loader refuses it with one line.
+        let e = xfer_models::Classifier::load(&path, &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("xfer-zero-shot") && !e.contains('\n'), "{e}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
