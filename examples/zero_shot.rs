@@ -232,6 +232,14 @@ fn build(args: &Args, dev: &Device) -> anyhow::Result<Problem> {
                 Some(b) => {
                     let spec: xfer::models::BackboneSpec =
                         b.parse().with_context(|| format!("--backbone {b}"))?;
+                    // A pretrained RGB backbone reads every image as RGB (grey repeated), as in
+                    // finetune.
+                    let folder = data.starts_with("folder:") || data.starts_with("images:");
+                    let data = &if spec.is_pretrained() && folder && !data.contains("channels=") {
+                        format!("{data}:channels=3")
+                    } else {
+                        data.clone()
+                    };
                     zsl_inputs::frozen_features(
                         &spec,
                         data,
