@@ -671,32 +671,13 @@ impl DataSpec {
                 dir,
                 options,
                 eager: false,
-            } => {
-                if let Some(e) = self.missing(dir) {
-                    return Err(e);
-                }
-                if self.flatten {
-                    return Err(DataError::Spec {
-                        spec: self.raw.clone(),
-                        msg: "`flatten` does not apply to a lazily decoded folder (add `eager`)"
-                            .into(),
-                    });
-                }
-                let options = FolderOptions {
-                    scale: self.scale,
-                    ..options.clone()
-                };
-                let f = ImageFolder::open(dir, &options)?;
-                if f.is_empty() {
-                    return Err(DataError::Empty(self.raw.clone()));
-                }
-                Ok(Data::Images(f.with_name(self.raw.clone())))
             }
-            Source::Images {
+            | Source::Images {
                 dir,
                 options,
                 eager: false,
             } => {
+                let labelled = matches!(self.source, Source::Folder { .. });
                 if let Some(e) = self.missing(dir) {
                     return Err(e);
                 }
@@ -711,7 +692,15 @@ impl DataSpec {
                     scale: self.scale,
                     ..options.clone()
                 };
-                let f = ImageFolder::open_unlabeled(dir, &options)?;
+                let f = if labelled {
+                    let f = ImageFolder::open(dir, &options)?;
+                    if f.is_empty() {
+                        return Err(DataError::Empty(self.raw.clone()));
+                    }
+                    f
+                } else {
+                    ImageFolder::open_unlabeled(dir, &options)?
+                };
                 Ok(Data::Images(f.with_name(self.raw.clone())))
             }
             Source::Images { .. } => Ok(Data::Unlabeled(self.load_unlabeled(seed)?)),
