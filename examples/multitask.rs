@@ -22,6 +22,7 @@ mod common;
 
 use clap::Parser;
 use xfer::data::{self, TensorDataset, UnlabeledDataset};
+use xfer::models::{InputSpec, ModelInfo};
 use xfer::train::methods::finetune::{Length, Stage};
 use xfer::train::methods::multitask::{
     MultitaskConfig, MultitaskModel, ProgressiveConfig, TaskLabels, TaskSet, Weighting,
@@ -66,6 +67,8 @@ struct Args {
     common: common::CommonArgs,
     #[command(flatten)]
     checkpoint: common::CheckpointArgs,
+    #[command(flatten)]
+    save: common::SaveArgs,
 }
 
 /// One task before it is split: its data and how its labels come from the data's classes.
@@ -266,6 +269,37 @@ fn main() -> anyhow::Result<()> {
                 let mut m: Vec<(&str, f64)> = vec![("target_acc", target)];
                 m.extend(metrics.iter().map(|(k, v)| (k.as_str(), *v)));
                 report.run(method, &m);
+                if args.save.save.is_some() {
+                    // One package per task: the trunk and that task's head.
+                    for set in &train_sets {
+                        for labels in &set.tasks {
+                            let task = labels.name.as_str();
+                            let net = match model.task_classifier(task) {
+                                Ok(net) => net,
+                                Err(e) => {
+                                    println!("{:>14}  task {task} not saved: {e}", "");
+                                    continue;
+                                }
+                            };
+                            let names = if task == main_task.name {
+                                common::class_names(base.class_names(), labels.num_classes)
+                            } else {
+                                common::class_names(&[], labels.num_classes)
+                            };
+                            let prov = common::provenance(
+                                &format!("{method}:{task}"),
+                                &[("data", &args.data), ("tasks", &args.tasks)],
+                                seed,
+                                &m,
+                                serde_json::json!({"config": format!("{c:?}")}),
+                                net.spec(),
+                            );
+                            let info = ModelInfo::new(names, InputSpec::tensor(scale))
+                                .with_provenance(prov);
+                            args.save.save(&format!("{method}-{task}"), &net, &info)?;
+                        }
+                    }
+                }
                 curves.push(Series::new(method, r.history.step_curve("loss")));
                 histories.push((method.to_string(), r.history.clone()));
             }

@@ -4,7 +4,10 @@ use std::fmt;
 
 use candle_core::{DType, Device, Tensor};
 use xfer_losses::UncertaintyWeighting;
-use xfer_models::{Activation, MultiTask, MultiTaskConfig, ParamStore, TaskConfig};
+use xfer_models::{
+    Activation, BackboneSpec, Classifier, ClassifierConfig, MultiTask, MultiTaskConfig, ParamStore,
+    Selection, TaskConfig, Transfer,
+};
 use xfer_ops::SeededRng;
 
 use super::data::TaskSet;
@@ -47,6 +50,8 @@ pub struct MultitaskModel {
     pub(super) tasks: Vec<String>,
     pub(super) uncertainty: Option<UncertaintyWeighting>,
     weights: Vec<f64>,
+    /// The network's shape (for [`MultitaskModel::task_classifier`]).
+    shape: MultiTaskConfig,
 }
 
 impl fmt::Debug for MultitaskModel {
@@ -116,6 +121,7 @@ impl MultitaskModel {
         };
         let model =
             MultiTask::from_config(&store.scope(""), &mt_cfg, &mut rng, DType::F32, device)?;
+        let shape = mt_cfg;
         let uncertainty = match cfg.weighting {
             Weighting::Uncertainty => {
                 let p = store.add(
@@ -132,7 +138,55 @@ impl MultitaskModel {
             tasks,
             uncertainty,
             weights,
+            shape,
         })
+    }
+
+    /// The network of one task — the shared trunk and the task's head — as a stand-alone
+    /// `mlp:` [`Classifier`] (`trunk.*` → `features.*`, `heads.<task>.0.*` → `classifier.*`,
+    /// values copied), so it can be saved as a model package and used by `predict`. Errors: an
+    /// unknown task, or a task with its own input layer or a hidden head layer (not an MLP
+    /// classifier).
+    pub fn task_classifier(&self, task: &str) -> Result<Classifier> {
+        let t = self
+            .shape
+            .tasks
+            .iter()
+            .find(|t| t.name == task)
+            .ok_or_else(|| {
+                TrainError::invalid("task", task, format!("one of {}", self.tasks.join(", ")))
+            })?;
+        if t.input_dim.is_some() || !t.head_hidden.is_empty() || self.shape.dropout > 0.0 {
+            return Err(TrainError::Incompatible(format!(
+                "task {task}: a task with its own input layer or a hidden head layer is not an \
+                 MLP classifier"
+            )));
+        }
+        let device = self
+            .store
+            .all()
+            .first()
+            .map_or(Device::Cpu, |p| p.var().device().clone());
+        let cfg = ClassifierConfig::new(
+            BackboneSpec::mlp_hidden(&self.shape.shared),
+            &[self.shape.input_dim],
+            t.output_dim,
+        );
+        let net = Classifier::new(&cfg, 0, &device)?;
+        let head = format!("heads.{task}.0.");
+        Transfer::new()
+            .select(Selection::All)
+            .rename(move |n| {
+                if let Some(rest) = n.strip_prefix("trunk.") {
+                    Some(format!("features.{rest}"))
+                } else {
+                    n.strip_prefix(head.as_str())
+                        .map(|rest| format!("classifier.{rest}"))
+                }
+            })
+            .strict(true)
+            .run(&self.store, net.store())?;
+        Ok(net)
     }
 
     /// The parameter store.

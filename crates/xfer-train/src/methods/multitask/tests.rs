@@ -250,3 +250,18 @@ fn progressive_column_leaves_the_old_column_untouched() {
     assert!(out.store.contains("columns.1.laterals.1.0.alpha"));
     assert!(out.new_task_acc.is_some());
 }
+
+#[test]
+fn each_task_is_a_standalone_classifier_with_the_same_outputs() {
+    let sets = [digitish_set(32, 7)];
+    let c = cfg(Weighting::Uncertainty);
+    let model = MultitaskModel::new(&sets, &c, 8, &Device::Cpu).unwrap();
+    let outs = model.forward_set(&sets[0], &sets[0].x, false).unwrap();
+    for (task, want) in model.tasks().iter().zip(&outs) {
+        let net = model.task_classifier(task).unwrap();
+        let got = net.logits(&sets[0].x, false).unwrap();
+        assert_eq!(values(&got), values(want), "{task}");
+    }
+    let e = model.task_classifier("nope").unwrap_err().to_string();
+    assert!(e.contains("nope"), "{e}");
+}
