@@ -559,13 +559,7 @@ impl DataSpec {
                 }
                 read_csv_unlabeled(path, options)?
             }
-            Source::Text { .. } => {
-                return Err(DataError::Spec {
-                    spec: self.raw.clone(),
-                    msg: "a text data set (text=): load it with spec::load_data (Data::Text)"
-                        .into(),
-                });
-            }
+            Source::Text { .. } => return Err(self.text_error()),
             _ => return Ok(self.load(seed)?.unlabeled().with_name(self.raw.clone())),
         };
         use crate::dataset::Dataset;
@@ -578,6 +572,14 @@ impl DataSpec {
         };
         let ds = if self.flatten { ds.flatten() } else { ds };
         Ok(ds.with_name(self.raw.clone()))
+    }
+
+    /// The refusal of an in-memory load of a text spec.
+    fn text_error(&self) -> DataError {
+        DataError::Spec {
+            spec: self.raw.clone(),
+            msg: "a text data set (text=): load it with spec::load_data (Data::Text)".into(),
+        }
     }
 
     /// Loads the data set; `seed` drives every generated data set. An error
@@ -609,13 +611,7 @@ impl DataSpec {
                 }
                 read_csv(path, options)?
             }
-            Source::Text { .. } => {
-                return Err(DataError::Spec {
-                    spec: self.raw.clone(),
-                    msg: "a text data set (text=): load it with spec::load_data (Data::Text)"
-                        .into(),
-                });
-            }
+            Source::Text { .. } => return Err(self.text_error()),
             Source::Idx { images, labels } => {
                 if let Some(e) = self.missing(images) {
                     return Err(e);
