@@ -259,14 +259,13 @@ fn open_one(s: &str, pkg: &dyn Predictor, text_column: Option<&str>) -> Result<I
     } else {
         s.to_string()
     };
-    let data = xfer_data::load_data(&spec, 0).map_err(|e| match e {
-        xfer_data::DataError::InvalidArgument { .. } if !s.contains(':') && !p.exists() => {
-            TrainError::BadData(format!(
-                "{s}: no such file or folder, and not a data spec (see docs/data.md)"
-            ))
-        }
-        e => e.into(),
-    })?;
+    // A path-like input that does not exist is a missing file, not a malformed data spec.
+    if !s.contains(':') && !p.exists() && s.contains(['/', '\\', '.']) {
+        return Err(TrainError::BadData(format!(
+            "{s}: no such file or folder (and not a data spec, see docs/data.md)"
+        )));
+    }
+    let data = xfer_data::load_data(&spec, 0)?;
     Ok(match data {
         Data::Tensors(ds) => {
             let labels = map_labels(s, ds.labels(), ds.class_names(), names);
