@@ -167,6 +167,9 @@ impl<D: Dataset + 'static> DataLoaderBuilder<D> {
     /// Checks the configuration: positive batch size, a non-empty data set, a transform that
     /// accepts the sample shape, and at least one batch per epoch.
     pub fn build(self) -> Result<DataLoader<D>> {
+        // Data comes before the model in most programs: xfer's process settings apply here
+        // too (once; `xfer_ops::runtime`).
+        xfer_ops::runtime::configure();
         if self.batch_size == 0 {
             return Err(DataError::invalid(
                 "DataLoader",

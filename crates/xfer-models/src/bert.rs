@@ -51,7 +51,7 @@ pub enum HiddenAct {
 impl HiddenAct {
     fn apply(self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
-            HiddenAct::Gelu => x.gelu_erf()?,
+            HiddenAct::Gelu => xfer_ops::gelu_erf(x)?,
             HiddenAct::GeluTanh => x.gelu()?,
             HiddenAct::Relu => x.relu()?,
         })
@@ -712,7 +712,9 @@ impl SentenceEncoder {
 
     /// Embeddings (N, H) of `texts` in evaluation mode, detached.
     pub fn encode(&self, texts: &[&str]) -> Result<Tensor> {
-        Ok(self.embed(&self.tokenize(texts)?, false)?.detach())
+        let tokens = self.tokenize(texts)?;
+        // Inference: no autograd graph (each layer's activations are freed once read).
+        Ok(crate::params::no_grad(|| self.embed(&tokens, false))?.detach())
     }
 }
 

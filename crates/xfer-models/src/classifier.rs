@@ -34,7 +34,7 @@ use crate::layers::{BatchNorm, Linear, Module, ModuleT};
 use crate::lenet::{DannLeNet, LeNetConfig};
 use crate::mlp::{Mlp, MlpConfig};
 use crate::mobilenet::{MobileNetV2, MobileNetV2Config};
-use crate::params::{ParamStore, Selection};
+use crate::params::{ParamStore, Selection, no_grad};
 use crate::pretrained::LoadOptions;
 use crate::resnet::{ResNet, ResNetConfig};
 pub use crate::spec::{BackboneSpec, BottleneckSpec, TEXT_MAX_LEN};
@@ -555,18 +555,10 @@ impl Classifier {
         f: impl Fn(&Tensor) -> Result<Tensor>,
     ) -> Result<Tensor> {
         let n = x.dims().first().copied().unwrap_or(0);
-        let chunk = chunk.max(1);
-        let mut parts = Vec::with_capacity(n.div_ceil(chunk));
-        let mut start = 0;
-        while start < n {
-            let len = chunk.min(n - start);
-            parts.push(f(&x.narrow(0, start, len)?)?.detach());
-            start += len;
+        if n == 0 {
+            return no_grad(|| Ok(f(x)?.detach()));
         }
-        if parts.is_empty() {
-            return Ok(f(x)?.detach());
-        }
-        Ok(Tensor::cat(&parts, 0)?)
+        map_rows(x, chunk, f)
     }
 
     /// The ordered blocks, input side first: the backbone's, then the bottleneck and head
@@ -657,4 +649,53 @@ fn load_with_head(
         }
     };
     load(&opts)
+}
+
+/// Bytes of input per evaluation batch that [`eval_rows`] aims at: the activations of a
+/// forward pass are a small multiple of its input, so this keeps a batch's working set in
+/// the tens of megabytes (buffers that the caches and the allocator reuse) rather than
+/// gigabytes of fresh memory per batch.
+pub const EVAL_INPUT_BYTES: usize = 2 << 20;
+
+/// Rows per evaluation batch for inputs of `row_elems` elements of `dtype` each: as many as
+/// fit in [`EVAL_INPUT_BYTES`], at least 16 (smaller batches waste the matrix kernels) and
+/// at most 512. A 3×96×96 f32 image gives 18 rows, a 64-feature row 512. Integer inputs are
+/// token ids, each of which becomes an embedding: a token counts as 256 f32 values (a
+/// 128-token sentence gives 16 rows).
+pub fn eval_rows(row_elems: usize, dtype: DType) -> usize {
+    let per_elem = if dtype.is_int() {
+        256 * 4
+    } else {
+        dtype.size_in_bytes()
+    };
+    (EVAL_INPUT_BYTES / (row_elems.max(1) * per_elem)).clamp(16, 512)
+}
+
+/// Runs `f` over row chunks of `x` — at most `max_rows` rows and at most [`eval_rows`] —
+/// inside [`no_grad`], and concatenates the detached results: evaluation of a whole data set
+/// in bounded memory, with no autograd graph. An error for an empty `x`.
+pub fn map_rows(
+    x: &Tensor,
+    max_rows: usize,
+    mut f: impl FnMut(&Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let dims = x.dims();
+    let n = dims.first().copied().unwrap_or(0);
+    if n == 0 {
+        return Err(ModelError::Shape(format!(
+            "cannot evaluate an empty batch {dims:?}"
+        )));
+    }
+    let row: usize = dims[1..].iter().product();
+    let chunk = max_rows.clamp(1, eval_rows(row, x.dtype()));
+    no_grad(|| {
+        let mut parts = Vec::with_capacity(n.div_ceil(chunk));
+        let mut start = 0;
+        while start < n {
+            let len = chunk.min(n - start);
+            parts.push(f(&x.narrow(0, start, len)?)?.detach());
+            start += len;
+        }
+        Ok(Tensor::cat(&parts, 0)?)
+    })
 }

@@ -224,8 +224,8 @@ impl ModuleT for BatchNorm {
                 x,
                 &g,
                 &b,
-                self.running_mean.var().as_tensor(),
-                self.running_var.var().as_tensor(),
+                &self.running_mean.tensor(),
+                &self.running_var.tensor(),
                 self.eps,
             )?)
         }

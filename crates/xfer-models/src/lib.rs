@@ -52,7 +52,10 @@ pub mod transfer;
 
 pub use backbone::{Backbone, BertBackbone, encode_tokens, names_in_blocks};
 pub use bert::{BertConfig, BertModel, HiddenAct, SentenceEncoder, l2_normalize, mean_pool};
-pub use classifier::{BackboneSpec, BottleneckSpec, Classifier, ClassifierConfig, TEXT_MAX_LEN};
+pub use classifier::{
+    BackboneSpec, BottleneckSpec, Classifier, ClassifierConfig, EVAL_INPUT_BYTES, TEXT_MAX_LEN,
+    eval_rows, map_rows,
+};
 pub use digits_cnn::{DigitsCnn, DigitsCnnConfig};
 pub use efficientnet::{
     EFFICIENTNET_B0_STAGES, EfficientNetLite, EfficientNetLiteConfig, StageArgs,
@@ -74,7 +77,7 @@ pub use mobilenet::{
 };
 pub use multitask::{MultiTask, MultiTaskConfig, TaskConfig};
 pub use package::{InputSpec, ModelInfo, Package, Provenance};
-pub use params::{Param, ParamStore, Scope, Selection};
+pub use params::{Param, ParamStore, Scope, Selection, grad_enabled, no_grad};
 pub use preprocess::{Interpolation, Preprocess, ResizeCrop};
 pub use pretrained::{LoadOptions, load_pretrained};
 pub use progressive::{ColumnConfig, ProgressiveNet};

@@ -13,6 +13,33 @@ use candle_core::{Tensor, Var};
 
 use crate::{ModelError, Result};
 
+thread_local! {
+    static NO_GRAD_DEPTH: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether forward passes on this thread record an autograd graph: false inside [`no_grad`].
+pub fn grad_enabled() -> bool {
+    NO_GRAD_DEPTH.with(|d| d.get() == 0)
+}
+
+/// Runs `f` with gradients off on this thread, as PyTorch's `torch.no_grad()`: every
+/// [`Param::tensor`] is a detached view, so the forward passes inside record no autograd
+/// graph, and each intermediate tensor is freed as soon as the next layer has read it (with
+/// the graph, a whole forward's activations stay alive until its output is dropped). Nests;
+/// the previous state returns when `f` does, also on an early return or a panic. Inference
+/// (evaluation, prediction, feature extraction) runs inside it; training must not.
+pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore;
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            NO_GRAD_DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+        }
+    }
+    NO_GRAD_DEPTH.with(|d| d.set(d.get() + 1));
+    let _restore = Restore;
+    f()
+}
+
 /// One named parameter: its variable and whether it trains.
 #[derive(Debug, Clone)]
 pub struct Param {
@@ -45,9 +72,10 @@ impl Param {
     }
 
     /// The value to use in a forward pass: the `Var` itself when trainable, a detached view
-    /// when frozen (so no gradient is computed for it).
+    /// when frozen or inside [`no_grad`] (so no gradient is computed for it and no graph is
+    /// recorded).
     pub fn tensor(&self) -> Tensor {
-        if self.is_trainable() {
+        if self.is_trainable() && grad_enabled() {
             self.var.as_tensor().clone()
         } else {
             self.var.as_tensor().detach()
@@ -189,6 +217,9 @@ impl ParamStore {
     }
 
     fn insert(&self, name: &str, value: Tensor, buffer: bool) -> Result<Param> {
+        // Every model is built through here: the first parameter applies xfer's process
+        // settings (once; `xfer_ops::runtime` explains them, and how to opt out).
+        xfer_ops::runtime::configure();
         let mut map = self.write();
         if map.contains_key(name) {
             return Err(ModelError::Duplicate(name.to_string()));

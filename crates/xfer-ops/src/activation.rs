@@ -15,39 +15,32 @@ use crate::cpu::{Elem, by_dtype, slice};
 /// calling thread.
 const CHUNK: usize = 32 * 1024;
 
-/// `out[i] = f(a[i], b[i])`, in parallel for long inputs.
+/// `out[i] = f(a[i], b[i])`, in parallel for long inputs. The output is written once, never
+/// zero-filled first.
 pub(crate) fn zip_map<T: Elem>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
-    let mut out = vec![T::default(); a.len()];
-    let run = |o: &mut [T], a: &[T], b: &[T]| {
-        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-            *o = f(a, b);
-        }
-    };
     if a.len() < 2 * CHUNK {
-        run(&mut out, a, b);
-    } else {
-        out.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-            .for_each(|(o, (a, b))| run(o, a, b));
+        return a.iter().zip(b).map(|(&a, &b)| f(a, b)).collect();
     }
+    let mut out = Vec::with_capacity(a.len());
+    a.par_iter()
+        .zip(b.par_iter())
+        .with_min_len(CHUNK)
+        .map(|(&a, &b)| f(a, b))
+        .collect_into_vec(&mut out);
     out
 }
 
-/// `out[i] = f(a[i])`, in parallel for long inputs.
+/// `out[i] = f(a[i])`, in parallel for long inputs. The output is written once, never
+/// zero-filled first.
 pub(crate) fn map<T: Elem>(a: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
-    let mut out = vec![T::default(); a.len()];
-    let run = |o: &mut [T], a: &[T]| {
-        for (o, &a) in o.iter_mut().zip(a) {
-            *o = f(a);
-        }
-    };
     if a.len() < 2 * CHUNK {
-        run(&mut out, a);
-    } else {
-        out.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK))
-            .for_each(|(o, a)| run(o, a));
+        return a.iter().map(|&a| f(a)).collect();
     }
+    let mut out = Vec::with_capacity(a.len());
+    a.par_iter()
+        .with_min_len(CHUNK)
+        .map(|&a| f(a))
+        .collect_into_vec(&mut out);
     out
 }
 

@@ -198,3 +198,40 @@ pub(crate) fn gemm_into<T: Elem>(
     }
     Ok(())
 }
+
+/// Defines `fn $name(args)` whose body is compiled three times on x86-64 — for AVX-512F,
+/// for AVX2 + FMA and for the baseline (SSE2) — and picks the widest the CPU has at run time
+/// (`is_x86_feature_detected!`, cached by std). xfer is built without `target-cpu`, so this is
+/// how its compute-bound loops get wide vectors on machines that have them without failing
+/// on machines that do not. The body must be plain loops the compiler can vectorise (no
+/// calls into libm: those stay scalar).
+macro_rules! multiversion {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn v4($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn v3($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F, checked just above.
+                    return unsafe { v4($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                    return unsafe { v3($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+pub(crate) use multiversion;

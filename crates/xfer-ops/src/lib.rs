@@ -5,7 +5,7 @@
 //! - [`conv2d`], [`depthwise_conv2d`] (its own kernel, asymmetric and TF "SAME" padding:
 //!   [`Padding2d::same`]), [`max_pool2d`], [`max_pool2d_padded`], [`avg_pool2d`],
 //!   [`adaptive_avg_pool2d`]: convolution and pooling.
-//! - [`linear()`], [`relu()`], [`relu6()`], [`add_relu`], [`sq_norm`], [`sq_dist`]: a fully connected layer,
+//! - [`linear()`], [`relu()`], [`relu6()`], [`gelu_erf`], [`add_relu`], [`sq_norm`], [`sq_dist`]: a fully connected layer,
 //!   activations and penalty terms as single ops whose backward makes only the gradients
 //!   autograd uses (the composed candle versions cost several passes and temporaries each).
 //! - [`softmax`], [`log_softmax`], [`layer_norm`], [`batch_norm_train`]: normalisations whose
@@ -23,6 +23,8 @@
 //! - [`SeededRng`]: our own seeded generator (candle's CPU RNG cannot be seeded).
 //! - [`grad`]: global norm, clip-by-norm and non-finite checks over named gradients.
 //! - [`device`]: device selection.
+//! - [`runtime`]: the process settings a fast CPU step needs (the C allocator's thresholds,
+//!   candle's element-wise pool), applied when the first model is built.
 
 pub mod activation;
 pub mod bn_eval;
@@ -33,6 +35,7 @@ pub mod depthwise;
 mod depthwise_cpu;
 pub mod device;
 pub mod error;
+pub mod gelu;
 pub mod grad;
 pub mod grad_reverse;
 pub mod linear;
@@ -42,6 +45,7 @@ pub mod penalty;
 pub mod pool;
 mod pool_cpu;
 pub mod rng;
+pub mod runtime;
 pub mod snapshot;
 
 pub use activation::{add_relu, relu, relu6, relu6_portable};
@@ -53,6 +57,7 @@ pub use depthwise::{
 };
 pub use device::{DevicePreference, select_device};
 pub use error::{OpsError, Result};
+pub use gelu::gelu_erf;
 pub use grad::{clip_grad_norm, first_non_finite, global_grad_norm};
 pub use grad_reverse::grad_reverse;
 pub use linear::{linear, linear_portable};
@@ -60,4 +65,5 @@ pub use norm::{batch_norm_train, layer_norm, log_softmax, softmax};
 pub use penalty::{sq_dist, sq_norm};
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, max_pool2d_padded};
 pub use rng::{SeededRng, StepRngScope, derive_seed, scoped_rng};
+pub use runtime::{ProcessSettings, keep_process_settings};
 pub use snapshot::ParamSnapshot;

@@ -106,29 +106,37 @@ impl<'a, L: StepSource> StepBatches<'a, L> {
     }
 }
 
-/// Rows per forward pass when a whole data set is evaluated.
+/// Rows per forward pass when a whole data set is evaluated, at most (fewer for large rows:
+/// [`xfer_models::eval_rows`]).
 const EVAL_CHUNK: usize = 512;
 
-/// Runs `f` over row chunks of `x` and concatenates the detached results (evaluation of
-/// whole data sets without one huge batch); an error for an empty `x`.
+/// Runs `f` over row chunks of `x` with gradients off and concatenates the detached results
+/// (evaluation of whole data sets in bounded memory: [`xfer_models::map_rows`]); an error for
+/// an empty `x`.
 pub(crate) fn chunked(
     x: &candle_core::Tensor,
     f: impl Fn(&candle_core::Tensor) -> Result<candle_core::Tensor>,
 ) -> Result<candle_core::Tensor> {
-    let n = x.dim(0)?;
-    let mut outs = Vec::with_capacity(n.div_ceil(EVAL_CHUNK));
-    let mut i = 0;
-    while i < n {
-        let len = EVAL_CHUNK.min(n - i);
-        outs.push(f(&x.narrow(0, i, len)?)?.detach());
-        i += len;
-    }
-    if outs.is_empty() {
+    if x.dims().first().copied().unwrap_or(0) == 0 {
         return Err(TrainError::BadData(
             "cannot evaluate an empty data set".into(),
         ));
     }
-    Ok(candle_core::Tensor::cat(&outs, 0)?)
+    // `map_rows` takes a closure returning the models' error; carry ours through it.
+    let mut failure = None;
+    let out = xfer_models::map_rows(x, EVAL_CHUNK, |c| match f(c) {
+        Ok(t) => Ok(t),
+        Err(e) => {
+            let msg = e.to_string();
+            failure = Some(e);
+            Err(xfer_models::ModelError::Incompatible(msg))
+        }
+    });
+    match (out, failure) {
+        (_, Some(e)) => Err(e),
+        (Ok(t), None) => Ok(t),
+        (Err(e), None) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

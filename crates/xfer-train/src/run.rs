@@ -62,6 +62,8 @@ pub struct RunCtx {
 impl RunCtx {
     /// A quiet-less run on `device` with seed 0, no checkpoints and no output folder.
     pub fn new(device: Device) -> Self {
+        // Before any data is read: xfer's process settings (`xfer_ops::runtime`).
+        xfer_ops::runtime::configure();
         Self {
             device,
             seed: 0,

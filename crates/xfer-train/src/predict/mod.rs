@@ -413,7 +413,8 @@ pub fn predict(
             }
         };
         if let Some(x) = x {
-            let logits = pkg.scores(&x)?.to_device(&Device::Cpu)?;
+            // Inference: no autograd graph, so each layer's output is freed once read.
+            let logits = xfer_models::no_grad(|| pkg.scores(&x))?.to_device(&Device::Cpu)?;
             let rows = logits.to_vec2::<f32>()?;
             let mut preds = Vec::with_capacity(rows.len());
             let mut trues = Vec::with_capacity(rows.len());

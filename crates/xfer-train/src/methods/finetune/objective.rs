@@ -14,7 +14,8 @@ use crate::metrics::accuracy_from_logits;
 use crate::trainer::{EvalCtx, Evaluator, Objective, StepCtx, StepOutput};
 use crate::{Result, TrainError};
 
-/// Examples per evaluation batch.
+/// Examples per evaluation batch, at most (fewer for large examples:
+/// [`xfer_models::eval_rows`]).
 const EVAL_BATCH: usize = 256;
 
 /// The logits `[N, C]` of `net` on every example of `data`, in order, in evaluation mode
@@ -29,7 +30,9 @@ pub fn logits_of<D: Dataset + Clone + 'static>(
             data.name()
         )));
     }
-    let loader = DataLoader::builder(data.clone(), EVAL_BATCH)
+    let row: usize = data.sample_shape().iter().product();
+    let rows = EVAL_BATCH.min(xfer_models::eval_rows(row, DType::F32));
+    let loader = DataLoader::builder(data.clone(), rows)
         .shuffle(false)
         .device(net.device().clone())
         .build()?;
@@ -37,7 +40,7 @@ pub fn logits_of<D: Dataset + Clone + 'static>(
     let mut labels = Vec::new();
     for batch in loader.epoch(0) {
         let batch = batch?;
-        logits.push(net.logits(&batch.x, false)?.detach());
+        logits.push(xfer_models::no_grad(|| net.logits(&batch.x, false))?.detach());
         if let Some(y) = batch.y {
             labels.push(y);
         }
