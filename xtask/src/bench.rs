@@ -25,8 +25,9 @@ pub const WORKLOADS: &[&str] = &[
     "embed-minilm",
     "imagefolder-read",
 ];
-/// Workloads run only when named: the matrix-product rate of the machine (no PyTorch side).
-pub const EXTRA: &[&str] = &["matmul-peak"];
+/// Workloads run only when named (no PyTorch side): the matrix-product rate of the machine,
+/// and the source-only LeNet step that `dann-lenet`'s domain-adaptation step is compared with.
+pub const EXTRA: &[&str] = &["matmul-peak", "sourceonly-lenet"];
 /// The ones bench/torch_extra.py knows.
 const EXTRA_PEER: &[&str] = &["embed-minilm", "finetune-mobilenet_v2", "imagefolder-read"];
 /// The ones torch_peer.py knows.

@@ -28,11 +28,14 @@ fn main() -> Result<()> {
     let mut device = Device::Cpu;
     let mut workload = None;
     let mut images = 512usize;
+    let mut profile = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--steps" => steps = it.next().context("--steps needs a number")?.parse()?,
             "--images" => images = it.next().context("--images needs a number")?.parse()?,
+            // Time per xfer kernel over the timed steps (xfer_ops::profile), printed after.
+            "--profile" => profile = true,
             // The thread count is read by rayon from RAYON_NUM_THREADS (set by xtask).
             "--threads" => {
                 it.next().context("--threads needs a number")?;
@@ -48,6 +51,7 @@ fn main() -> Result<()> {
     let dev = &device;
     let (mut step, per_step_items): (Step, Option<usize>) = match workload.as_str() {
         "dann-lenet" => (dann_lenet(dev)?, None),
+        "sourceonly-lenet" => (sourceonly_lenet(dev)?, None),
         "l2sp-mlp" => (l2sp_mlp(dev)?, None),
         "finetune-resnet18" => (finetune_resnet18(dev)?, None),
         "finetune-mobilenet_v2" => (finetune_mobilenet_v2(dev)?, None),
@@ -56,18 +60,26 @@ fn main() -> Result<()> {
         "matmul-peak" => (matmul_peak(dev)?, None),
         "imagefolder-read" => imagefolder::imagefolder_read(images)?,
         other => bail!(
-            "unknown workload {other:?} (dann-lenet, l2sp-mlp, finetune-resnet18, finetune-mobilenet_v2, zsl-hinge, embed-minilm, matmul-peak, imagefolder-read)"
+            "unknown workload {other:?} (dann-lenet, sourceonly-lenet, l2sp-mlp, finetune-resnet18, finetune-mobilenet_v2, zsl-hinge, embed-minilm, matmul-peak, imagefolder-read)"
         ),
     };
     for _ in 0..3 {
         step()?;
     }
     let mut times = Vec::with_capacity(steps);
+    if profile {
+        xfer::ops::profile::take();
+        xfer::ops::profile::enable();
+    }
     for _ in 0..steps.max(1) {
         let t = Instant::now();
         step()?;
         dev.synchronize()?;
         times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    if profile {
+        xfer::ops::profile::disable();
+        print_profile(&workload, &times);
     }
     times.sort_by(f64::total_cmp);
     let n = times.len();
@@ -99,6 +111,28 @@ fn main() -> Result<()> {
     }
     println!("{line}");
     Ok(())
+}
+
+/// The share of the timed steps spent in each xfer kernel, and the rest (candle's own ops,
+/// autograd's bookkeeping, the optimiser's candle ops), one `profile` line each.
+fn print_profile(workload: &str, times: &[f64]) {
+    let n = times.len().max(1) as f64;
+    let total: f64 = times.iter().sum::<f64>() / 1000.0;
+    let ops = xfer::ops::profile::take();
+    let inside: f64 = ops.iter().map(|o| o.2).sum();
+    for (op, calls, secs) in &ops {
+        println!(
+            "profile {workload} {op} calls_per_step={:.1} ms_per_step={:.2} share={:.1}%",
+            *calls as f64 / n,
+            secs * 1000.0 / n,
+            100.0 * secs / total
+        );
+    }
+    println!(
+        "profile {workload} other(candle ops, autograd, optimiser) ms_per_step={:.2} share={:.1}%",
+        (total - inside).max(0.0) * 1000.0 / n,
+        100.0 * (total - inside).max(0.0) / total
+    );
 }
 
 /// Side of the square matrices of `matmul-peak`.
@@ -208,6 +242,29 @@ fn dann_lenet(dev: &Device) -> Result<Step> {
         let ly = cross_entropy(&net.head_forward(&hs, true)?, &ys)?;
         let ld = loss_d.forward(&hs, &ht, 0.5)?;
         let loss = (ly + ld.loss)?;
+        opt.step(&loss.backward()?, 0.01)?;
+        Ok(())
+    }))
+}
+
+/// The source-only step that `dann-lenet` is compared with: the same LeNet, the same 64
+/// source images, cross-entropy only (no target batch, no discriminator).
+fn sourceonly_lenet(dev: &Device) -> Result<Step> {
+    let mut rng = SeededRng::new(0);
+    let store = ParamStore::new();
+    let net = DannLeNet::new(
+        &store.scope(""),
+        &LeNetConfig::default(),
+        &mut rng,
+        DType::F32,
+        dev,
+    )?;
+    let mut opt = Sgd::new(store.trainable(), SgdConfig::momentum(0.9))?;
+    let x = rng.normal(&[64, 3, 28, 28], 0.0, 1.0, DType::F32, dev)?;
+    let ys = labels(&mut rng, 64, 10, dev)?;
+    Ok(Box::new(move || {
+        let h = net.features_t(&x, true)?;
+        let loss = cross_entropy(&net.head_forward(&h, true)?, &ys)?;
         opt.step(&loss.backward()?, 0.01)?;
         Ok(())
     }))

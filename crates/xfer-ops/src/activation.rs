@@ -7,6 +7,8 @@
 //! where the input is exactly 0).
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Layout, Shape, Tensor, bail};
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use crate::cpu::{Elem, by_dtype, slice};
@@ -16,31 +18,52 @@ use crate::cpu::{Elem, by_dtype, slice};
 const CHUNK: usize = 32 * 1024;
 
 /// `out[i] = f(a[i], b[i])`, in parallel for long inputs. The output is written once, never
-/// zero-filled first.
+/// zero-filled first, by plain loops over chunks (which the compiler vectorises; a per-element
+/// parallel iterator does not).
 pub(crate) fn zip_map<T: Elem>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Vec<T> {
-    if a.len() < 2 * CHUNK {
-        return a.iter().zip(b).map(|(&a, &b)| f(a, b)).collect();
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut out: Vec<T> = Vec::with_capacity(n);
+    let run = |o: &mut [MaybeUninit<T>], a: &[T], b: &[T]| {
+        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+            o.write(f(a, b));
+        }
+    };
+    let spare = &mut out.spare_capacity_mut()[..n];
+    if n < 2 * CHUNK {
+        run(spare, a, b);
+    } else {
+        spare
+            .par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
+            .for_each(|(o, (a, b))| run(o, a, b));
     }
-    let mut out = Vec::with_capacity(a.len());
-    a.par_iter()
-        .zip(b.par_iter())
-        .with_min_len(CHUNK)
-        .map(|(&a, &b)| f(a, b))
-        .collect_into_vec(&mut out);
+    // SAFETY: the loops above wrote each of the first `n` elements (the chunks of `spare`
+    // cover it exactly, each zipped with input chunks of the same length).
+    unsafe { out.set_len(n) };
     out
 }
 
-/// `out[i] = f(a[i])`, in parallel for long inputs. The output is written once, never
-/// zero-filled first.
+/// `out[i] = f(a[i])`, in parallel for long inputs; written once, like [`zip_map`].
 pub(crate) fn map<T: Elem>(a: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
-    if a.len() < 2 * CHUNK {
-        return a.iter().map(|&a| f(a)).collect();
+    let n = a.len();
+    let mut out: Vec<T> = Vec::with_capacity(n);
+    let run = |o: &mut [MaybeUninit<T>], a: &[T]| {
+        for (o, &a) in o.iter_mut().zip(a) {
+            o.write(f(a));
+        }
+    };
+    let spare = &mut out.spare_capacity_mut()[..n];
+    if n < 2 * CHUNK {
+        run(spare, a);
+    } else {
+        spare
+            .par_chunks_mut(CHUNK)
+            .zip(a.par_chunks(CHUNK))
+            .for_each(|(o, a)| run(o, a));
     }
-    let mut out = Vec::with_capacity(a.len());
-    a.par_iter()
-        .with_min_len(CHUNK)
-        .map(|&a| f(a))
-        .collect_into_vec(&mut out);
+    // SAFETY: the loops above wrote each of the first `n` elements.
+    unsafe { out.set_len(n) };
     out
 }
 
@@ -137,6 +160,7 @@ impl CustomOp1 for Relu6Op {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp1>::name(self));
         let out = by_dtype!("relu6", s, relu6_fwd(s, l))?;
         Ok((out, l.shape().clone()))
     }
@@ -164,7 +188,9 @@ fn relu6_bwd<T: Elem>(
     Ok(zip_map(
         slice::<T>(y, yl, "relu6 backward: output")?,
         slice::<T>(g, gl, "relu6 backward: gradient")?,
-        |y, g| if y > zero && y < six { g } else { zero },
+        // `move`: the constants live in the closure, so the loop keeps them in registers
+        // and vectorises (captured by reference they are reloaded every element).
+        move |y, g| if y > zero && y < six { g } else { zero },
     ))
 }
 
@@ -180,6 +206,7 @@ impl CustomOp2 for Relu6Backward {
         g: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp2>::name(self));
         let out = by_dtype!("relu6", y, relu6_bwd((y, yl), (g, gl)))?;
         Ok((out, yl.shape().clone()))
     }
@@ -197,6 +224,7 @@ impl CustomOp1 for ReluOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp1>::name(self));
         let out = by_dtype!("relu", s, relu_fwd(s, l))?;
         Ok((out, l.shape().clone()))
     }
@@ -234,6 +262,7 @@ impl CustomOp2 for AddReluOp {
         b: &CpuStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp2>::name(self));
         let out = by_dtype!("add_relu", a, add_relu_fwd((a, al), (b, bl)))?;
         Ok((out, al.shape().clone()))
     }
@@ -272,7 +301,7 @@ fn relu_bwd<T: Elem>(
     Ok(zip_map(
         slice::<T>(y, yl, "relu backward: output")?,
         slice::<T>(g, gl, "relu backward: gradient")?,
-        |y, g| if y > zero { g } else { zero },
+        move |y, g| if y > zero { g } else { zero },
     ))
 }
 
@@ -288,6 +317,7 @@ impl CustomOp2 for ReluBackward {
         g: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp2>::name(self));
         let out = by_dtype!("relu", y, relu_bwd((y, yl), (g, gl)))?;
         Ok((out, yl.shape().clone()))
     }

@@ -161,6 +161,7 @@ impl CustomOp3 for BatchNormEval {
         st: &CpuStorage,
         stl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp3>::name(self));
         let out = by_dtype!("batch_norm_eval", x, fwd((x, xl), (gb, gbl), (st, stl)))?;
         Ok((out, xl.shape().clone()))
     }
@@ -235,6 +236,7 @@ impl CustomOp2 for ScaleBackward {
         a: &CpuStorage,
         al: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp2>::name(self));
         let out = by_dtype!("batch_norm_eval", g, scale_bwd((g, gl), (a, al)))?;
         Ok((out, gl.shape().clone()))
     }
@@ -307,6 +309,7 @@ impl CustomOp3 for SumsBackward {
         st: &CpuStorage,
         stl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp3>::name(self));
         let c = geom(xl.dims()).1;
         let out = by_dtype!("batch_norm_eval", x, sums_bwd((x, xl), (g, gl), (st, stl)))?;
         Ok((out, (2 * c).into()))

@@ -533,6 +533,7 @@ impl CustomOp2 for Conv2dOp {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp2>::name(self));
         let g = geom(xl.dims(), wl.dims(), self.cfg)?;
         let out = by_dtype!("conv2d", xs, run_forward(&g, (xs, xl), (ws, wl), None))?;
         Ok((out, g.out_dims().into()))
@@ -564,6 +565,7 @@ impl CustomOp3 for Conv2dOp {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp3>::name(self));
         let g = geom(xl.dims(), wl.dims(), self.cfg)?;
         if bl.dims() != [g.o] {
             bail!("conv2d: bias {:?} must be ({})", bl.dims(), g.o);
@@ -652,6 +654,7 @@ impl CustomOp2 for Conv2dBackwardInput {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp2>::name(self));
         let g = &self.g;
         check_dy(g, dyl)?;
         let out = by_dtype!("conv2d", dys, run_backward_input(g, (dys, dyl), (ws, wl)))?;
@@ -676,6 +679,7 @@ impl CustomOp2 for Conv2dBackwardWeight {
         dys: &CpuStorage,
         dyl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp2>::name(self));
         let g = &self.g;
         check_dy(g, dyl)?;
         if xl.dims() != [g.n, g.c, g.h, g.w] {
@@ -700,6 +704,7 @@ impl CustomOp1 for Conv2dBackwardBias {
     }
 
     fn cpu_fwd(&self, dys: &CpuStorage, dyl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp1>::name(self));
         let g = &self.g;
         check_dy(g, dyl)?;
         let out = by_dtype!("conv2d", dys, run_backward_bias(g, (dys, dyl)))?;

@@ -206,19 +206,47 @@ pub(crate) fn gemm_into<T: Elem>(
 /// on machines that do not. The body must be plain loops the compiler can vectorise (no
 /// calls into libm: those stay scalar).
 macro_rules! multiversion {
-    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $body:block) => {
+    // A function generic over one element type (`T: Elem`).
+    ($(#[$m:meta])* $vis:vis fn $name:ident<$g:ident: Elem>($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$m])*
-        $vis fn $name($($arg: $ty),*) {
+        $vis fn $name<$g: Elem>($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
-            fn body($($arg: $ty),*) $body
+            fn body<$g: Elem>($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f")]
-                fn v4($($arg: $ty),*) {
+                fn v4<$g: Elem>($($arg: $ty),*) $(-> $ret)? {
+                    body::<$g>($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                fn v3<$g: Elem>($($arg: $ty),*) $(-> $ret)? {
+                    body::<$g>($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F, checked just above.
+                    return unsafe { v4::<$g>($($arg),*) };
+                }
+                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has AVX2 and FMA, checked just above.
+                    return unsafe { v3::<$g>($($arg),*) };
+                }
+            }
+            body::<$g>($($arg),*)
+        }
+    };
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident : $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn v4($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
-                fn v3($($arg: $ty),*) {
+                fn v3($($arg: $ty),*) $(-> $ret)? {
                     body($($arg),*)
                 }
                 if std::is_x86_feature_detected!("avx512f") {
@@ -235,3 +263,125 @@ macro_rules! multiversion {
     };
 }
 pub(crate) use multiversion;
+
+/// Independent f64 accumulators of [`Reduce`]: enough that the adds of a reduction do not
+/// wait on each other (two AVX-512 vectors, four AVX2 ones) and the compiler may vectorise
+/// without reordering anything — lane `j` sums elements `j, j + 16, …` in order, and the
+/// lanes are added in order at the end, so the result is the same on every CPU.
+const LANES: usize = 16;
+
+#[inline(always)]
+fn lane_total(acc: &[f64; LANES]) -> f64 {
+    acc.iter().sum()
+}
+
+#[inline(always)]
+fn sum_lanes<T: Elem>(acc: &mut [f64; LANES], x: &[T]) {
+    let mut it = x.chunks_exact(LANES);
+    for c in &mut it {
+        for j in 0..LANES {
+            acc[j] += c[j].to_f64();
+        }
+    }
+    for (a, v) in acc.iter_mut().zip(it.remainder()) {
+        *a += v.to_f64();
+    }
+}
+
+#[inline(always)]
+fn sq_dev_lanes<T: Elem>(acc: &mut [f64; LANES], x: &[T], mu: f64) {
+    let mut it = x.chunks_exact(LANES);
+    for c in &mut it {
+        for j in 0..LANES {
+            let d = c[j].to_f64() - mu;
+            acc[j] += d * d;
+        }
+    }
+    for (a, v) in acc.iter_mut().zip(it.remainder()) {
+        let d = v.to_f64() - mu;
+        *a += d * d;
+    }
+}
+
+#[inline(always)]
+fn g_gdev_lanes<T: Elem>(
+    (sg, sgd): (&mut [f64; LANES], &mut [f64; LANES]),
+    x: &[T],
+    g: &[T],
+    mu: f64,
+) {
+    let mut xi = x.chunks_exact(LANES);
+    let mut gi = g.chunks_exact(LANES);
+    for (xc, gc) in (&mut xi).zip(&mut gi) {
+        for j in 0..LANES {
+            let gv = gc[j].to_f64();
+            sg[j] += gv;
+            sgd[j] += gv * (xc[j].to_f64() - mu);
+        }
+    }
+    for (j, (v, gv)) in xi.remainder().iter().zip(gi.remainder()).enumerate() {
+        let gv = gv.to_f64();
+        sg[j] += gv;
+        sgd[j] += gv * (v.to_f64() - mu);
+    }
+}
+
+/// The f64 sums of batch norm's statistics and gradients over runs of elements, vectorised
+/// (see [`LANES`]) and compiled for the widest vectors the CPU has.
+pub(crate) trait Reduce: Elem {
+    /// `Σ x` over every run.
+    fn sum_runs<'a>(runs: impl Iterator<Item = &'a [Self]>) -> f64;
+    /// `Σ (x − μ)²` over every run.
+    fn sq_dev_runs<'a>(runs: impl Iterator<Item = &'a [Self]>, mu: f64) -> f64;
+    /// `(Σ g, Σ g·(x − μ))` over every pair of runs.
+    fn g_gdev_runs<'a>(runs: impl Iterator<Item = (&'a [Self], &'a [Self])>, mu: f64)
+    -> (f64, f64);
+}
+
+macro_rules! reduce_impl {
+    ($t:ty, $sum:ident, $sq:ident, $gg:ident) => {
+        multiversion! {
+            fn $sum(acc: &mut [f64; LANES], x: &[$t]) {
+                sum_lanes(acc, x)
+            }
+        }
+        multiversion! {
+            fn $sq(acc: &mut [f64; LANES], x: &[$t], mu: f64) {
+                sq_dev_lanes(acc, x, mu)
+            }
+        }
+        multiversion! {
+            fn $gg(sg: &mut [f64; LANES], sgd: &mut [f64; LANES], x: &[$t], g: &[$t], mu: f64) {
+                g_gdev_lanes((sg, sgd), x, g, mu)
+            }
+        }
+        impl Reduce for $t {
+            fn sum_runs<'a>(runs: impl Iterator<Item = &'a [$t]>) -> f64 {
+                let mut acc = [0f64; LANES];
+                for r in runs {
+                    $sum(&mut acc, r);
+                }
+                lane_total(&acc)
+            }
+            fn sq_dev_runs<'a>(runs: impl Iterator<Item = &'a [$t]>, mu: f64) -> f64 {
+                let mut acc = [0f64; LANES];
+                for r in runs {
+                    $sq(&mut acc, r, mu);
+                }
+                lane_total(&acc)
+            }
+            fn g_gdev_runs<'a>(
+                runs: impl Iterator<Item = (&'a [$t], &'a [$t])>,
+                mu: f64,
+            ) -> (f64, f64) {
+                let (mut sg, mut sgd) = ([0f64; LANES], [0f64; LANES]);
+                for (x, g) in runs {
+                    $gg(&mut sg, &mut sgd, x, g, mu);
+                }
+                (lane_total(&sg), lane_total(&sgd))
+            }
+        }
+    };
+}
+reduce_impl!(f32, sum_f32, sq_dev_f32, g_gdev_f32);
+reduce_impl!(f64, sum_f64, sq_dev_f64, g_gdev_f64);

@@ -12,7 +12,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use crate::cpu::{Elem, by_dtype, slice};
+use crate::cpu::{Elem, by_dtype, multiversion, slice};
 use crate::depthwise::DepthwiseConfig;
 
 /// All sizes of one depthwise convolution.
@@ -125,14 +125,118 @@ fn scatter<T: Elem>(x: &mut [T], wv: T, y: &[T]) {
     }
 }
 
-/// `Σ_k y[k] · x[k]`.
+/// `Σ_k y[k] · x[k]`, in 8 independent partial sums (lane `j` takes `k ≡ j mod 8`, added
+/// in order at the end) so the multiply-adds vectorise instead of waiting on one another.
 #[inline(always)]
 fn dot<T: Elem>(y: &[T], x: &[T]) -> T {
-    let mut acc = T::default();
-    for (&a, &b) in y.iter().zip(x) {
-        acc += a * b;
+    let n = y.len().min(x.len());
+    let (y, x) = (&y[..n], &x[..n]);
+    let mut acc = [T::default(); 8];
+    let mut yc = y.chunks_exact(8);
+    let mut xc = x.chunks_exact(8);
+    for (a, b) in (&mut yc).zip(&mut xc) {
+        for j in 0..8 {
+            acc[j] += a[j] * b[j];
+        }
     }
-    acc
+    for (j, (&a, &b)) in yc.remainder().iter().zip(xc.remainder()).enumerate() {
+        acc[j] += a * b;
+    }
+    let mut s = T::default();
+    for v in acc {
+        s += v;
+    }
+    s
+}
+
+/// The output taps `(j0, j1, first)` of every kernel column (see `Geom::columns`).
+type Cols = [(usize, usize, usize)];
+
+multiversion! {
+    /// One output plane: `yp = b + Σ_taps w · x` (the forward, for AVX-512 / AVX2 / SSE2).
+    fn fwd_plane<T: Elem>(g: &Geom, cols: &Cols, wp: &[T], b: T, xp: &[T], yp: &mut [T], split: &mut [T]) {
+        if g.stride > 1 {
+            split_plane(g, xp, split);
+        }
+        for (i, yrow) in yp.chunks_exact_mut(g.ow).enumerate() {
+            yrow.fill(b);
+            for p in 0..g.kh {
+                let Some(r) = g.row(i, p) else { continue };
+                for (q, &(j0, j1, first)) in cols.iter().enumerate() {
+                    if j0 >= j1 {
+                        continue;
+                    }
+                    let wv = wp[p * g.kw + q];
+                    if g.stride > 1 {
+                        axpy(&mut yrow[j0..j1], wv, &split[split_at(g, r, first)..]);
+                    } else {
+                        axpy(&mut yrow[j0..j1], wv, &xp[r * g.w + first..]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// One input-gradient plane: every output gradient scattered back through the taps.
+    fn bwd_input_plane<T: Elem>(g: &Geom, cols: &Cols, wp: &[T], dyp: &[T], dxp: &mut [T], split: &mut [T]) {
+        // Stride > 1: scatter into the phase-split plane (contiguous), merge at the end.
+        let target: &mut [T] = if g.stride > 1 {
+            split.fill(T::default());
+            split
+        } else {
+            // Zero already: the output buffer is made zeroed.
+            dxp
+        };
+        for (i, dyrow) in dyp.chunks_exact(g.ow).enumerate() {
+            for p in 0..g.kh {
+                let Some(r) = g.row(i, p) else { continue };
+                for (q, &(j0, j1, first)) in cols.iter().enumerate() {
+                    if j0 >= j1 {
+                        continue;
+                    }
+                    let at = if g.stride > 1 {
+                        split_at(g, r, first)
+                    } else {
+                        r * g.w + first
+                    };
+                    scatter(&mut target[at..], wp[p * g.kw + q], &dyrow[j0..j1]);
+                }
+            }
+        }
+        if g.stride > 1 {
+            merge_plane(g, split, dxp);
+        }
+    }
+}
+
+multiversion! {
+    /// One plane's contribution to its channel's weight gradient: `acc[tap] += Σ dy · x`.
+    fn bwd_weight_plane<T: Elem>(g: &Geom, cols: &Cols, xp: &[T], dyp: &[T], split: &mut [T], acc: &mut [f64]) {
+        let src: &[T] = if g.stride > 1 {
+            split_plane(g, xp, split);
+            split
+        } else {
+            xp
+        };
+        for (i, dyrow) in dyp.chunks_exact(g.ow).enumerate() {
+            for p in 0..g.kh {
+                let Some(r) = g.row(i, p) else { continue };
+                for (q, &(j0, j1, first)) in cols.iter().enumerate() {
+                    if j0 >= j1 {
+                        continue;
+                    }
+                    let at = if g.stride > 1 {
+                        split_at(g, r, first)
+                    } else {
+                        r * g.w + first
+                    };
+                    acc[p * g.kw + q] += dot(&dyrow[j0..j1], &src[at..]).to_f64();
+                }
+            }
+        }
+    }
 }
 
 /// Columns per phase of a row split by column phase (`⌈W/s⌉`).
@@ -193,26 +297,7 @@ fn forward<T: Elem>(g: &Geom, x: &[T], w: &[T], bias: Option<&[T]>) -> Vec<T> {
                 let ch = plane % g.c;
                 let wp = &w[ch * kk..(ch + 1) * kk];
                 let b = bias.map_or(T::default(), |b| b[ch]);
-                if g.stride > 1 {
-                    split_plane(g, xp, split);
-                }
-                for (i, yrow) in yp.chunks_exact_mut(g.ow).enumerate() {
-                    yrow.fill(b);
-                    for p in 0..g.kh {
-                        let Some(r) = g.row(i, p) else { continue };
-                        for (q, &(j0, j1, first)) in cols.iter().enumerate() {
-                            if j0 >= j1 {
-                                continue;
-                            }
-                            let wv = wp[p * g.kw + q];
-                            if g.stride > 1 {
-                                axpy(&mut yrow[j0..j1], wv, &split[split_at(g, r, first)..]);
-                            } else {
-                                axpy(&mut yrow[j0..j1], wv, &xp[r * g.w + first..]);
-                            }
-                        }
-                    }
-                }
+                fwd_plane(g, &cols, wp, b, xp, yp, split);
             },
         );
     y
@@ -239,32 +324,7 @@ fn backward_input<T: Elem>(g: &Geom, dy: &[T], w: &[T]) -> Vec<T> {
             |split, (plane, (dxp, dyp))| {
                 let ch = plane % g.c;
                 let wp = &w[ch * kk..(ch + 1) * kk];
-                // Stride > 1: scatter into the phase-split plane (contiguous), merge at the end.
-                let target: &mut [T] = if g.stride > 1 {
-                    split.fill(T::default());
-                    split
-                } else {
-                    dxp
-                };
-                for (i, dyrow) in dyp.chunks_exact(g.ow).enumerate() {
-                    for p in 0..g.kh {
-                        let Some(r) = g.row(i, p) else { continue };
-                        for (q, &(j0, j1, first)) in cols.iter().enumerate() {
-                            if j0 >= j1 {
-                                continue;
-                            }
-                            let at = if g.stride > 1 {
-                                split_at(g, r, first)
-                            } else {
-                                r * g.w + first
-                            };
-                            scatter(&mut target[at..], wp[p * g.kw + q], &dyrow[j0..j1]);
-                        }
-                    }
-                }
-                if g.stride > 1 {
-                    merge_plane(g, split, dxp);
-                }
+                bwd_input_plane(g, &cols, wp, dyp, dxp, split);
             },
         );
     dx
@@ -291,28 +351,7 @@ fn backward_weight<T: Elem>(g: &Geom, x: &[T], dy: &[T]) -> Vec<T> {
                 let plane = n * g.c + ch;
                 let xp = &x[plane * hw..(plane + 1) * hw];
                 let dyp = &dy[plane * ohw..(plane + 1) * ohw];
-                let src: &[T] = if g.stride > 1 {
-                    split_plane(g, xp, split);
-                    split
-                } else {
-                    xp
-                };
-                for (i, dyrow) in dyp.chunks_exact(g.ow).enumerate() {
-                    for p in 0..g.kh {
-                        let Some(r) = g.row(i, p) else { continue };
-                        for (q, &(j0, j1, first)) in cols.iter().enumerate() {
-                            if j0 >= j1 {
-                                continue;
-                            }
-                            let at = if g.stride > 1 {
-                                split_at(g, r, first)
-                            } else {
-                                r * g.w + first
-                            };
-                            acc[p * g.kw + q] += dot(&dyrow[j0..j1], &src[at..]).to_f64();
-                        }
-                    }
-                }
+                bwd_weight_plane(g, &cols, xp, dyp, split, &mut acc);
             }
             for (d, a) in dwc.iter_mut().zip(acc) {
                 *d = T::from_f64(a);
@@ -404,6 +443,7 @@ impl CustomOp2 for DepthwiseOp {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp2>::name(self));
         let g = Geom::new(xl.dims(), wl.dims(), self.cfg)?;
         let out = by_dtype!(
             "depthwise_conv2d",
@@ -439,6 +479,7 @@ impl CustomOp3 for DepthwiseOp {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp3>::name(self));
         let g = Geom::new(xl.dims(), wl.dims(), self.cfg)?;
         let out = by_dtype!(
             "depthwise_conv2d",
@@ -535,6 +576,7 @@ impl CustomOp2 for DepthwiseBackwardInput {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp2>::name(self));
         let g = &self.g;
         check_dy(g, dyl)?;
         let out = by_dtype!(
@@ -563,6 +605,7 @@ impl CustomOp2 for DepthwiseBackwardWeight {
         dys: &CpuStorage,
         dyl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp2>::name(self));
         let g = &self.g;
         check_dy(g, dyl)?;
         let out = by_dtype!(
@@ -585,6 +628,7 @@ impl CustomOp1 for DepthwiseBackwardBias {
     }
 
     fn cpu_fwd(&self, dys: &CpuStorage, dyl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp1>::name(self));
         let g = &self.g;
         check_dy(g, dyl)?;
         let out = by_dtype!("depthwise_conv2d", dys, run_backward_bias(g, (dys, dyl)))?;

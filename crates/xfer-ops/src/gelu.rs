@@ -155,6 +155,7 @@ impl CustomOp1 for GeluOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp1>::name(self));
         let out = by_dtype!("gelu", s, gelu_fwd(s, l))?;
         Ok((out, l.shape().clone()))
     }
@@ -203,6 +204,7 @@ impl CustomOp2 for GeluBackward {
         g: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp2>::name(self));
         let out = by_dtype!("gelu", x, gelu_bwd((x, xl), (g, gl)))?;
         Ok((out, xl.shape().clone()))
     }

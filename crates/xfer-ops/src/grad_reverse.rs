@@ -16,6 +16,7 @@ impl CustomOp1 for GradReverse {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp1>::name(self));
         use candle_core::backend::BackendStorage;
         // The storage's affine with (1, 0) copies `x` in its layout: one code path per backend.
         Ok((s.affine(l, 1.0, 0.0)?, l.shape().clone()))

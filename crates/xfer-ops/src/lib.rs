@@ -23,6 +23,7 @@
 //! - [`SeededRng`]: our own seeded generator (candle's CPU RNG cannot be seeded).
 //! - [`grad`]: global norm, clip-by-norm and non-finite checks over named gradients.
 //! - [`device`]: device selection.
+//! - [`profile`]: time per op of xfer's CPU kernels.
 //! - [`runtime`]: the process settings a fast CPU step needs (the C allocator's thresholds,
 //!   candle's element-wise pool), applied when the first model is built.
 
@@ -44,6 +45,7 @@ mod norm_cpu;
 pub mod penalty;
 pub mod pool;
 mod pool_cpu;
+pub mod profile;
 pub mod rng;
 pub mod runtime;
 pub mod snapshot;

@@ -229,6 +229,7 @@ impl CustomOp2 for LinearOp {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp2>::name(self));
         let out = by_dtype!("linear", xs, run_forward((xs, xl), (ws, wl), None))?;
         Ok((out, (xl.dims()[0], wl.dims()[0]).into()))
     }
@@ -259,6 +260,7 @@ impl CustomOp3 for LinearOp {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp3>::name(self));
         let out = by_dtype!(
             "linear",
             xs,
@@ -359,6 +361,7 @@ impl CustomOp2 for LinearBackward {
         ms: &CpuStorage,
         ml: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp2>::name(self));
         let out = by_dtype!("linear", dys, run_backward(self, (dys, dyl), (ms, ml)))?;
         let (r, c) = (dyl.dims()[0], ml.dims()[1]);
         let shape: Shape = match self {
@@ -390,6 +393,7 @@ impl candle_core::CustomOp1 for BiasGrad {
     }
 
     fn cpu_fwd(&self, dys: &CpuStorage, dyl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp1>::name(self));
         let out = by_dtype!("linear", dys, bias_grad(dys, dyl))?;
         Ok((out, dyl.dims()[1].into()))
     }

@@ -11,7 +11,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
-use crate::cpu::{Elem, by_dtype, slice};
+use crate::cpu::{Elem, Reduce, by_dtype, slice};
 
 /// Rows per rayon task: at least about 4096 elements of work.
 fn min_rows(d: usize) -> usize {
@@ -216,6 +216,7 @@ impl CustomOp1 for SoftmaxOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp1>::name(self));
         let out = by_dtype!("softmax", s, run_softmax_fwd(s, l, self.log))?;
         Ok((out, l.shape().clone()))
     }
@@ -244,6 +245,7 @@ impl CustomOp2 for SoftmaxBackward {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp2>::name(self));
         let out = by_dtype!("softmax", ys, run_softmax_bwd((ys, yl), (gs, gl), self.log))?;
         Ok((out, yl.shape().clone()))
     }
@@ -313,6 +315,7 @@ impl CustomOp3 for LayerNormOp {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp3>::name(self));
         let out = by_dtype!(
             "layer_norm",
             xs,
@@ -362,6 +365,7 @@ impl CustomOp3 for LayerNormBackward {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp3>::name(self));
         let out = by_dtype!(
             "layer_norm",
             xs,
@@ -399,26 +403,13 @@ impl BnDims {
 }
 
 /// Per channel: the mean and the biased variance (two passes, f64 sums); `(2, C)`.
-fn bn_stats<T: Elem>(dims: BnDims, x: &[T]) -> candle_core::Result<Vec<T>> {
+fn bn_stats<T: Reduce>(dims: BnDims, x: &[T]) -> candle_core::Result<Vec<T>> {
     let m = dims.count().max(1) as f64;
     let stats: Vec<(f64, f64)> = (0..dims.c)
         .into_par_iter()
         .map(|ch| {
-            let mu = dims
-                .runs(x, ch)
-                .flat_map(|r| r.iter())
-                .map(|v| v.to_f64())
-                .sum::<f64>()
-                / m;
-            let var = dims
-                .runs(x, ch)
-                .flat_map(|r| r.iter())
-                .map(|v| {
-                    let d = v.to_f64() - mu;
-                    d * d
-                })
-                .sum::<f64>()
-                / m;
+            let mu = T::sum_runs(dims.runs(x, ch)) / m;
+            let var = T::sq_dev_runs(dims.runs(x, ch), mu) / m;
             (mu, var)
         })
         .collect();
@@ -457,7 +448,7 @@ fn bn_fwd<T: Elem>(
 }
 
 /// Returns `N·C·S + 2C` values: `dx`, then `dγ`, then `dβ`.
-fn bn_bwd<T: Elem>(
+fn bn_bwd<T: Reduce>(
     dims: BnDims,
     x: &[T],
     gb: &[T],
@@ -473,15 +464,8 @@ fn bn_bwd<T: Elem>(
         .map(|ch| {
             let mu = stats[ch].to_f64();
             let r = 1.0 / (stats[c + ch].to_f64() + eps).sqrt();
-            let (mut sg, mut sgx) = (0f64, 0f64);
-            for (xr, gr) in dims.runs(x, ch).zip(dims.runs(g, ch)) {
-                for (&v, &gv) in xr.iter().zip(gr) {
-                    let gv = gv.to_f64();
-                    sg += gv;
-                    sgx += gv * (v.to_f64() - mu) * r;
-                }
-            }
-            (sg, sgx, r)
+            let (sg, sgd) = T::g_gdev_runs(dims.runs(x, ch).zip(dims.runs(g, ch)), mu);
+            (sg, sgd * r, r)
         })
         .collect();
     let mut out = vec![T::default(); x.len() + 2 * c];
@@ -512,7 +496,11 @@ fn bn_bwd<T: Elem>(
     Ok(out)
 }
 
-fn run_bn_stats<T: Elem>(dims: BnDims, s: &CpuStorage, l: &Layout) -> candle_core::Result<Vec<T>> {
+fn run_bn_stats<T: Reduce>(
+    dims: BnDims,
+    s: &CpuStorage,
+    l: &Layout,
+) -> candle_core::Result<Vec<T>> {
     dims.check(l, "input")?;
     bn_stats(dims, slice(s, l, "batch_norm: input")?)
 }
@@ -538,7 +526,7 @@ fn run_bn_fwd<T: Elem>(
     bn_fwd(dims, slice(xs, xl, "batch_norm: input")?, gb, stats, eps)
 }
 
-fn run_bn_bwd<T: Elem>(
+fn run_bn_bwd<T: Reduce>(
     dims: BnDims,
     (xs, xl): (&CpuStorage, &Layout),
     (dys, dyl): (&CpuStorage, &Layout),
@@ -577,6 +565,7 @@ impl CustomOp1 for BatchStatsOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp1>::name(self));
         let out = by_dtype!("batch_norm", s, run_bn_stats(self.dims, s, l))?;
         Ok((out, (2, self.dims.c).into()))
     }
@@ -603,6 +592,7 @@ impl CustomOp3 for BatchNormOp {
         ss: &CpuStorage,
         sl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp3>::name(self));
         let out = by_dtype!(
             "batch_norm",
             xs,
@@ -655,6 +645,7 @@ impl CustomOp3 for BatchNormBackward {
         ps: &CpuStorage,
         pl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp3>::name(self));
         let out = by_dtype!(
             "batch_norm",
             xs,

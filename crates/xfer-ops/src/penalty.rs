@@ -169,6 +169,7 @@ impl CustomOp1 for SqNormOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp1>::name(self));
         Ok((
             by_dtype_storage!("sq_norm", s, sq_norm_fwd(s, l))?,
             Shape::from(()),
@@ -194,6 +195,7 @@ impl CustomOp2 for SqDistOp {
         as_: &CpuStorage,
         al: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp2>::name(self));
         let out = by_dtype_storage!("sq_dist", xs, sq_dist_fwd((xs, xl), (as_, al)))?;
         Ok((out, Shape::from(())))
     }
@@ -234,9 +236,10 @@ fn scaled_copy<T: Elem>(
     (gs, gl): (&CpuStorage, &Layout),
 ) -> candle_core::Result<Vec<T>> {
     let k = T::from_f64(2.0 * scalar::<T>(gs, gl)?);
-    Ok(map(slice::<T>(xs, xl, "sq_norm backward: input")?, |v| {
-        k * v
-    }))
+    Ok(map(
+        slice::<T>(xs, xl, "sq_norm backward: input")?,
+        move |v| k * v,
+    ))
 }
 
 impl CustomOp2 for ScaledCopy {
@@ -251,6 +254,7 @@ impl CustomOp2 for ScaledCopy {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp2>::name(self));
         let out = by_dtype!("sq_norm", xs, scaled_copy((xs, xl), (gs, gl)))?;
         Ok((out, xl.shape().clone()))
     }
@@ -274,7 +278,7 @@ fn scaled_diff<T: Elem>(
             al.dims()
         );
     }
-    Ok(zip_map(x, a, |v, w| k * (v - w)))
+    Ok(zip_map(x, a, move |v, w| k * (v - w)))
 }
 
 impl CustomOp3 for ScaledDiff {
@@ -291,6 +295,7 @@ impl CustomOp3 for ScaledDiff {
         gs: &CpuStorage,
         gl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp3>::name(self));
         let out = by_dtype!("sq_dist", xs, scaled_diff((xs, xl), (as_, al), (gs, gl)))?;
         Ok((out, xl.shape().clone()))
     }

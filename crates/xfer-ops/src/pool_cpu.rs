@@ -247,6 +247,7 @@ impl CustomOp1 for PoolOp {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp1>::name(self));
         self.win.check(l, "pool: input")?;
         let out = by_dtype!("pool", s, run_forward(&self.win, self.kind, s, l))?;
         Ok((out, self.win.out_shape()))
@@ -280,6 +281,7 @@ impl CustomOp2 for MaxPoolBackward {
         dys: &CpuStorage,
         dyl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp2>::name(self));
         self.win.check(xl, "max_pool2d backward: input")?;
         self.win
             .check_out(dyl, "max_pool2d backward: output gradient")?;
@@ -303,6 +305,7 @@ impl CustomOp1 for AvgPoolBackward {
     }
 
     fn cpu_fwd(&self, dys: &CpuStorage, dyl: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _profile = crate::profile::scope(<Self as candle_core::CustomOp1>::name(self));
         self.win
             .check_out(dyl, "avg_pool2d backward: output gradient")?;
         let out = by_dtype!(

@@ -7,8 +7,8 @@
 //! block above its *mmap threshold* (128 KiB at start, raised dynamically to at most 32 MiB)
 //! with a fresh `mmap`, gives it back with `munmap` when freed, and returns the top of its
 //! heap to the system above its *trim threshold*: each step then pays a page fault on first
-//! touch of every page it had a moment ago. [`configure`] raises both thresholds to
-//! [`KEEP_BYTES`] through glibc's `mallopt` (what
+//! touch of every page it had a moment ago. [`configure`] raises the mmap threshold to
+//! [`KEEP_BYTES`] and the trim threshold to [`KEEP_TOP_BYTES`] through glibc's `mallopt` (what
 //! `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=…:glibc.malloc.trim_threshold=…` does, as a
 //! library call), so freed buffers stay in the process and the next step reuses them.
 //!
@@ -35,10 +35,16 @@
 use std::sync::Once;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The block size up to which freed memory is kept for reuse rather than returned to the
-/// system (256 MiB: larger than any one activation of the supported backbones at training
-/// batch sizes).
+/// The block size up to which allocations come from the heap rather than a fresh `mmap`
+/// (256 MiB: larger than any one activation of the supported backbones at training batch
+/// sizes).
 pub const KEEP_BYTES: usize = 256 << 20;
+
+/// How much free memory at the top of the heap stays in the process rather than going back
+/// to the system (2 GiB − 1, the largest `mallopt` takes): a step frees all its activations
+/// at its end, often more than [`KEEP_BYTES`] together, and the next step needs them again.
+/// The peak resident memory is the step's own peak either way.
+pub const KEEP_TOP_BYTES: usize = (1 << 31) - 1;
 
 /// The environment variable that opts out of [`configure`] (any value but `0`).
 pub const OPT_OUT_VAR: &str = "XFER_KEEP_PROCESS_SETTINGS";
@@ -50,7 +56,7 @@ static ALLOCATOR_TUNED: AtomicBool = AtomicBool::new(false);
 /// What [`configure`] changed in this process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcessSettings {
-    /// glibc's mmap and trim thresholds are [`KEEP_BYTES`].
+    /// glibc's mmap and trim thresholds are [`KEEP_BYTES`] and [`KEEP_TOP_BYTES`].
     pub allocator_tuned: bool,
     /// candle's element-wise kernels run on the calling thread (`CANDLE_NUM_THREADS` is 1).
     pub candle_serial: bool,
@@ -64,7 +70,7 @@ pub fn keep_process_settings() {
 }
 
 /// Applies xfer's process settings (once per process; later calls only report): glibc's
-/// thresholds at [`KEEP_BYTES`], and `CANDLE_NUM_THREADS=1` unless the program set it —
+/// thresholds at [`KEEP_BYTES`] and [`KEEP_TOP_BYTES`], and `CANDLE_NUM_THREADS=1` unless the program set it —
 /// unless [`keep_process_settings`] was called or [`OPT_OUT_VAR`] is set.
 pub fn configure() -> ProcessSettings {
     CONFIGURED.call_once(|| {
@@ -73,7 +79,7 @@ pub fn configure() -> ProcessSettings {
         {
             return;
         }
-        ALLOCATOR_TUNED.store(set_malloc_thresholds(KEEP_BYTES), Ordering::SeqCst);
+        ALLOCATOR_TUNED.store(set_malloc_thresholds(), Ordering::SeqCst);
         if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
             // SAFETY: std's environment functions hold one lock, so this cannot race with
             // another Rust thread reading or writing the environment (candle and rayon read
@@ -88,23 +94,26 @@ pub fn configure() -> ProcessSettings {
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn set_malloc_thresholds(bytes: usize) -> bool {
-    let Ok(v) = libc::c_int::try_from(bytes) else {
+fn set_malloc_thresholds() -> bool {
+    let (Ok(mmap), Ok(top)) = (
+        libc::c_int::try_from(KEEP_BYTES),
+        libc::c_int::try_from(KEEP_TOP_BYTES),
+    ) else {
         return false;
     };
     // SAFETY: mallopt only sets allocator parameters, under glibc's own arena locks; it may
     // be called at any time from any thread.
     let (mmap, trim) = unsafe {
         (
-            libc::mallopt(libc::M_MMAP_THRESHOLD, v),
-            libc::mallopt(libc::M_TRIM_THRESHOLD, v),
+            libc::mallopt(libc::M_MMAP_THRESHOLD, mmap),
+            libc::mallopt(libc::M_TRIM_THRESHOLD, top),
         )
     };
     mmap == 1 && trim == 1
 }
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn set_malloc_thresholds(_bytes: usize) -> bool {
+fn set_malloc_thresholds() -> bool {
     false
 }
 

@@ -105,6 +105,8 @@ impl InplaceOp3 for SgdBuffer {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<()> {
+        let _profile =
+            xfer_ops::profile::Scope::start(<Self as candle_core::InplaceOp3>::name(self));
         let op = self.name();
         match s1.dtype() {
             DType::F32 => {
@@ -191,6 +193,8 @@ impl InplaceOp3 for SgdStep {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<()> {
+        let _profile =
+            xfer_ops::profile::Scope::start(<Self as candle_core::InplaceOp3>::name(self));
         self.dispatch(s1, l1, Some((s2, l2)), (s3, l3))
     }
 }
@@ -206,6 +210,8 @@ impl InplaceOp2 for SgdStep {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<()> {
+        let _profile =
+            xfer_ops::profile::Scope::start(<Self as candle_core::InplaceOp2>::name(self));
         self.dispatch(s1, l1, None, (s2, l2))
     }
 }
@@ -244,6 +250,8 @@ impl InplaceOp3 for AdamMoment {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<()> {
+        let _profile =
+            xfer_ops::profile::Scope::start(<Self as candle_core::InplaceOp3>::name(self));
         let op = self.name();
         match s1.dtype() {
             DType::F32 => {
@@ -306,6 +314,8 @@ impl InplaceOp3 for AdamStep {
         s3: &CpuStorage,
         l3: &Layout,
     ) -> candle_core::Result<()> {
+        let _profile =
+            xfer_ops::profile::Scope::start(<Self as candle_core::InplaceOp3>::name(self));
         let op = self.name();
         match s1.dtype() {
             DType::F32 => {
