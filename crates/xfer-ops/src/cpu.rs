@@ -326,6 +326,22 @@ fn g_gdev_lanes<T: Elem>(
     }
 }
 
+#[inline(always)]
+fn sq_diff_lanes<T: Elem>(acc: &mut [f64; LANES], x: &[T], a: &[T]) {
+    let mut xi = x.chunks_exact(LANES);
+    let mut ai = a.chunks_exact(LANES);
+    for (xc, ac) in (&mut xi).zip(&mut ai) {
+        for j in 0..LANES {
+            let d = (xc[j] - ac[j]).to_f64();
+            acc[j] += d * d;
+        }
+    }
+    for (j, (&v, &w)) in xi.remainder().iter().zip(ai.remainder()).enumerate() {
+        let d = (v - w).to_f64();
+        acc[j] += d * d;
+    }
+}
+
 /// The f64 sums of batch norm's statistics and gradients over runs of elements, vectorised
 /// (see [`LANES`]) and compiled for the widest vectors the CPU has.
 pub(crate) trait Reduce: Elem {
@@ -336,10 +352,17 @@ pub(crate) trait Reduce: Elem {
     /// `(Σ g, Σ g·(x − μ))` over every pair of runs.
     fn g_gdev_runs<'a>(runs: impl Iterator<Item = (&'a [Self], &'a [Self])>, mu: f64)
     -> (f64, f64);
+    /// `Σ (x − a)²` (the difference taken in `Self`, squared and summed in f64).
+    fn sq_diff(x: &[Self], a: &[Self]) -> f64;
 }
 
 macro_rules! reduce_impl {
-    ($t:ty, $sum:ident, $sq:ident, $gg:ident) => {
+    ($t:ty, $sum:ident, $sq:ident, $gg:ident, $sd:ident) => {
+        multiversion! {
+            fn $sd(acc: &mut [f64; LANES], x: &[$t], a: &[$t]) {
+                sq_diff_lanes(acc, x, a)
+            }
+        }
         multiversion! {
             fn $sum(acc: &mut [f64; LANES], x: &[$t]) {
                 sum_lanes(acc, x)
@@ -380,8 +403,13 @@ macro_rules! reduce_impl {
                 }
                 (lane_total(&sg), lane_total(&sgd))
             }
+            fn sq_diff(x: &[$t], a: &[$t]) -> f64 {
+                let mut acc = [0f64; LANES];
+                $sd(&mut acc, x, a);
+                lane_total(&acc)
+            }
         }
     };
 }
-reduce_impl!(f32, sum_f32, sq_dev_f32, g_gdev_f32);
-reduce_impl!(f64, sum_f64, sq_dev_f64, g_gdev_f64);
+reduce_impl!(f32, sum_f32, sq_dev_f32, g_gdev_f32, sq_diff_f32);
+reduce_impl!(f64, sum_f64, sq_dev_f64, g_gdev_f64, sq_diff_f64);

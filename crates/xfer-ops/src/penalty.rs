@@ -14,7 +14,7 @@ use candle_core::{
 use rayon::prelude::*;
 
 use crate::activation::{map, zip_map};
-use crate::cpu::{Elem, by_dtype, slice};
+use crate::cpu::{Elem, Reduce, by_dtype, slice};
 
 /// Elements per block of the forward sum.
 const BLOCK: usize = 64 * 1024;
@@ -115,20 +115,13 @@ fn scalar_storage<T: Elem>(v: f64) -> CpuStorage {
     T::to_cpu_storage_owned(vec![T::from_f64(v)])
 }
 
-fn sq_norm_fwd<T: Elem>(s: &CpuStorage, l: &Layout) -> candle_core::Result<CpuStorage> {
+fn sq_norm_fwd<T: Reduce>(s: &CpuStorage, l: &Layout) -> candle_core::Result<CpuStorage> {
     let x = slice::<T>(s, l, "sq_norm: input")?;
-    let total = block_sum(x.len(), |r| {
-        x[r].iter()
-            .map(|&v| {
-                let v = v.to_f64();
-                v * v
-            })
-            .sum()
-    });
+    let total = block_sum(x.len(), |r| T::sq_dev_runs(std::iter::once(&x[r]), 0.0));
     Ok(scalar_storage::<T>(total))
 }
 
-fn sq_dist_fwd<T: Elem>(
+fn sq_dist_fwd<T: Reduce>(
     (xs, xl): (&CpuStorage, &Layout),
     (as_, al): (&CpuStorage, &Layout),
 ) -> candle_core::Result<CpuStorage> {
@@ -137,16 +130,7 @@ fn sq_dist_fwd<T: Elem>(
     if x.len() != a.len() {
         bail!("sq_dist: {:?} and {:?} differ", xl.dims(), al.dims());
     }
-    let total = block_sum(x.len(), |r| {
-        x[r.clone()]
-            .iter()
-            .zip(&a[r])
-            .map(|(&v, &w)| {
-                let d = (v - w).to_f64();
-                d * d
-            })
-            .sum()
-    });
+    let total = block_sum(x.len(), |r| T::sq_diff(&x[r.clone()], &a[r]));
     Ok(scalar_storage::<T>(total))
 }
 
