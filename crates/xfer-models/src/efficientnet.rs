@@ -419,19 +419,19 @@ impl EfficientNetLite {
             }
         }
         let x = x.to_dtype(self.dtype)?;
-        let mut y = xfer_ops::relu6(
-            &self
-                .stem
-                .1
-                .forward_t(&conv_padded(&self.stem.0, &x, PaddingMode::TfSame)?, train)?,
+        let mut y = self.stem.1.forward_act(
+            &conv_padded(&self.stem.0, &x, PaddingMode::TfSame)?,
+            train,
+            xfer_ops::Activation::Relu6,
         )?;
         for b in &self.blocks {
             y = b.forward_rng(&y, train, rng.as_deref_mut())?;
         }
-        Ok(xfer_ops::relu6(&self.head.1.forward_t(
+        self.head.1.forward_act(
             &conv_padded(&self.head.0, &y, PaddingMode::TfSame)?,
             train,
-        )?)?)
+            xfer_ops::Activation::Relu6,
+        )
     }
 
     /// Pooled features (N, 1280), drop-connect in training drawn from `rng`.

@@ -200,9 +200,24 @@ impl BatchNorm {
 
 impl ModuleT for BatchNorm {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward_act(x, train, xfer_ops::Activation::Identity)
+    }
+}
+
+impl BatchNorm {
+    /// `act(BN(x))`: in training mode one op ([`xfer_ops::batch_norm_act_train`]: the
+    /// activation in the normalisation's pass, one autograd node), in evaluation mode batch
+    /// norm with the running statistics followed by the activation. Conv → BN → ReLU(6)
+    /// blocks call this rather than the two ops.
+    pub fn forward_act(
+        &self,
+        x: &Tensor,
+        train: bool,
+        act: xfer_ops::Activation,
+    ) -> Result<Tensor> {
         let (g, b) = (self.weight.tensor(), self.bias.tensor());
         if train {
-            let (y, mu, var) = xfer_ops::batch_norm_train(x, &g, &b, self.eps)?;
+            let (y, mu, var) = xfer_ops::batch_norm_act_train(x, &g, &b, self.eps, act)?;
             let m = self.momentum;
             let rm = ((self.running_mean.var().as_tensor() * (1.0 - m))?
                 + (mu.to_dtype(g.dtype())? * m)?)?;
@@ -220,14 +235,19 @@ impl ModuleT for BatchNorm {
                     got: x.dims().to_vec(),
                 });
             }
-            Ok(xfer_ops::batch_norm_eval(
+            let y = xfer_ops::batch_norm_eval(
                 x,
                 &g,
                 &b,
                 &self.running_mean.tensor(),
                 &self.running_var.tensor(),
                 self.eps,
-            )?)
+            )?;
+            Ok(match act {
+                xfer_ops::Activation::Identity => y,
+                xfer_ops::Activation::Relu => xfer_ops::relu(&y)?,
+                xfer_ops::Activation::Relu6 => xfer_ops::relu6(&y)?,
+            })
         }
     }
 }

@@ -334,12 +334,16 @@ impl InvertedResidual {
     ) -> Result<Tensor> {
         let mut y = x.clone();
         if let Some((c, b)) = &self.expand {
-            y = xfer_ops::relu6(&b.forward_t(&conv_padded(c, &y, self.padding)?, train)?)?;
+            y = b.forward_act(
+                &conv_padded(c, &y, self.padding)?,
+                train,
+                xfer_ops::Activation::Relu6,
+            )?;
         }
-        y = xfer_ops::relu6(
-            &self
-                .depthwise_bn
-                .forward_t(&self.depthwise.forward(&y)?, train)?,
+        y = self.depthwise_bn.forward_act(
+            &self.depthwise.forward(&y)?,
+            train,
+            xfer_ops::Activation::Relu6,
         )?;
         y = self
             .project_bn

@@ -319,19 +319,19 @@ impl MobileNetV2 {
             }
         }
         let x = x.to_dtype(self.dtype)?;
-        let mut y = xfer_ops::relu6(
-            &self
-                .stem
-                .1
-                .forward_t(&conv_padded(&self.stem.0, &x, PaddingMode::Torch)?, train)?,
+        let mut y = self.stem.1.forward_act(
+            &conv_padded(&self.stem.0, &x, PaddingMode::Torch)?,
+            train,
+            xfer_ops::Activation::Relu6,
         )?;
         for b in &self.blocks {
             y = b.forward_t(&y, train)?;
         }
-        Ok(xfer_ops::relu6(&self.head.1.forward_t(
+        self.head.1.forward_act(
             &conv_padded(&self.head.0, &y, PaddingMode::Torch)?,
             train,
-        )?)?)
+            xfer_ops::Activation::Relu6,
+        )
     }
 
     /// Pooled features (N, 1280): the global average of [`MobileNetV2::feature_map`], the input

@@ -378,15 +378,21 @@ impl ModuleT for Block {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (y, ds) = match self {
             Block::Basic(b) => {
-                let y = xfer_ops::relu(&b.bn1.forward_t(&b.conv1.forward(x)?, train)?)?;
+                let y =
+                    b.bn1
+                        .forward_act(&b.conv1.forward(x)?, train, xfer_ops::Activation::Relu)?;
                 (
                     b.bn2.forward_t(&b.conv2.forward(&y)?, train)?,
                     &b.downsample,
                 )
             }
             Block::Bottleneck(b) => {
-                let y = xfer_ops::relu(&b.bn1.forward_t(&b.conv1.forward(x)?, train)?)?;
-                let y = xfer_ops::relu(&b.bn2.forward_t(&b.conv2.forward(&y)?, train)?)?;
+                let y =
+                    b.bn1
+                        .forward_act(&b.conv1.forward(x)?, train, xfer_ops::Activation::Relu)?;
+                let y =
+                    b.bn2
+                        .forward_act(&b.conv2.forward(&y)?, train, xfer_ops::Activation::Relu)?;
                 (
                     b.bn3.forward_t(&b.conv3.forward(&y)?, train)?,
                     &b.downsample,
@@ -612,7 +618,9 @@ impl ResNet {
             }
         }
         let x = x.to_dtype(self.dtype)?;
-        let y = xfer_ops::relu(&self.bn1.forward_t(&self.conv1.forward(&x)?, train)?)?;
+        let y =
+            self.bn1
+                .forward_act(&self.conv1.forward(&x)?, train, xfer_ops::Activation::Relu)?;
         let mut y = max_pool2d_padded(&y, 3, 2, 1)?;
         for b in self.layers.iter().flatten() {
             y = b.forward_t(&y, train)?;

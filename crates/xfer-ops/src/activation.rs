@@ -69,8 +69,41 @@ pub(crate) fn map<T: Elem>(a: &[T], f: impl Fn(T) -> T + Sync) -> Vec<T> {
 
 /// `max(v, 0)`, keeping NaN (as PyTorch does).
 #[inline(always)]
-fn relu1<T: Elem>(v: T) -> T {
+pub(crate) fn relu1<T: Elem>(v: T) -> T {
     if v <= T::default() { T::default() } else { v }
+}
+
+/// An activation applied inside another op's kernel (batch norm:
+/// [`crate::batch_norm_act_train`]), so that it costs no pass and no autograd node of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// None: the op's own output.
+    #[default]
+    Identity,
+    /// [`relu`].
+    Relu,
+    /// [`relu6`].
+    Relu6,
+}
+
+impl Activation {
+    /// `g · act'(y)` from the activation's output `y` (None for the identity: `g` itself).
+    pub(crate) fn backward(self, y: &Tensor, g: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(match self {
+            Activation::Identity => None,
+            Activation::Relu => Some(y.apply_op2_no_bwd(&g.contiguous()?, &ReluBackward)?),
+            Activation::Relu6 => Some(y.apply_op2_no_bwd(&g.contiguous()?, &Relu6Backward)?),
+        })
+    }
+
+    /// The activation as candle / xfer ops (for the devices without the fused kernel).
+    pub(crate) fn apply_tensor(self, x: &Tensor) -> crate::Result<Tensor> {
+        match self {
+            Activation::Identity => Ok(x.clone()),
+            Activation::Relu => relu(x),
+            Activation::Relu6 => relu6(x),
+        }
+    }
 }
 
 /// Whether the CPU kernel takes `x` (f32 or f64 on the CPU).
@@ -137,7 +170,7 @@ pub fn relu6_portable(x: &Tensor) -> crate::Result<Tensor> {
 
 /// `min(max(v, 0), 6)`, keeping NaN.
 #[inline(always)]
-fn relu6_1<T: Elem>(v: T) -> T {
+pub(crate) fn relu6_1<T: Elem>(v: T) -> T {
     let six = T::from_f64(6.0);
     if v <= T::default() {
         T::default()
@@ -171,7 +204,7 @@ impl CustomOp1 for Relu6Op {
 }
 
 /// `(y, g) ↦ g · [0 < y < 6]`.
-struct Relu6Backward;
+pub(crate) struct Relu6Backward;
 
 fn relu6_bwd<T: Elem>(
     (y, yl): (&CpuStorage, &Layout),
@@ -284,7 +317,7 @@ impl CustomOp2 for AddReluOp {
 }
 
 /// `(y, g) ↦ g · [y > 0]`.
-struct ReluBackward;
+pub(crate) struct ReluBackward;
 
 fn relu_bwd<T: Elem>(
     (y, yl): (&CpuStorage, &Layout),

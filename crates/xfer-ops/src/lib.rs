@@ -50,7 +50,7 @@ pub mod rng;
 pub mod runtime;
 pub mod snapshot;
 
-pub use activation::{add_relu, relu, relu6, relu6_portable};
+pub use activation::{Activation, add_relu, relu, relu6, relu6_portable};
 pub use bn_eval::{batch_norm_eval, batch_norm_eval_portable};
 pub use conv::{Conv2dConfig, conv2d, conv2d_portable};
 pub use cpu::Elem;
@@ -63,7 +63,7 @@ pub use gelu::gelu_erf;
 pub use grad::{clip_grad_norm, first_non_finite, global_grad_norm};
 pub use grad_reverse::grad_reverse;
 pub use linear::{linear, linear_portable};
-pub use norm::{batch_norm_train, layer_norm, log_softmax, softmax};
+pub use norm::{batch_norm_act_train, batch_norm_train, layer_norm, log_softmax, softmax};
 pub use penalty::{sq_dist, sq_norm};
 pub use pool::{adaptive_avg_pool2d, avg_pool2d, max_pool2d, max_pool2d_padded};
 pub use rng::{SeededRng, StepRngScope, derive_seed, scoped_rng};

@@ -11,6 +11,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Shape, Tensor, bail};
 use rayon::prelude::*;
 
+use crate::activation::{Activation, relu1, relu6_1};
 use crate::cpu::{Elem, Reduce, by_dtype, slice};
 
 /// Rows per rayon task: at least about 4096 elements of work.
@@ -426,6 +427,7 @@ fn bn_fwd<T: Elem>(
     gb: &[T],
     stats: &[T],
     eps: f64,
+    act: Activation,
 ) -> candle_core::Result<Vec<T>> {
     let mut y = vec![T::default(); x.len()];
     let (c, s) = (dims.c, dims.s);
@@ -440,8 +442,23 @@ fn bn_fwd<T: Elem>(
             let ch = i % c;
             let r = T::from_f64(1.0 / (stats[c + ch].to_f64() + eps).sqrt());
             let (mu, scale, shift) = (stats[ch], r * gb[ch], gb[c + ch]);
-            for (o, &v) in yr.iter_mut().zip(xr) {
-                *o = (v - mu) * scale + shift;
+            // One loop per activation, so each stays a plain vectorisable loop.
+            match act {
+                Activation::Identity => {
+                    for (o, &v) in yr.iter_mut().zip(xr) {
+                        *o = (v - mu) * scale + shift;
+                    }
+                }
+                Activation::Relu => {
+                    for (o, &v) in yr.iter_mut().zip(xr) {
+                        *o = relu1((v - mu) * scale + shift);
+                    }
+                }
+                Activation::Relu6 => {
+                    for (o, &v) in yr.iter_mut().zip(xr) {
+                        *o = relu6_1((v - mu) * scale + shift);
+                    }
+                }
             }
         });
     Ok(y)
@@ -511,6 +528,7 @@ fn run_bn_fwd<T: Elem>(
     (gs, gl): (&CpuStorage, &Layout),
     (ss, sl): (&CpuStorage, &Layout),
     eps: f64,
+    act: Activation,
 ) -> candle_core::Result<Vec<T>> {
     dims.check(xl, "input")?;
     let (gb, stats) = (
@@ -523,7 +541,14 @@ fn run_bn_fwd<T: Elem>(
             dims.c
         );
     }
-    bn_fwd(dims, slice(xs, xl, "batch_norm: input")?, gb, stats, eps)
+    bn_fwd(
+        dims,
+        slice(xs, xl, "batch_norm: input")?,
+        gb,
+        stats,
+        eps,
+        act,
+    )
 }
 
 fn run_bn_bwd<T: Reduce>(
@@ -576,6 +601,9 @@ impl CustomOp1 for BatchStatsOp {
 pub(crate) struct BatchNormOp {
     pub(crate) dims: BnDims,
     pub(crate) eps: f64,
+    /// Applied to the normalised value in the same pass (its backward masks the gradient
+    /// before the batch-norm backward).
+    pub(crate) act: Activation,
 }
 
 impl CustomOp3 for BatchNormOp {
@@ -596,7 +624,7 @@ impl CustomOp3 for BatchNormOp {
         let out = by_dtype!(
             "batch_norm",
             xs,
-            run_bn_fwd(self.dims, (xs, xl), (gs, gl), (ss, sl), self.eps)
+            run_bn_fwd(self.dims, (xs, xl), (gs, gl), (ss, sl), self.eps, self.act)
         )?;
         Ok((out, xl.shape().clone()))
     }
@@ -606,9 +634,11 @@ impl CustomOp3 for BatchNormOp {
         x: &Tensor,
         gb: &Tensor,
         stats: &Tensor,
-        _y: &Tensor,
+        y: &Tensor,
         g: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let masked = self.act.backward(y, g)?;
+        let g = masked.as_ref().unwrap_or(g);
         let params = Tensor::cat(&[gb.flatten_all()?, stats.flatten_all()?], 0)?;
         let packed = x.apply_op3_no_bwd(
             &g.contiguous()?,

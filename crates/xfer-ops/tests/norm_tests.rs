@@ -10,7 +10,10 @@ use common::{check_gradients, max_rel_diff, randn, values};
 use xfer_ops::norm::{
     batch_norm_train_portable, layer_norm_portable, log_softmax_portable, softmax_portable,
 };
-use xfer_ops::{OpsError, SeededRng, batch_norm_train, layer_norm, log_softmax, softmax};
+use xfer_ops::{
+    Activation, OpsError, SeededRng, batch_norm_act_train, batch_norm_train, layer_norm,
+    log_softmax, relu, relu6, softmax,
+};
 
 fn wrap<T>(r: xfer_ops::Result<T>) -> candle_core::Result<T> {
     r.map_err(candle_core::Error::wrap)
@@ -517,4 +520,57 @@ fn batch_norm_in_half_precision_and_with_mixed_dtypes() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("gamma") && e.contains("F32"), "{e}");
+}
+
+#[test]
+fn batch_norm_with_an_activation_equals_the_two_ops_values_and_gradients() {
+    let mut rng = SeededRng::new(61);
+    let x = randn(&mut rng, &[3, 4, 5, 6]).affine(2.0, 0.5).unwrap();
+    let g = randn(&mut rng, &[4]).affine(2.0, 0.5).unwrap();
+    let b = randn(&mut rng, &[4]).affine(2.0, 1.0).unwrap();
+    let w = randn(&mut rng, &[3, 4, 5, 6]);
+    type Composed = fn(&Tensor) -> xfer_ops::Result<Tensor>;
+    let cases: [(Activation, Composed); 3] = [
+        (Activation::Identity, |t: &Tensor| Ok(t.clone())),
+        (Activation::Relu, |t: &Tensor| relu(t)),
+        (Activation::Relu6, |t: &Tensor| relu6(t)),
+    ];
+    for (act, composed) in cases {
+        let run = |fused: bool| {
+            let vs: Vec<Var> = [&x, &g, &b]
+                .iter()
+                .map(|t| Var::from_tensor(t).unwrap())
+                .collect();
+            let (xs, gs, bs) = (vs[0].as_tensor(), vs[1].as_tensor(), vs[2].as_tensor());
+            let y = if fused {
+                batch_norm_act_train(xs, gs, bs, 1e-5, act).unwrap().0
+            } else {
+                composed(&batch_norm_train(xs, gs, bs, 1e-5).unwrap().0).unwrap()
+            };
+            let grads = y.mul(&w).unwrap().sum_all().unwrap().backward().unwrap();
+            let mut out = vec![values(&y)];
+            out.extend(vs.iter().map(|v| values(grads.get(v.as_tensor()).unwrap())));
+            out
+        };
+        let (a, c) = (run(true), run(false));
+        for (p, q) in a.iter().zip(&c) {
+            let worst = p
+                .iter()
+                .zip(q)
+                .map(|(u, v)| (u - v).abs())
+                .fold(0.0, f64::max);
+            assert!(worst < 1e-12, "{act:?}: max difference {worst}");
+        }
+    }
+    // And against finite differences (values kept off the ReLU6 kinks by the affine above).
+    check_gradients(
+        |t| {
+            batch_norm_act_train(&t[0], &t[1], &t[2], 1e-5, Activation::Relu6)
+                .map(|r| r.0)
+                .map_err(candle_core::Error::wrap)
+        },
+        &[x, g, b],
+        1e-6,
+        1e-4,
+    );
 }
