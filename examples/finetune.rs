@@ -511,13 +511,8 @@ fn run_methods<D: Dataset + Clone + 'static>(
     let num_classes = target.num_classes;
     let mut outcomes: Vec<MethodOutcome> = Vec::new();
     for m in methods {
-        if matches!(m, Method::Distill { .. })
-            && pretrained.is_some_and(|p| p.needs_new_head(num_classes))
-        {
-            println!(
-                "{:>24}: skipped: it compares class distributions, and the source model has no head for the target's {num_classes} classes",
-                m.name()
-            );
+        if let Some(why) = m.unsupported(pretrained, num_classes) {
+            println!("{:>24}: skipped: {why}", m.name());
             continue;
         }
         let t = std::time::Instant::now();
@@ -552,12 +547,7 @@ fn run_methods<D: Dataset + Clone + 'static>(
             metrics.push(("source_only_acc", a));
         }
         report.run(&o.name, &metrics);
-        let stage = if matches!(m, Method::Scratch) {
-            &cfg.scratch
-        } else {
-            &cfg.finetune
-        };
-        saver.save(&o, &metrics, stage)?;
+        saver.save(&o, &metrics, m.stage(cfg))?;
         outcomes.push(o);
     }
     Ok(outcomes)
