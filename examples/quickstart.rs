@@ -30,16 +30,13 @@ use xfer::data::{self, TensorDataset, UnlabeledDataset, embedded};
 use xfer::prelude::*;
 use xfer::train::methods::dann;
 use xfer::train::methods::finetune::{
-    BackboneSpec, FinetuneConfig, Length, Method, Stage, TargetData, accuracy, pretrain, run_method,
+    BackboneSpec, FinetuneConfig, Length, Method, Stage, TargetData, pretrain, run_method,
 };
 use xfer::train::methods::multitask::{
     MultitaskConfig, MultitaskModel, ProgressiveConfig, TaskLabels, TaskSet, Weighting,
     train_multitask, train_progressive,
 };
-use xfer::train::methods::self_taught::{
-    AutoencoderConfig, classifier_from_autoencoder, encoder_classifier, train_autoencoder,
-    train_classifier,
-};
+use xfer::train::methods::self_taught;
 use xfer::train::methods::zero_shot::{self, ZeroShotConfig, ZeroShotData, ZslMethod};
 use xfer::train::plot::{Series, plot_curves, plot_features_pca};
 
@@ -397,20 +394,21 @@ fn main() -> anyhow::Result<()> {
         );
         let unlabelled = synth.unlabeled();
         let (support5, test5) = data::few_shot(&real, 5, seed)?;
-        let widths = [256, 64];
-        let ae_cfg = AutoencoderConfig {
-            widths: widths.to_vec(),
-            noise: 0.2,
-            stage: stage.clone().with_epochs(if quick { 3 } else { 30 }),
+        let cfg = self_taught::Config::new(self_taught::Method::Scratch, &[256, 64], 0.2, quick);
+        let (ae, r_ae) = self_taught::pretrain(&cfg, &unlabelled, &ctx)?;
+        let st_data = self_taught::Data {
+            train: &support5,
+            test: &test5,
+            autoencoder: Some(&ae),
         };
-        let clf = stage.clone().with_epochs(if quick { 100 } else { 300 });
-        let (ae, r_ae) = train_autoencoder(&unlabelled, &ae_cfg, &ctx)?;
-        let scratch_net = encoder_classifier(support5.sample_shape(), &widths, 10, seed, &dev)?;
-        let r_sc = train_classifier(&scratch_net, &support5, &clf, &ctx)?;
-        let st_scratch = accuracy(&scratch_net, &test5)?;
-        let (st_net, _) = classifier_from_autoencoder(&ae, 10, seed, false)?;
-        let r_st = train_classifier(&st_net, &support5, &clf, &ctx)?;
-        let st_acc = accuracy(&st_net, &test5)?;
+        let scratch = self_taught::run(&cfg, &st_data, &ctx)?;
+        let tuned = self_taught::run(
+            &cfg.clone().with_method(self_taught::Method::SelfTaught),
+            &st_data,
+            &ctx,
+        )?;
+        let (st_scratch, st_acc) = (scratch.target_acc, tuned.target_acc);
+        let (r_sc, r_st) = (&scratch.report, &tuned.report);
         report.run("self_taught_scratch", &[("target_acc", st_scratch)]);
         report.run("self_taught", &[("target_acc", st_acc)]);
         rows.push(Row {
