@@ -15,19 +15,15 @@
 //!
 //! Runs: `single_task` (the main task alone), `fixed` (equal fixed weights), `uncertainty`
 //! (learned weights), `progressive` (column 0 learns the second task, column 1 the main task
-//! with lateral connections to the frozen column 0). `target_acc` is the main task's test
-//! accuracy.
+//! with lateral connections to the frozen column 0), each `multitask::run` with its method.
+//! `target_acc` is the main task's test accuracy.
 
 mod common;
 
 use clap::Parser;
 use xfer::data::{self, TensorDataset, UnlabeledDataset};
 use xfer::models::{InputSpec, ModelInfo};
-use xfer::train::methods::finetune::{Length, Stage};
-use xfer::train::methods::multitask::{
-    MultitaskConfig, MultitaskModel, ProgressiveConfig, TaskLabels, TaskSet, Weighting,
-    train_multitask, train_progressive,
-};
+use xfer::train::methods::multitask::{self, Config, Data, Method, TaskLabels, TaskSet, Trained};
 use xfer::train::plot::{Series, plot_curves};
 
 #[derive(Debug, Parser)]
@@ -46,8 +42,12 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     labels: usize,
     /// Runs: any of `single-task`, `fixed`, `uncertainty`, `progressive`, comma-separated.
-    #[arg(long, default_value = "single-task,fixed,uncertainty,progressive")]
-    methods: String,
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "single-task,fixed,uncertainty,progressive"
+    )]
+    methods: Vec<Method>,
     /// Fixed task weights (comma-separated, one per task; default all 1).
     #[arg(long)]
     weights: Option<String>,
@@ -170,23 +170,17 @@ fn main() -> anyhow::Result<()> {
     );
 
     let epochs = if args.common.quick { 5 } else { args.epochs };
-    let stage = Stage::adam(1e-3).with_epochs(epochs).with_batch_size(64);
-    let n_tasks = specs.len();
-    let fixed = match &args.weights {
-        Some(w) => w
+    let mut cfg = Config::new(Method::SingleTask, epochs);
+    cfg.trunk = common::mlp_widths(&args.backbone, "the multitask trunk")?;
+    cfg.input_layers = args.input_layers;
+    cfg.old_task = specs.get(1).map(|s| s.name.clone());
+    if let Some(w) = &args.weights {
+        cfg.weights = w
             .split(',')
             .map(|x| x.trim().parse::<f64>())
-            .collect::<Result<Vec<_>, _>>()?,
-        None => vec![1.0; n_tasks],
-    };
-    let trunk = common::mlp_widths(&args.backbone, "the multitask trunk")?;
-    let cfg = |weighting: Weighting| MultitaskConfig {
-        trunk: trunk.clone(),
-        head_hidden: vec![],
-        input_layers: args.input_layers,
-        weighting,
-        stage: stage.clone(),
-    };
+            .collect::<Result<Vec<_>, _>>()?;
+    }
+    let data = Data::new(train_sets, test_sets)?;
 
     let mut report = common::Report::new("multitask", seed);
     report
@@ -195,194 +189,83 @@ fn main() -> anyhow::Result<()> {
         .arg("labels", args.labels);
     let mut curves: Vec<Series> = Vec::new();
     let mut histories: Vec<(String, xfer::train::History)> = Vec::new();
-    let steps_multi = {
-        let n = train_sets.iter().map(TaskSet::len).max().unwrap_or(1);
-        epochs * n.div_ceil(64)
-    };
-    for method in args.methods.split(',').map(str::trim) {
+    for &method in &args.methods {
         let t = std::time::Instant::now();
-        match method {
-            "single-task" | "single_task" => {
-                // The main task alone, on its labelled examples, for as many steps as the
-                // multitask runs take.
-                let known: Vec<usize> = base_train
-                    .labels()
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| train_sets[0].tasks[0].is_known(*i))
-                    .map(|(i, _)| i)
-                    .collect();
-                let sub = base_train.subset(&known)?;
-                let set = TaskSet::new(features(&sub)?, vec![labels_of(&sub, main_task)?])?;
-                let mut c = cfg(Weighting::Fixed(vec![1.0]));
-                c.input_layers = false;
-                c.stage.length =
-                    Length::Epochs(steps_multi.div_ceil(sub.len().div_ceil(64)).max(1));
-                let sets = [set];
-                let model = MultitaskModel::new(&sets, &c, seed, &dev)?;
-                let r = train_multitask(&model, &sets, &c, &ctx.for_run("single_task"))?;
-                let test = TaskSet::new(
-                    test_sets[0].features.clone(),
-                    vec![test_sets[0].tasks[0].clone()],
-                )?;
-                let acc = model.accuracy(&test)?[0].1.unwrap_or(f64::NAN);
-                println!(
-                    "{:>14}: {} accuracy {acc:.4}  [{:.1}s]",
-                    "single_task",
-                    main_task.name,
-                    t.elapsed().as_secs_f64()
-                );
-                report.run("single_task", &[("target_acc", acc)]);
-                curves.push(Series::new("single_task", r.history.step_curve("loss")));
-                histories.push(("single_task".to_string(), r.history.clone()));
-            }
-            "fixed" | "uncertainty" => {
-                let weighting = if method == "fixed" {
-                    Weighting::Fixed(fixed.clone())
-                } else {
-                    Weighting::Uncertainty
-                };
-                let c = cfg(weighting);
-                let model = MultitaskModel::new(&train_sets, &c, seed, &dev)?;
-                let r = train_multitask(&model, &train_sets, &c, &ctx.for_run(method))?;
-                let mut metrics: Vec<(String, f64)> = Vec::new();
-                for set in &test_sets {
-                    for (task, acc) in model.accuracy(set)? {
-                        metrics.push((format!("acc_{task}"), acc.unwrap_or(f64::NAN)));
-                    }
-                }
-                let target = metrics.first().map_or(f64::NAN, |m| m.1);
-                for (task, w) in model.tasks().iter().zip(model.task_weights()?) {
-                    metrics.push((format!("w_{task}"), w));
-                }
-                println!(
-                    "{method:>14}: {} accuracy {target:.4}; {}  [{:.1}s]",
-                    main_task.name,
-                    metrics
-                        .iter()
-                        .skip(1)
-                        .map(|(k, v)| format!("{k} {v:.3}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    t.elapsed().as_secs_f64()
-                );
-                let mut m: Vec<(&str, f64)> = vec![("target_acc", target)];
-                m.extend(metrics.iter().map(|(k, v)| (k.as_str(), *v)));
-                report.run(method, &m);
-                if args.save.save.is_some() {
-                    // One package per task: the trunk and that task's head.
-                    for set in &train_sets {
-                        for labels in &set.tasks {
-                            let task = labels.name.as_str();
-                            let net = match model.task_classifier(task) {
-                                Ok(net) => net,
-                                Err(e) => {
-                                    println!("{:>14}  task {task} not saved: {e}", "");
-                                    continue;
-                                }
-                            };
-                            let names = if task == main_task.name {
-                                common::class_names(base.class_names(), labels.num_classes)
-                            } else {
-                                common::class_names(&[], labels.num_classes)
-                            };
-                            let prov = common::provenance(
-                                &format!("{method}:{task}"),
-                                &[("data", &args.data), ("tasks", &args.tasks)],
-                                seed,
-                                &m,
-                                serde_json::json!({"config": format!("{c:?}")}),
-                                net.spec(),
-                            );
-                            let info = ModelInfo::new(names, InputSpec::tensor(scale))
-                                .with_provenance(prov);
-                            args.save.save(&format!("{method}-{task}"), &net, &info)?;
-                        }
-                    }
-                }
-                curves.push(Series::new(method, r.history.step_curve("loss")));
-                histories.push((method.to_string(), r.history.clone()));
-            }
-            "progressive" => {
-                anyhow::ensure!(
-                    specs.len() >= 2,
-                    "the progressive run needs a second task (column 0 learns it)"
-                );
-                // Column 0: the second task (all its labels); column 1: the main task.
-                let (old_train, old_test) = match specs.get(1).and_then(|s| s.own.as_ref()) {
-                    Some(_) => (train_sets[1].clone(), test_sets[1].clone()),
-                    None => (
-                        TaskSet::new(
-                            train_sets[0].features.clone(),
-                            vec![train_sets[0].tasks[1].clone()],
-                        )?,
-                        TaskSet::new(
-                            test_sets[0].features.clone(),
-                            vec![test_sets[0].tasks[1].clone()],
-                        )?,
-                    ),
-                };
-                if old_train.feature_dim() != train_sets[0].feature_dim() {
-                    println!(
-                        "{:>14}: skipped: columns share the input, and {} has {} features per example, {} has {}",
-                        "progressive",
-                        old_train.tasks[0].name,
-                        old_train.feature_dim(),
-                        main_task.name,
-                        train_sets[0].feature_dim()
-                    );
-                    continue;
-                }
-                let new_train = TaskSet::new(
-                    train_sets[0].features.clone(),
-                    vec![train_sets[0].tasks[0].clone()],
-                )?;
-                let new_test = TaskSet::new(
-                    test_sets[0].features.clone(),
-                    vec![test_sets[0].tasks[0].clone()],
-                )?;
-                let pc = ProgressiveConfig {
-                    hidden: vec![128, 64],
-                    adapter_dim: Some(32),
-                    first: stage.clone(),
-                    second: stage.clone(),
-                };
-                let out =
-                    train_progressive((&old_train, &old_test), (&new_train, &new_test), &pc, &ctx)?;
-                let acc = out.new_task_acc.unwrap_or(f64::NAN);
-                let before = out.old_task_acc_before.unwrap_or(f64::NAN);
-                let after = out.old_task_acc_after.unwrap_or(f64::NAN);
-                println!(
-                    "{:>14}: {} accuracy {acc:.4}; old task {} accuracy {before:.4} before, {after:.4} after the new column  [{:.1}s]",
-                    "progressive",
-                    main_task.name,
-                    old_train.tasks[0].name,
-                    t.elapsed().as_secs_f64()
-                );
-                report.run(
-                    "progressive",
-                    &[
-                        ("target_acc", acc),
-                        ("old_task_acc_before", before),
-                        ("old_task_acc_after", after),
-                    ],
-                );
-                curves.push(Series::new(
-                    "progressive (column 1)",
-                    out.reports.1.history.step_curve("loss"),
-                ));
-                histories.push((
-                    "progressive_column0".to_string(),
-                    out.reports.0.history.clone(),
-                ));
-                histories.push((
-                    "progressive_column1".to_string(),
-                    out.reports.1.history.clone(),
-                ));
-            }
-            other => anyhow::bail!(
-                "unknown run {other:?}: expected single-task, fixed, uncertainty or progressive"
+        let cfg = cfg.clone().with_method(method);
+        if let Some(why) = cfg.unsupported(&data) {
+            println!("{method:>14}: skipped: {why}");
+            continue;
+        }
+        let out = multitask::run(&cfg, &data, &ctx)?;
+        let acc = out.target_acc;
+        let metric = |k: &str| {
+            out.metrics
+                .iter()
+                .find(|m| m.0 == k)
+                .map_or(f64::NAN, |m| m.1)
+        };
+        let detail = match &out.trained {
+            Trained::Progressive { old_task, .. } => format!(
+                "; old task {old_task} accuracy {:.4} before, {:.4} after the new column",
+                metric("old_task_acc_before"),
+                metric("old_task_acc_after")
             ),
+            Trained::Shared(_) if method == Method::SingleTask => String::new(),
+            Trained::Shared(_) => format!(
+                "; {}",
+                out.metrics
+                    .iter()
+                    .skip(2)
+                    .map(|(k, v)| format!("{k} {v:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        println!(
+            "{method:>14}: {} accuracy {acc:.4}{detail}  [{:.1}s]",
+            main_task.name,
+            t.elapsed().as_secs_f64()
+        );
+        report.run(method.name(), &out.metric_pairs());
+        if let (Trained::Shared(model), Some(_), false) =
+            (&out.trained, &args.save.save, method == Method::SingleTask)
+        {
+            // One package per task: the trunk and that task's head.
+            for labels in data.train().iter().flat_map(|s| &s.tasks) {
+                let task = labels.name.as_str();
+                let net = match model.task_classifier(task) {
+                    Ok(net) => net,
+                    Err(e) => {
+                        println!("{:>14}  task {task} not saved: {e}", "");
+                        continue;
+                    }
+                };
+                let names = if task == main_task.name {
+                    common::class_names(base.class_names(), labels.num_classes)
+                } else {
+                    common::class_names(&[], labels.num_classes)
+                };
+                let prov = common::provenance(
+                    &format!("{method}:{task}"),
+                    &[("data", &args.data), ("tasks", &args.tasks)],
+                    seed,
+                    &out.metric_pairs(),
+                    serde_json::json!({"config": cfg}),
+                    net.spec(),
+                );
+                let info = ModelInfo::new(names, InputSpec::tensor(scale)).with_provenance(prov);
+                args.save.save(&format!("{method}-{task}"), &net, &info)?;
+            }
+        }
+        let label = match method {
+            Method::Progressive => "progressive (column 1)",
+            m => m.name(),
+        };
+        if let Some((_, r)) = out.reports.last() {
+            curves.push(Series::new(label, r.history.step_curve("loss")));
+        }
+        for (name, r) in &out.reports {
+            histories.push((name.clone(), r.history.clone()));
         }
     }
     let runs: Vec<(&str, &xfer::train::History)> =

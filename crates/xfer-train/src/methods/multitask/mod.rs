@@ -10,11 +10,16 @@
 //!
 //! Both are objectives run by the one [`Trainer`](crate::Trainer) ([`MultitaskObjective`],
 //! [`ColumnObjective`]).
+//!
+//! A run is the family's one entry, [`run`]`(&Config, &Data, &RunCtx)`, the [`Method`] inside
+//! its [`Config`]: the single-task baseline, fixed or uncertainty weights, or a progressive
+//! column; the [`Outcome`] holds the trained network, the reports and the metrics.
 
 mod data;
 mod model;
 mod objective;
 mod progressive;
+mod run;
 #[cfg(test)]
 mod tests;
 
@@ -24,3 +29,4 @@ pub use objective::{MultitaskObjective, train_multitask};
 pub use progressive::{
     ColumnObjective, ProgressiveConfig, ProgressiveOutcome, column_accuracy, train_progressive,
 };
+pub use run::{Config, Data, Method, Outcome, Trained, run};
