@@ -30,7 +30,7 @@ use xfer::data::{self, TensorDataset, UnlabeledDataset, embedded};
 use xfer::prelude::*;
 use xfer::train::methods::dann;
 use xfer::train::methods::finetune::{
-    BackboneSpec, FinetuneConfig, Length, Method, TargetData, pretrain, run_method,
+    self, BackboneSpec, FinetuneConfig, Length, Method, TargetData, pretrain,
 };
 use xfer::train::methods::multitask::{self, TaskLabels, TaskSet};
 use xfer::train::methods::self_taught;
@@ -101,7 +101,8 @@ fn main() -> anyhow::Result<()> {
         let mut ft_curves = Vec::new();
         let mut acc = std::collections::BTreeMap::new();
         for m in ["scratch", "finetune", "l2sp"] {
-            let o = run_method(&m.parse::<Method>()?, Some(&source), &target, &cfg, &ctx)?;
+            let cfg = cfg.clone().with_method(m.parse::<Method>()?);
+            let o = finetune::run(&cfg, &finetune::Data::new(Some(&source), &target), &ctx)?;
             report.run(m, &[("target_acc", o.target_acc)]);
             ft_curves.push(Series::new(m, o.report.history.step_curve("loss")));
             histories.push((format!("finetune_{m}"), o.report.history.clone()));

@@ -22,7 +22,10 @@
 //!
 //! Every method is an [`crate::trainer::Objective`] ([`FinetuneObjective`]) run by the one
 //! [`crate::Trainer`]: [`pretrain()`] trains the source model once and keeps its weights in memory
-//! ([`Pretrained`]) so that every method of a run starts from the same source model.
+//! ([`Pretrained`]) so that every method of a run starts from the same source model. A run is
+//! the family's one entry, [`run`]`(&FinetuneConfig, &Data, &RunCtx)`, the [`Method`] inside
+//! the [`FinetuneConfig`], the source model and the target in the [`Data`]; the [`Outcome`]
+//! holds the trained network, its report and its metrics.
 //!
 //! The network is an [`xfer_models::Classifier`] on any backbone ([`BackboneSpec`]): the
 //! built-in MLP and digits CNN (pretrained on the source here), or a pretrained ResNet /
@@ -37,7 +40,7 @@
 //! use xfer_data::{FolderOptions, ImageFolder, Preprocess, few_shot};
 //! use xfer_models::BackboneSpec;
 //! use xfer_train::methods::finetune::{
-//!     FinetuneConfig, Method, Pretrained, RunCtx, TargetData, run_method,
+//!     self, Data, FinetuneConfig, Method, Pretrained, RunCtx, TargetData,
 //! };
 //!
 //! let spec: BackboneSpec = "resnet18:weights=resnet18.safetensors".parse()?;
@@ -45,14 +48,13 @@
 //! let photos = ImageFolder::open("photos".as_ref(), &opts)?; // decoded lazily
 //! let (train, test) = few_shot(&photos, 10, 0)?; // 10 labels per class, the rest to test
 //! let preset = Preprocess::imagenet(224, 256);
-//! let mut cfg = FinetuneConfig::new(spec.clone());
+//! let mut cfg = FinetuneConfig::new(spec.clone()).with_method("l2sp".parse::<Method>()?);
 //! cfg.train_transform = Some(preset.train_transform()?);
 //! cfg.eval_transform = Some(preset.eval_transform()?);
 //! let ctx = RunCtx::cpu(); // seed 0, no progress bars
 //! let source = Pretrained::from_backbone(&spec, &[3, 224, 224], &ctx.device)?;
 //! let target = TargetData::new(train, test, photos.num_classes());
-//! let l2sp: Method = "l2sp".parse()?;
-//! let out = run_method(&l2sp, Some(&source), &target, &cfg, &ctx)?;
+//! let out = finetune::run(&cfg, &Data::new(Some(&source), &target), &ctx)?;
 //! println!("target accuracy {:.3}", out.target_acc);
 //! # Ok(())
 //! # }
@@ -84,7 +86,7 @@ pub use method::{
 };
 pub use objective::{AccuracyEval, FinetuneObjective, Regulariser, accuracy, logits_of};
 pub use pretrain::{FinetuneConfig, Pretrained, eval_view, pretrain};
-pub use setup::{MethodOutcome, MethodSetup, TargetData, run_method};
+pub use setup::{Data, MethodSetup, Outcome, TargetData, run};
 pub use xfer_models::{BackboneSpec, Classifier, ClassifierConfig};
 
 use crate::{Result, TrainError};

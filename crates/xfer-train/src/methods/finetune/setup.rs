@@ -14,9 +14,9 @@ use crate::run::{RunCtx, Stage};
 use crate::trainer::{TrainReport, derive_seed};
 use crate::{Result, TrainError};
 
-/// What one method achieved.
+/// What one method achieved: the trained target network, its training run and its metrics.
 #[derive(Debug)]
-pub struct MethodOutcome {
+pub struct Outcome {
     /// The method's run name ([`Method::name`]).
     pub name: String,
     /// Accuracy on the target test data.
@@ -181,15 +181,47 @@ impl MethodSetup {
     }
 }
 
-/// Builds the target network of `method` ([`MethodSetup::new`]), trains it on
-/// `target.train` and tests it on `target.test`; the outcome keeps the trained network.
-pub fn run_method<D: Dataset + Clone + 'static>(
-    method: &Method,
-    pretrained: Option<&Pretrained>,
-    target: &TargetData<D>,
+/// The data of a fine-tuning run: the source model (`None`: only scratch can run) and the
+/// target.
+#[derive(Debug, Clone, Copy)]
+pub struct Data<'a, D> {
+    /// The source model every method but scratch starts from ([`super::pretrain()`] or
+    /// [`Pretrained::from_backbone`]), shared by the methods of a comparison.
+    pub source: Option<&'a Pretrained>,
+    /// The target's labelled training examples and test data.
+    pub target: &'a TargetData<D>,
+}
+
+impl<'a, D> Data<'a, D> {
+    /// `target`, fine-tuned from `source`.
+    pub fn new(source: Option<&'a Pretrained>, target: &'a TargetData<D>) -> Self {
+        Self { source, target }
+    }
+}
+
+impl Outcome {
+    /// `target_acc`, `train_acc` and, when measured, `source_only_acc`, for reports.
+    pub fn metrics(&self) -> Vec<(&'static str, f64)> {
+        let mut m = vec![
+            ("target_acc", self.target_acc),
+            ("train_acc", self.train_acc),
+        ];
+        if let Some(a) = self.source_only_acc {
+            m.push(("source_only_acc", a));
+        }
+        m
+    }
+}
+
+/// The family's one entry: runs `cfg.method` on `data` — builds its target network from the
+/// source ([`MethodSetup::new`]), trains it on `data.target.train` and tests it on
+/// `data.target.test`; the outcome keeps the trained network.
+pub fn run<D: Dataset + Clone + 'static>(
     cfg: &FinetuneConfig,
+    data: &Data<'_, D>,
     ctx: &RunCtx,
-) -> Result<MethodOutcome> {
+) -> Result<Outcome> {
+    let (method, pretrained, target) = (&cfg.method, data.source, data.target);
     let num_classes = target.num_classes;
     let setup = MethodSetup::new(method, pretrained, &target.train, num_classes, cfg, ctx)?;
     let same_head = pretrained.is_some_and(|p| !p.needs_new_head(num_classes));
@@ -203,7 +235,7 @@ pub fn run_method<D: Dataset + Clone + 'static>(
     let target_acc = accuracy(&setup.net, &test_view)?;
     let train_acc = accuracy(&setup.net, &eval_view(&target.train, cfg)?)?;
     tracing::info!(target: "xfer_train::methods", method = %setup.name, target_acc, train_acc, "trained on the target");
-    Ok(MethodOutcome {
+    Ok(Outcome {
         name: setup.name,
         target_acc,
         train_acc,

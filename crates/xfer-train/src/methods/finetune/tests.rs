@@ -463,7 +463,8 @@ fn the_network_reads_what_the_transform_makes_not_the_raw_samples() {
     let src = blobs(32, 64, 4, 1).reshape(vec![1, 8, 8]).unwrap();
     let p = pretrain(&src, None, 4, &small_cfg_cnn(), &ctx(2)).unwrap();
     let target = TargetData::new(img(16, 3), img(8, 4), 4);
-    let o = run_method(&Method::new(FullFinetune), Some(&p), &target, &cfg, &ctx(5)).unwrap();
+    let cfg = cfg.with_method(Method::new(FullFinetune));
+    let o = run(&cfg, &Data::new(Some(&p), &target), &ctx(5)).unwrap();
     assert_eq!(o.net.input_shape(), [1, 8, 8]);
     assert!(o.target_acc.is_finite());
 }

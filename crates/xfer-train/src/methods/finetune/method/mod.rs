@@ -179,7 +179,7 @@ impl SetupCtx<'_> {
 
 /// One fine-tuning method: how it turns a freshly initialised target network into the one
 /// it trains (copies from the source, freezes, parameter groups), and what its objective adds
-/// to cross-entropy. [`super::MethodSetup`] and [`super::run_method`] do the rest, the same for
+/// to cross-entropy. [`super::MethodSetup`] and [`super::run`] do the rest, the same for
 /// every method: the network, the one [`crate::Trainer`], the tests.
 pub trait FinetuneMethod: fmt::Debug + Send + Sync {
     /// The run name used in reports and `--json` output (`l2sp`, `layer_transfer_first_2`).
