@@ -321,7 +321,7 @@ fn main() -> anyhow::Result<()> {
         let zctx = ctx.clone();
         let mut zline = Vec::new();
         for method in ZslMethod::all() {
-            let o = zero_shot::run(method, &zcfg, &zdata, &zctx)?;
+            let o = zero_shot::run(&zcfg.clone().with_method(method), &zdata, &zctx)?;
             histories.push((
                 format!("zero_shot_{}", method.name()),
                 o.model.report.history.clone(),
