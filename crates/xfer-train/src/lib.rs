@@ -43,6 +43,6 @@ pub use optim::{Adam, AdamConfig, GroupSpec, Optimizer, OptimizerState, Sgd, Sgd
 pub use run::{CheckpointOptions, Length, LrSchedule, OptimizerKind, RunCtx, Stage};
 pub use schedule::{Schedule, progress};
 pub use trainer::{
-    BestMetric, CheckpointConfig, Duration, EarlyStopping, EvalCtx, Evaluator, Mode, Objective,
-    StepCtx, StepOutput, TrainReport, Trainer, TrainerConfig, derive_seed, epoch_seed,
+    BestMetric, CheckpointConfig, EarlyStopping, EvalCtx, Evaluator, Mode, Objective, StepCtx,
+    StepOutput, TrainReport, Trainer, TrainerConfig, derive_seed, epoch_seed,
 };

@@ -24,7 +24,7 @@ mod run;
 mod tests;
 
 pub use data::{TaskLabels, TaskSet};
-pub use model::{MultitaskConfig, MultitaskModel, Weighting};
+pub use model::{MultitaskModel, MultitaskModelConfig, Weighting};
 pub use objective::{MultitaskObjective, train_multitask};
 pub use progressive::{
     ColumnObjective, ProgressiveConfig, ProgressiveOutcome, column_accuracy, train_progressive,

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use xfer_models::{ParamStore, ProgressiveNet};
 
 use super::data::{TaskLabels, TaskSet};
-use super::model::{MultitaskConfig, MultitaskModel, Weighting};
+use super::model::{MultitaskModel, MultitaskModelConfig, Weighting};
 use super::objective::train_multitask;
 use super::progressive::{ProgressiveConfig, ProgressiveOutcome, train_progressive};
 use crate::run::{Length, RunCtx, Stage};
@@ -125,13 +125,13 @@ impl Config {
     }
 
     /// The shared-trunk network and training of a run over `tasks` tasks.
-    fn model_config(&self, tasks: usize) -> MultitaskConfig {
+    fn model_config(&self, tasks: usize) -> MultitaskModelConfig {
         let weighting = match self.method {
             Method::Uncertainty => Weighting::Uncertainty,
             Method::Fixed if !self.weights.is_empty() => Weighting::Fixed(self.weights.clone()),
             _ => Weighting::Fixed(vec![1.0; tasks]),
         };
-        MultitaskConfig {
+        MultitaskModelConfig {
             trunk: self.trunk.clone(),
             head_hidden: self.head_hidden.clone(),
             input_layers: self.input_layers && self.method != Method::SingleTask,

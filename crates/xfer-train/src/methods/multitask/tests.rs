@@ -52,8 +52,8 @@ fn digitish_set(n: usize, seed: u64) -> TaskSet {
     TaskSet::new(x, vec![main, parity]).unwrap()
 }
 
-fn cfg(weighting: Weighting) -> MultitaskConfig {
-    MultitaskConfig {
+fn cfg(weighting: Weighting) -> MultitaskModelConfig {
+    MultitaskModelConfig {
         trunk: vec![12],
         head_hidden: vec![],
         input_layers: false,
