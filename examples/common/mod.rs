@@ -138,6 +138,20 @@ pub fn parse<A: clap::Parser>() -> (A, clap::ArgMatches) {
     }
 }
 
+/// A command-line parser of a library choice `T` (read with its `FromStr`) that offers
+/// `values`, so `--help` and a wrong value list them; the library crates know no clap.
+pub fn one_of<T>(
+    values: impl IntoIterator<Item = clap::builder::PossibleValue>,
+) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(values)
+        .try_map(|s: String| s.parse::<T>().map_err(|e| e.to_string()))
+}
+
 /// A command-line value as JSON: `true`/`false`, a number when it reads as one, else text.
 fn cli_value(v: &str) -> serde_json::Value {
     match v {

@@ -75,7 +75,7 @@ pub(crate) const TAG_DATA: u64 = 0x5A53_4441; // "ZSDA"
 pub(crate) const TAG_SPLIT: u64 = 0x5A53_5350; // "ZSSP"
 
 /// The three zero-shot methods (`--method hinge,dap,conse`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ZslMethod {
     /// Attribute embedding `f(x)·g(y)` trained with the lecture's hinge.
