@@ -51,6 +51,8 @@ struct Args {
     #[command(flatten)]
     common: CommonArgs,
     #[command(flatten)]
+    set: common::SetArgs,
+    #[command(flatten)]
     checkpoint: CheckpointArgs,
     #[command(flatten)]
     save: common::SaveArgs,
@@ -312,6 +314,7 @@ fn apply_overrides(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
     if !args.sweep.is_empty() && cfg.selection.is_none() {
         cfg.selection = Some(Scorer::Dev);
     }
+    *cfg = args.set.apply(cfg)?;
     cfg.validate()?;
     Ok(())
 }

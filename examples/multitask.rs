@@ -66,6 +66,8 @@ struct Args {
     #[command(flatten)]
     common: common::CommonArgs,
     #[command(flatten)]
+    set: common::SetArgs,
+    #[command(flatten)]
     checkpoint: common::CheckpointArgs,
     #[command(flatten)]
     save: common::SaveArgs,
@@ -180,6 +182,7 @@ fn main() -> anyhow::Result<()> {
             .map(|x| x.trim().parse::<f64>())
             .collect::<Result<Vec<_>, _>>()?;
     }
+    let cfg = args.set.apply(&cfg)?;
     let data = Data::new(train_sets, test_sets)?;
 
     let mut report = common::Report::new("multitask", seed);

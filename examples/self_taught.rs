@@ -61,6 +61,8 @@ struct Args {
     #[command(flatten)]
     common: common::CommonArgs,
     #[command(flatten)]
+    set: common::SetArgs,
+    #[command(flatten)]
     checkpoint: common::CheckpointArgs,
 }
 
@@ -109,7 +111,12 @@ fn main() -> anyhow::Result<()> {
         test.len()
     );
 
-    let cfg = Config::new(Method::Scratch, &widths, args.noise, args.common.quick);
+    let cfg = args.set.apply(&Config::new(
+        Method::Scratch,
+        &widths,
+        args.noise,
+        args.common.quick,
+    ))?;
 
     let mut report = common::Report::new("self_taught", seed);
     report

@@ -49,6 +49,8 @@ struct Args {
     #[command(flatten)]
     common: CommonArgs,
     #[command(flatten)]
+    set: common::SetArgs,
+    #[command(flatten)]
     checkpoint: CheckpointArgs,
     /// Save each method's model as a zero-shot package under DIR/<method>/ (for `predict`;
     /// with --class-text it ranks class names given at prediction time).
@@ -459,7 +461,8 @@ fn main() -> anyhow::Result<()> {
     args.common.init::<Args>("zero_shot", &matches)?;
     let dev = args.common.device()?;
     let seed = args.common.seed;
-    let problem = build(&args, &dev)?;
+    let mut problem = build(&args, &dev)?;
+    problem.cfg = args.set.apply(&problem.cfg)?;
     let text = args.class_text.is_some();
     let default_methods = if text {
         "hinge,conse"

@@ -52,6 +52,30 @@ pub struct CheckpointArgs {
     pub resume: bool,
 }
 
+/// `--set KEY=VALUE`: overrides of the family's configuration after every other flag
+/// (`xfer::train::overlay`: a dotted path as the config serialises, a JSON value).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SetArgs {
+    /// Override any setting of the run's configuration, e.g. `--set stage.lr=0.05`
+    /// `--set stage.length='{"steps":300}'` (a dotted path as the config serialises in the
+    /// report, a JSON value or text); repeatable, applied in order after the other flags.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl SetArgs {
+    /// `cfg` with the overrides applied (unchanged when there are none).
+    pub fn apply<T: serde::Serialize + serde::de::DeserializeOwned + Clone>(
+        &self,
+        cfg: &T,
+    ) -> anyhow::Result<T> {
+        if self.set.is_empty() {
+            return Ok(cfg.clone());
+        }
+        Ok(xfer::train::overlay::overlay(cfg, &self.set)?)
+    }
+}
+
 /// `--save DIR`: keep the trained models as packages (`xfer::models::package`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SaveArgs {
