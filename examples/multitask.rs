@@ -21,9 +21,9 @@
 mod common;
 
 use clap::Parser;
-use xfer::data::{self, TensorDataset, UnlabeledDataset};
+use xfer::data::{self, TensorDataset};
 use xfer::models::{InputSpec, ModelInfo};
-use xfer::train::methods::multitask::{self, Config, Data, Method, TaskLabels, TaskSet, Trained};
+use xfer::train::methods::multitask::{self, Config, Data, Method, TaskSpec, TaskSplit, Trained};
 use xfer::train::plot::{Series, plot_curves};
 
 #[derive(Debug, Parser)]
@@ -73,15 +73,6 @@ struct Args {
     save: common::SaveArgs,
 }
 
-/// One task before it is split: its data and how its labels come from the data's classes.
-struct TaskSpec {
-    name: String,
-    /// `None`: the task's labels are on the shared `--data`; `Some`: its own data set.
-    own: Option<TensorDataset>,
-    /// Class id → task label.
-    map: Vec<u32>,
-}
-
 fn main() -> anyhow::Result<()> {
     let (mut args, matches) = common::parse::<Args>();
     args.common.init::<Args>("multitask", &matches)?;
@@ -93,10 +84,7 @@ fn main() -> anyhow::Result<()> {
     let dev = ctx.device.clone();
 
     let base = data::load(&args.data, seed)?;
-    let specs = parse_tasks(&args.tasks, &base, seed)?;
-    let Some(main_task) = specs.first() else {
-        anyhow::bail!("--tasks is empty");
-    };
+    let specs = TaskSpec::parse_list(&args.tasks, &base, seed)?;
     let mut domains: Vec<(&str, &TensorDataset)> = vec![("data", &base)];
     for s in &specs {
         if let Some(ds) = &s.own {
@@ -104,71 +92,28 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let scale = common::feature_scale(&domains);
-
-    // Split every data set into a training and a test part (stratified, seeded).
-    let (base_train, base_test) =
-        data::stratified_split(&base.clone().scale(scale), args.test_fraction, seed)?;
-    let labels_of = |ds: &TensorDataset, spec: &TaskSpec| -> anyhow::Result<TaskLabels> {
-        Ok(TaskLabels::from_classes(
-            &spec.name,
-            ds.labels(),
-            &spec.map,
-            &dev,
-        )?)
+    // Every data set split into a training and a test part (stratified, seeded).
+    let split = TaskSplit {
+        labels_per_class: args.labels,
+        test_fraction: args.test_fraction,
+        scale,
+        seed,
     };
-    let features = |ds: &TensorDataset| -> anyhow::Result<UnlabeledDataset> {
-        Ok(UnlabeledDataset::new(
-            ds.name(),
-            ds.features().to_vec(),
-            ds.sample_shape().to_vec(),
-        )?)
-    };
-    let main_labels = |ds: &TensorDataset| -> anyhow::Result<TaskLabels> {
-        let t = labels_of(ds, main_task)?;
-        Ok(if args.labels > 0 {
-            t.keep_per_class(args.labels, seed)?
-        } else {
-            t
-        })
-    };
-    // Training sets: the shared data with every built-in task (the main task masked), then
-    // one set per task with its own data. Test sets alike, fully labelled.
-    let mut train_sets = Vec::new();
-    let mut test_sets = Vec::new();
-    let mut shared_train = vec![main_labels(&base_train)?];
-    let mut shared_test = vec![labels_of(&base_test, main_task)?];
-    for s in specs.iter().skip(1).filter(|s| s.own.is_none()) {
-        shared_train.push(labels_of(&base_train, s)?);
-        shared_test.push(labels_of(&base_test, s)?);
-    }
-    train_sets.push(TaskSet::new(features(&base_train)?, shared_train)?);
-    test_sets.push(TaskSet::new(features(&base_test)?, shared_test)?);
-    for s in specs.iter().skip(1) {
-        if let Some(ds) = &s.own {
-            let (tr, te) =
-                data::stratified_split(&ds.clone().scale(scale), args.test_fraction, seed)?;
-            train_sets.push(TaskSet::new(features(&tr)?, vec![labels_of(&tr, s)?])?);
-            test_sets.push(TaskSet::new(features(&te)?, vec![labels_of(&te, s)?])?);
-        }
-    }
-    let main_known = train_sets[0].tasks[0].num_known();
+    let data = Data::from_tasks(&base, &specs, &split, &dev)?;
+    let main_task = data.main_task();
     println!(
         "data {}: {} train / {} test; main task {} with {} labels ({} per class), tasks {}",
         base.name(),
-        base_train.len(),
-        base_test.len(),
+        data.train()[0].len(),
+        data.test()[0].len(),
         main_task.name,
-        main_known,
+        main_task.num_known(),
         if args.labels > 0 {
             args.labels.to_string()
         } else {
             "all".into()
         },
-        specs
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        data.task_names().join(", ")
     );
 
     let epochs = if args.common.quick { 5 } else { args.epochs };
@@ -183,7 +128,6 @@ fn main() -> anyhow::Result<()> {
             .collect::<Result<Vec<_>, _>>()?;
     }
     let cfg = args.set.apply(&cfg)?;
-    let data = Data::new(train_sets, test_sets)?;
 
     let mut report = common::Report::new("multitask", seed);
     report
@@ -279,66 +223,4 @@ fn main() -> anyhow::Result<()> {
     println!("wrote {}", path.display());
     report.finish(args.common.json, &args.common.out())?;
     Ok(())
-}
-
-/// Parses `--tasks` against the shared data `base`.
-fn parse_tasks(list: &str, base: &TensorDataset, seed: u64) -> anyhow::Result<Vec<TaskSpec>> {
-    let classes = base.num_classes();
-    let mut out: Vec<TaskSpec> = Vec::new();
-    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let spec = if let Some((name, spec)) = item.split_once('=') {
-            let ds = data::load(spec, seed)?;
-            let map = (0..ds.num_classes() as u32).collect();
-            TaskSpec {
-                name: name.to_string(),
-                own: Some(ds),
-                map,
-            }
-        } else if item == "digit" || item == "class" {
-            TaskSpec {
-                name: item.to_string(),
-                own: None,
-                map: (0..classes as u32).collect(),
-            }
-        } else if item == "parity" {
-            TaskSpec {
-                name: item.to_string(),
-                own: None,
-                map: (0..classes as u32).map(|c| c % 2).collect(),
-            }
-        } else {
-            let attrs = base.attributes().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "task {item:?}: {} has no class attributes; use digit, parity or NAME=SPEC",
-                    base.name()
-                )
-            })?;
-            let j = attrs.names().iter().position(|n| n == item).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "task {item:?}: not a built-in task (digit, parity) nor an attribute of {} ({})",
-                    base.name(),
-                    attrs.names().join(", ")
-                )
-            })?;
-            let map = (0..classes)
-                .map(|c| {
-                    attrs
-                        .row(c)
-                        .and_then(|r| r.get(j))
-                        .map(|v| v.round().max(0.0) as u32)
-                        .ok_or_else(|| anyhow::anyhow!("attribute {item} missing for class {c}"))
-                })
-                .collect::<anyhow::Result<_>>()?;
-            TaskSpec {
-                name: item.to_string(),
-                own: None,
-                map,
-            }
-        };
-        if out.iter().any(|t| t.name == spec.name) {
-            anyhow::bail!("task {} given twice", spec.name);
-        }
-        out.push(spec);
-    }
-    Ok(out)
 }

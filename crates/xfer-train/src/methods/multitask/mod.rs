@@ -20,6 +20,7 @@ mod model;
 mod objective;
 mod progressive;
 mod run;
+mod tasks;
 #[cfg(test)]
 mod tests;
 
@@ -30,3 +31,4 @@ pub use progressive::{
     ColumnObjective, ProgressiveConfig, ProgressiveOutcome, column_accuracy, train_progressive,
 };
 pub use run::{Config, Data, Method, Outcome, Trained, run};
+pub use tasks::{TaskSpec, TaskSplit};

@@ -324,3 +324,36 @@ fn run_refuses_a_progressive_old_task_of_another_width_and_data_without_matching
         assert_eq!(m.name().replace('_', "-").parse::<Method>().unwrap(), m);
     }
 }
+
+#[test]
+fn tasks_parse_against_the_shared_data_and_make_one_set_per_own_data_set() {
+    let base = xfer_data::load("optdigits", 0).unwrap();
+    let specs = TaskSpec::parse_list("digit, parity,loops", &base, 0).unwrap();
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["digit", "parity", "loops"]);
+    assert_eq!(specs[1].map, [0, 1, 0, 1, 0, 1, 0, 1, 0, 1]);
+    assert_eq!(specs[2].map, [1, 0, 0, 0, 0, 0, 1, 0, 2, 1]);
+    for bad in ["digit,digit", "", "nope"] {
+        assert!(TaskSpec::parse_list(bad, &base, 0).is_err(), "{bad:?}");
+    }
+    let e = TaskSpec::parse_list("nope", &base, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("loops"), "{e}");
+    let split = TaskSplit {
+        labels_per_class: 3,
+        test_fraction: 0.3,
+        scale: 1.0 / 16.0,
+        seed: 1,
+    };
+    let data = Data::from_tasks(&base, &specs, &split, &Device::Cpu).unwrap();
+    assert_eq!((data.train().len(), data.test().len()), (1, 1));
+    assert_eq!(data.main_task().num_known(), 30);
+    let test = &data.test()[0];
+    assert_eq!(test.tasks[0].num_known(), test.len());
+    assert_eq!(data.train()[0].len() + test.len(), base.len());
+    let own = TaskSpec::parse_list("digit,synth=synth-digits:n=50", &base, 0).unwrap();
+    let data = Data::from_tasks(&base, &own, &split, &Device::Cpu).unwrap();
+    assert_eq!(data.task_names(), ["digit", "synth"]);
+    assert_eq!(data.train().len(), 2);
+}
