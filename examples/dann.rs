@@ -28,13 +28,14 @@
 mod common;
 
 use anyhow::{Context, bail};
+use clap::builder::PossibleValue;
 use clap::{Parser, ValueEnum};
 use common::{CheckpointArgs, CommonArgs, Report};
 use xfer::data::preset::{IMAGENET_MEAN, IMAGENET_STD};
 use xfer::data::{embedded, spec};
 use xfer::models::{BackboneSpec, BottleneckSpec, InputSpec, ModelInfo};
 use xfer::train::Scorer;
-use xfer::train::methods::dann::{self, Config, Method, Selection, SweepParam, Task};
+use xfer::train::methods::dann::{self, Config, Method, ModelSelection, SweepParam, Task};
 
 /// The networks of `--model` (shorthand for `--backbone`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -49,6 +50,8 @@ enum ModelArg {
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    set: common::SetArgs,
     #[command(flatten)]
     checkpoint: CheckpointArgs,
     #[command(flatten)]
@@ -72,14 +75,16 @@ struct Args {
     /// recommended adversarial method, mcc the best on synthetic → real digits).
     #[arg(
         long,
-        value_enum,
+        value_parser = common::one_of::<Method>(Method::ALL.map(|m| m.name().into())),
         value_delimiter = ',',
         default_value = "source_only,dann"
     )]
     method: Vec<Method>,
     /// Which checkpoint each run keeps (never chosen with target labels); default: the task's.
-    #[arg(long, value_enum)]
-    selection: Option<Selection>,
+    #[arg(long, value_parser = common::one_of::<ModelSelection>(
+        ModelSelection::ALL.map(|s| PossibleValue::new(s.name()).aliases(s.aliases().iter().copied()))
+    ))]
+    selection: Option<ModelSelection>,
     /// Grid of a hyper-parameter, KEY=V1,V2,... (KEY: lambda, lr, threshold, mcc_weight);
     /// repeat for a grid over several. Every run is scored by --selection (default dev).
     #[arg(long, value_parser = |s: &str| SweepParam::parse_axis(s).map_err(|e| e.to_string()))]
@@ -309,6 +314,7 @@ fn apply_overrides(args: &Args, cfg: &mut Config) -> anyhow::Result<()> {
     if !args.sweep.is_empty() && cfg.selection.is_none() {
         cfg.selection = Some(Scorer::Dev);
     }
+    *cfg = args.set.apply(cfg)?;
     cfg.validate()?;
     Ok(())
 }

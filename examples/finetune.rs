@@ -44,8 +44,8 @@ use xfer::models::{BackboneSpec, Classifier, ClassifierConfig, InputSpec, ModelI
 use xfer::prelude::*;
 use xfer::train::Stage;
 use xfer::train::methods::finetune::{
-    FinetuneConfig, Length, Method, MethodOutcome, OptimizerKind, Pretrained, RunCtx, TargetData,
-    accuracy, eval_view, pretrain, run_method,
+    self, FinetuneConfig, Length, Method, OptimizerKind, Outcome, Pretrained, RunCtx, TargetData,
+    accuracy, eval_view, pretrain,
 };
 use xfer::train::plot::{Series, plot_curves};
 use xfer::train::text::token_dataset;
@@ -410,7 +410,7 @@ fn shots_json(args: &Args) -> serde_json::Value {
 fn write_metrics(
     args: &Args,
     pretrained: Option<&Pretrained>,
-    outcomes: &[MethodOutcome],
+    outcomes: &[Outcome],
 ) -> anyhow::Result<()> {
     let mut runs: Vec<(&str, &xfer::train::History)> = Vec::new();
     if let Some(r) = pretrained.and_then(|p| p.report.as_ref()) {
@@ -425,7 +425,7 @@ fn write_metrics(
 }
 
 /// Training curves of every run: the loss per step, and the cross-entropy part.
-fn plot_runs(out: &Path, shots: &str, outcomes: &[MethodOutcome]) -> anyhow::Result<()> {
+fn plot_runs(out: &Path, shots: &str, outcomes: &[Outcome]) -> anyhow::Result<()> {
     let tag: String = match shots.split_once(' ') {
         Some((k, "per class")) => format!("{k}shot"),
         _ if shots == "all" => "all".into(),
@@ -507,21 +507,20 @@ fn run_methods<D: Dataset + Clone + 'static>(
     validate: bool,
     report: &mut common::Report,
     saver: &Saver,
-) -> anyhow::Result<Vec<MethodOutcome>> {
+) -> anyhow::Result<Vec<Outcome>> {
     let num_classes = target.num_classes;
-    let mut outcomes: Vec<MethodOutcome> = Vec::new();
+    let mut outcomes: Vec<Outcome> = Vec::new();
     for m in methods {
-        if matches!(m, Method::Distill { .. })
-            && pretrained.is_some_and(|p| p.needs_new_head(num_classes))
-        {
-            println!(
-                "{:>24}: skipped: it compares class distributions, and the source model has no head for the target's {num_classes} classes",
-                m.name()
-            );
+        if let Some(why) = m.unsupported(pretrained, num_classes) {
+            println!("{:>24}: skipped: {why}", m.name());
             continue;
         }
         let t = std::time::Instant::now();
-        let o = run_method(m, pretrained, target, cfg, ctx)?;
+        let o = finetune::run(
+            &cfg.clone().with_method(m.clone()),
+            &finetune::Data::new(pretrained, target),
+            ctx,
+        )?;
         println!(
             "{:>24}: target accuracy {:.4} (train {:.4}){}  [{:.1}s]",
             o.name,
@@ -552,12 +551,7 @@ fn run_methods<D: Dataset + Clone + 'static>(
             metrics.push(("source_only_acc", a));
         }
         report.run(&o.name, &metrics);
-        let stage = if matches!(m, Method::Scratch) {
-            &cfg.scratch
-        } else {
-            &cfg.finetune
-        };
-        saver.save(&o, &metrics, stage)?;
+        saver.save(&o, &metrics, m.stage(cfg))?;
         outcomes.push(o);
     }
     Ok(outcomes)
@@ -709,12 +703,7 @@ struct Saver<'a> {
 
 impl Saver<'_> {
     /// Saves the method's network with its metrics and stage settings (when `--save`).
-    fn save(
-        &self,
-        o: &MethodOutcome,
-        metrics: &[(&str, f64)],
-        stage: &Stage,
-    ) -> anyhow::Result<()> {
+    fn save(&self, o: &Outcome, metrics: &[(&str, f64)], stage: &Stage) -> anyhow::Result<()> {
         let a = self.args;
         let mut data = vec![("target", a.target.as_str())];
         if let Some(t) = &a.target_test {

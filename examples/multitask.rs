@@ -15,19 +15,15 @@
 //!
 //! Runs: `single_task` (the main task alone), `fixed` (equal fixed weights), `uncertainty`
 //! (learned weights), `progressive` (column 0 learns the second task, column 1 the main task
-//! with lateral connections to the frozen column 0). `target_acc` is the main task's test
-//! accuracy.
+//! with lateral connections to the frozen column 0), each `multitask::run` with its method.
+//! `target_acc` is the main task's test accuracy.
 
 mod common;
 
 use clap::Parser;
-use xfer::data::{self, TensorDataset, UnlabeledDataset};
+use xfer::data::{self, TensorDataset};
 use xfer::models::{InputSpec, ModelInfo};
-use xfer::train::methods::finetune::{Length, Stage};
-use xfer::train::methods::multitask::{
-    MultitaskConfig, MultitaskModel, ProgressiveConfig, TaskLabels, TaskSet, Weighting,
-    train_multitask, train_progressive,
-};
+use xfer::train::methods::multitask::{self, Config, Data, Method, TaskSpec, TaskSplit, Trained};
 use xfer::train::plot::{Series, plot_curves};
 
 #[derive(Debug, Parser)]
@@ -46,8 +42,12 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     labels: usize,
     /// Runs: any of `single-task`, `fixed`, `uncertainty`, `progressive`, comma-separated.
-    #[arg(long, default_value = "single-task,fixed,uncertainty,progressive")]
-    methods: String,
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "single-task,fixed,uncertainty,progressive"
+    )]
+    methods: Vec<Method>,
     /// Fixed task weights (comma-separated, one per task; default all 1).
     #[arg(long)]
     weights: Option<String>,
@@ -66,18 +66,11 @@ struct Args {
     #[command(flatten)]
     common: common::CommonArgs,
     #[command(flatten)]
+    set: common::SetArgs,
+    #[command(flatten)]
     checkpoint: common::CheckpointArgs,
     #[command(flatten)]
     save: common::SaveArgs,
-}
-
-/// One task before it is split: its data and how its labels come from the data's classes.
-struct TaskSpec {
-    name: String,
-    /// `None`: the task's labels are on the shared `--data`; `Some`: its own data set.
-    own: Option<TensorDataset>,
-    /// Class id → task label.
-    map: Vec<u32>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -91,10 +84,7 @@ fn main() -> anyhow::Result<()> {
     let dev = ctx.device.clone();
 
     let base = data::load(&args.data, seed)?;
-    let specs = parse_tasks(&args.tasks, &base, seed)?;
-    let Some(main_task) = specs.first() else {
-        anyhow::bail!("--tasks is empty");
-    };
+    let specs = TaskSpec::parse_list(&args.tasks, &base, seed)?;
     let mut domains: Vec<(&str, &TensorDataset)> = vec![("data", &base)];
     for s in &specs {
         if let Some(ds) = &s.own {
@@ -102,91 +92,42 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let scale = common::feature_scale(&domains);
-
-    // Split every data set into a training and a test part (stratified, seeded).
-    let (base_train, base_test) =
-        data::stratified_split(&base.clone().scale(scale), args.test_fraction, seed)?;
-    let labels_of = |ds: &TensorDataset, spec: &TaskSpec| -> anyhow::Result<TaskLabels> {
-        Ok(TaskLabels::from_classes(
-            &spec.name,
-            ds.labels(),
-            &spec.map,
-            &dev,
-        )?)
+    // Every data set split into a training and a test part (stratified, seeded).
+    let split = TaskSplit {
+        labels_per_class: args.labels,
+        test_fraction: args.test_fraction,
+        scale,
+        seed,
     };
-    let features = |ds: &TensorDataset| -> anyhow::Result<UnlabeledDataset> {
-        Ok(UnlabeledDataset::new(
-            ds.name(),
-            ds.features().to_vec(),
-            ds.sample_shape().to_vec(),
-        )?)
-    };
-    let main_labels = |ds: &TensorDataset| -> anyhow::Result<TaskLabels> {
-        let t = labels_of(ds, main_task)?;
-        Ok(if args.labels > 0 {
-            t.keep_per_class(args.labels, seed)?
-        } else {
-            t
-        })
-    };
-    // Training sets: the shared data with every built-in task (the main task masked), then
-    // one set per task with its own data. Test sets alike, fully labelled.
-    let mut train_sets = Vec::new();
-    let mut test_sets = Vec::new();
-    let mut shared_train = vec![main_labels(&base_train)?];
-    let mut shared_test = vec![labels_of(&base_test, main_task)?];
-    for s in specs.iter().skip(1).filter(|s| s.own.is_none()) {
-        shared_train.push(labels_of(&base_train, s)?);
-        shared_test.push(labels_of(&base_test, s)?);
-    }
-    train_sets.push(TaskSet::new(features(&base_train)?, shared_train)?);
-    test_sets.push(TaskSet::new(features(&base_test)?, shared_test)?);
-    for s in specs.iter().skip(1) {
-        if let Some(ds) = &s.own {
-            let (tr, te) =
-                data::stratified_split(&ds.clone().scale(scale), args.test_fraction, seed)?;
-            train_sets.push(TaskSet::new(features(&tr)?, vec![labels_of(&tr, s)?])?);
-            test_sets.push(TaskSet::new(features(&te)?, vec![labels_of(&te, s)?])?);
-        }
-    }
-    let main_known = train_sets[0].tasks[0].num_known();
+    let data = Data::from_tasks(&base, &specs, &split, &dev)?;
+    let main_task = data.main_task();
     println!(
         "data {}: {} train / {} test; main task {} with {} labels ({} per class), tasks {}",
         base.name(),
-        base_train.len(),
-        base_test.len(),
+        data.train()[0].len(),
+        data.test()[0].len(),
         main_task.name,
-        main_known,
+        main_task.num_known(),
         if args.labels > 0 {
             args.labels.to_string()
         } else {
             "all".into()
         },
-        specs
-            .iter()
-            .map(|s| s.name.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
+        data.task_names().join(", ")
     );
 
     let epochs = if args.common.quick { 5 } else { args.epochs };
-    let stage = Stage::adam(1e-3).with_epochs(epochs).with_batch_size(64);
-    let n_tasks = specs.len();
-    let fixed = match &args.weights {
-        Some(w) => w
+    let mut cfg = Config::new(Method::SingleTask, epochs);
+    cfg.trunk = common::mlp_widths(&args.backbone, "the multitask trunk")?;
+    cfg.input_layers = args.input_layers;
+    cfg.old_task = specs.get(1).map(|s| s.name.clone());
+    if let Some(w) = &args.weights {
+        cfg.weights = w
             .split(',')
             .map(|x| x.trim().parse::<f64>())
-            .collect::<Result<Vec<_>, _>>()?,
-        None => vec![1.0; n_tasks],
-    };
-    let trunk = common::mlp_widths(&args.backbone, "the multitask trunk")?;
-    let cfg = |weighting: Weighting| MultitaskConfig {
-        trunk: trunk.clone(),
-        head_hidden: vec![],
-        input_layers: args.input_layers,
-        weighting,
-        stage: stage.clone(),
-    };
+            .collect::<Result<Vec<_>, _>>()?;
+    }
+    let cfg = args.set.apply(&cfg)?;
 
     let mut report = common::Report::new("multitask", seed);
     report
@@ -195,194 +136,83 @@ fn main() -> anyhow::Result<()> {
         .arg("labels", args.labels);
     let mut curves: Vec<Series> = Vec::new();
     let mut histories: Vec<(String, xfer::train::History)> = Vec::new();
-    let steps_multi = {
-        let n = train_sets.iter().map(TaskSet::len).max().unwrap_or(1);
-        epochs * n.div_ceil(64)
-    };
-    for method in args.methods.split(',').map(str::trim) {
+    for &method in &args.methods {
         let t = std::time::Instant::now();
-        match method {
-            "single-task" | "single_task" => {
-                // The main task alone, on its labelled examples, for as many steps as the
-                // multitask runs take.
-                let known: Vec<usize> = base_train
-                    .labels()
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| train_sets[0].tasks[0].is_known(*i))
-                    .map(|(i, _)| i)
-                    .collect();
-                let sub = base_train.subset(&known)?;
-                let set = TaskSet::new(features(&sub)?, vec![labels_of(&sub, main_task)?])?;
-                let mut c = cfg(Weighting::Fixed(vec![1.0]));
-                c.input_layers = false;
-                c.stage.length =
-                    Length::Epochs(steps_multi.div_ceil(sub.len().div_ceil(64)).max(1));
-                let sets = [set];
-                let model = MultitaskModel::new(&sets, &c, seed, &dev)?;
-                let r = train_multitask(&model, &sets, &c, &ctx.for_run("single_task"))?;
-                let test = TaskSet::new(
-                    test_sets[0].features.clone(),
-                    vec![test_sets[0].tasks[0].clone()],
-                )?;
-                let acc = model.accuracy(&test)?[0].1.unwrap_or(f64::NAN);
-                println!(
-                    "{:>14}: {} accuracy {acc:.4}  [{:.1}s]",
-                    "single_task",
-                    main_task.name,
-                    t.elapsed().as_secs_f64()
-                );
-                report.run("single_task", &[("target_acc", acc)]);
-                curves.push(Series::new("single_task", r.history.step_curve("loss")));
-                histories.push(("single_task".to_string(), r.history.clone()));
-            }
-            "fixed" | "uncertainty" => {
-                let weighting = if method == "fixed" {
-                    Weighting::Fixed(fixed.clone())
-                } else {
-                    Weighting::Uncertainty
-                };
-                let c = cfg(weighting);
-                let model = MultitaskModel::new(&train_sets, &c, seed, &dev)?;
-                let r = train_multitask(&model, &train_sets, &c, &ctx.for_run(method))?;
-                let mut metrics: Vec<(String, f64)> = Vec::new();
-                for set in &test_sets {
-                    for (task, acc) in model.accuracy(set)? {
-                        metrics.push((format!("acc_{task}"), acc.unwrap_or(f64::NAN)));
-                    }
-                }
-                let target = metrics.first().map_or(f64::NAN, |m| m.1);
-                for (task, w) in model.tasks().iter().zip(model.task_weights()?) {
-                    metrics.push((format!("w_{task}"), w));
-                }
-                println!(
-                    "{method:>14}: {} accuracy {target:.4}; {}  [{:.1}s]",
-                    main_task.name,
-                    metrics
-                        .iter()
-                        .skip(1)
-                        .map(|(k, v)| format!("{k} {v:.3}"))
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    t.elapsed().as_secs_f64()
-                );
-                let mut m: Vec<(&str, f64)> = vec![("target_acc", target)];
-                m.extend(metrics.iter().map(|(k, v)| (k.as_str(), *v)));
-                report.run(method, &m);
-                if args.save.save.is_some() {
-                    // One package per task: the trunk and that task's head.
-                    for set in &train_sets {
-                        for labels in &set.tasks {
-                            let task = labels.name.as_str();
-                            let net = match model.task_classifier(task) {
-                                Ok(net) => net,
-                                Err(e) => {
-                                    println!("{:>14}  task {task} not saved: {e}", "");
-                                    continue;
-                                }
-                            };
-                            let names = if task == main_task.name {
-                                common::class_names(base.class_names(), labels.num_classes)
-                            } else {
-                                common::class_names(&[], labels.num_classes)
-                            };
-                            let prov = common::provenance(
-                                &format!("{method}:{task}"),
-                                &[("data", &args.data), ("tasks", &args.tasks)],
-                                seed,
-                                &m,
-                                serde_json::json!({"config": format!("{c:?}")}),
-                                net.spec(),
-                            );
-                            let info = ModelInfo::new(names, InputSpec::tensor(scale))
-                                .with_provenance(prov);
-                            args.save.save(&format!("{method}-{task}"), &net, &info)?;
-                        }
-                    }
-                }
-                curves.push(Series::new(method, r.history.step_curve("loss")));
-                histories.push((method.to_string(), r.history.clone()));
-            }
-            "progressive" => {
-                anyhow::ensure!(
-                    specs.len() >= 2,
-                    "the progressive run needs a second task (column 0 learns it)"
-                );
-                // Column 0: the second task (all its labels); column 1: the main task.
-                let (old_train, old_test) = match specs.get(1).and_then(|s| s.own.as_ref()) {
-                    Some(_) => (train_sets[1].clone(), test_sets[1].clone()),
-                    None => (
-                        TaskSet::new(
-                            train_sets[0].features.clone(),
-                            vec![train_sets[0].tasks[1].clone()],
-                        )?,
-                        TaskSet::new(
-                            test_sets[0].features.clone(),
-                            vec![test_sets[0].tasks[1].clone()],
-                        )?,
-                    ),
-                };
-                if old_train.feature_dim() != train_sets[0].feature_dim() {
-                    println!(
-                        "{:>14}: skipped: columns share the input, and {} has {} features per example, {} has {}",
-                        "progressive",
-                        old_train.tasks[0].name,
-                        old_train.feature_dim(),
-                        main_task.name,
-                        train_sets[0].feature_dim()
-                    );
-                    continue;
-                }
-                let new_train = TaskSet::new(
-                    train_sets[0].features.clone(),
-                    vec![train_sets[0].tasks[0].clone()],
-                )?;
-                let new_test = TaskSet::new(
-                    test_sets[0].features.clone(),
-                    vec![test_sets[0].tasks[0].clone()],
-                )?;
-                let pc = ProgressiveConfig {
-                    hidden: vec![128, 64],
-                    adapter_dim: Some(32),
-                    first: stage.clone(),
-                    second: stage.clone(),
-                };
-                let out =
-                    train_progressive((&old_train, &old_test), (&new_train, &new_test), &pc, &ctx)?;
-                let acc = out.new_task_acc.unwrap_or(f64::NAN);
-                let before = out.old_task_acc_before.unwrap_or(f64::NAN);
-                let after = out.old_task_acc_after.unwrap_or(f64::NAN);
-                println!(
-                    "{:>14}: {} accuracy {acc:.4}; old task {} accuracy {before:.4} before, {after:.4} after the new column  [{:.1}s]",
-                    "progressive",
-                    main_task.name,
-                    old_train.tasks[0].name,
-                    t.elapsed().as_secs_f64()
-                );
-                report.run(
-                    "progressive",
-                    &[
-                        ("target_acc", acc),
-                        ("old_task_acc_before", before),
-                        ("old_task_acc_after", after),
-                    ],
-                );
-                curves.push(Series::new(
-                    "progressive (column 1)",
-                    out.reports.1.history.step_curve("loss"),
-                ));
-                histories.push((
-                    "progressive_column0".to_string(),
-                    out.reports.0.history.clone(),
-                ));
-                histories.push((
-                    "progressive_column1".to_string(),
-                    out.reports.1.history.clone(),
-                ));
-            }
-            other => anyhow::bail!(
-                "unknown run {other:?}: expected single-task, fixed, uncertainty or progressive"
+        let cfg = cfg.clone().with_method(method);
+        if let Some(why) = cfg.unsupported(&data) {
+            println!("{method:>14}: skipped: {why}");
+            continue;
+        }
+        let out = multitask::run(&cfg, &data, &ctx)?;
+        let acc = out.target_acc;
+        let metric = |k: &str| {
+            out.metrics
+                .iter()
+                .find(|m| m.0 == k)
+                .map_or(f64::NAN, |m| m.1)
+        };
+        let detail = match &out.trained {
+            Trained::Progressive { old_task, .. } => format!(
+                "; old task {old_task} accuracy {:.4} before, {:.4} after the new column",
+                metric("old_task_acc_before"),
+                metric("old_task_acc_after")
             ),
+            Trained::Shared(_) if method == Method::SingleTask => String::new(),
+            Trained::Shared(_) => format!(
+                "; {}",
+                out.metrics
+                    .iter()
+                    .skip(2)
+                    .map(|(k, v)| format!("{k} {v:.3}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        println!(
+            "{method:>14}: {} accuracy {acc:.4}{detail}  [{:.1}s]",
+            main_task.name,
+            t.elapsed().as_secs_f64()
+        );
+        report.run(method.name(), &out.metric_pairs());
+        if let (Trained::Shared(model), Some(_), false) =
+            (&out.trained, &args.save.save, method == Method::SingleTask)
+        {
+            // One package per task: the trunk and that task's head.
+            for labels in data.train().iter().flat_map(|s| &s.tasks) {
+                let task = labels.name.as_str();
+                let net = match model.task_classifier(task) {
+                    Ok(net) => net,
+                    Err(e) => {
+                        println!("{:>14}  task {task} not saved: {e}", "");
+                        continue;
+                    }
+                };
+                let names = if task == main_task.name {
+                    common::class_names(base.class_names(), labels.num_classes)
+                } else {
+                    common::class_names(&[], labels.num_classes)
+                };
+                let prov = common::provenance(
+                    &format!("{method}:{task}"),
+                    &[("data", &args.data), ("tasks", &args.tasks)],
+                    seed,
+                    &out.metric_pairs(),
+                    serde_json::json!({"config": cfg}),
+                    net.spec(),
+                );
+                let info = ModelInfo::new(names, InputSpec::tensor(scale)).with_provenance(prov);
+                args.save.save(&format!("{method}-{task}"), &net, &info)?;
+            }
+        }
+        let label = match method {
+            Method::Progressive => "progressive (column 1)",
+            m => m.name(),
+        };
+        if let Some((_, r)) = out.reports.last() {
+            curves.push(Series::new(label, r.history.step_curve("loss")));
+        }
+        for (name, r) in &out.reports {
+            histories.push((name.clone(), r.history.clone()));
         }
     }
     let runs: Vec<(&str, &xfer::train::History)> =
@@ -393,66 +223,4 @@ fn main() -> anyhow::Result<()> {
     println!("wrote {}", path.display());
     report.finish(args.common.json, &args.common.out())?;
     Ok(())
-}
-
-/// Parses `--tasks` against the shared data `base`.
-fn parse_tasks(list: &str, base: &TensorDataset, seed: u64) -> anyhow::Result<Vec<TaskSpec>> {
-    let classes = base.num_classes();
-    let mut out: Vec<TaskSpec> = Vec::new();
-    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let spec = if let Some((name, spec)) = item.split_once('=') {
-            let ds = data::load(spec, seed)?;
-            let map = (0..ds.num_classes() as u32).collect();
-            TaskSpec {
-                name: name.to_string(),
-                own: Some(ds),
-                map,
-            }
-        } else if item == "digit" || item == "class" {
-            TaskSpec {
-                name: item.to_string(),
-                own: None,
-                map: (0..classes as u32).collect(),
-            }
-        } else if item == "parity" {
-            TaskSpec {
-                name: item.to_string(),
-                own: None,
-                map: (0..classes as u32).map(|c| c % 2).collect(),
-            }
-        } else {
-            let attrs = base.attributes().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "task {item:?}: {} has no class attributes; use digit, parity or NAME=SPEC",
-                    base.name()
-                )
-            })?;
-            let j = attrs.names().iter().position(|n| n == item).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "task {item:?}: not a built-in task (digit, parity) nor an attribute of {} ({})",
-                    base.name(),
-                    attrs.names().join(", ")
-                )
-            })?;
-            let map = (0..classes)
-                .map(|c| {
-                    attrs
-                        .row(c)
-                        .and_then(|r| r.get(j))
-                        .map(|v| v.round().max(0.0) as u32)
-                        .ok_or_else(|| anyhow::anyhow!("attribute {item} missing for class {c}"))
-                })
-                .collect::<anyhow::Result<_>>()?;
-            TaskSpec {
-                name: item.to_string(),
-                own: None,
-                map,
-            }
-        };
-        if out.iter().any(|t| t.name == spec.name) {
-            anyhow::bail!("task {} given twice", spec.name);
-        }
-        out.push(spec);
-    }
-    Ok(out)
 }

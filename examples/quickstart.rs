@@ -30,16 +30,10 @@ use xfer::data::{self, TensorDataset, UnlabeledDataset, embedded};
 use xfer::prelude::*;
 use xfer::train::methods::dann;
 use xfer::train::methods::finetune::{
-    BackboneSpec, FinetuneConfig, Length, Method, Stage, TargetData, accuracy, pretrain, run_method,
+    self, BackboneSpec, FinetuneConfig, Length, Method, TargetData, pretrain,
 };
-use xfer::train::methods::multitask::{
-    MultitaskConfig, MultitaskModel, ProgressiveConfig, TaskLabels, TaskSet, Weighting,
-    train_multitask, train_progressive,
-};
-use xfer::train::methods::self_taught::{
-    AutoencoderConfig, classifier_from_autoencoder, encoder_classifier, train_autoencoder,
-    train_classifier,
-};
+use xfer::train::methods::multitask::{self, TaskLabels, TaskSet};
+use xfer::train::methods::self_taught;
 use xfer::train::methods::zero_shot::{self, ZeroShotConfig, ZeroShotData, ZslMethod};
 use xfer::train::plot::{Series, plot_curves, plot_features_pca};
 
@@ -89,7 +83,6 @@ fn main() -> anyhow::Result<()> {
     let synth = embedded::synth_digits(if quick { 60 } else { 500 }, seed)?.scale(1.0 / 16.0);
     let real = embedded::optdigits()?.scale(1.0 / 16.0);
     let epochs = if quick { 10 } else { 30 };
-    let stage = Stage::adam(1e-3).with_epochs(epochs).with_batch_size(64);
 
     if want("finetune") {
         // 1. Fine-tuning: synthetic digits → optdigits with one label per class.
@@ -108,7 +101,8 @@ fn main() -> anyhow::Result<()> {
         let mut ft_curves = Vec::new();
         let mut acc = std::collections::BTreeMap::new();
         for m in ["scratch", "finetune", "l2sp"] {
-            let o = run_method(&m.parse::<Method>()?, Some(&source), &target, &cfg, &ctx)?;
+            let cfg = cfg.clone().with_method(m.parse::<Method>()?);
+            let o = finetune::run(&cfg, &finetune::Data::new(Some(&source), &target), &ctx)?;
             report.run(m, &[("target_acc", o.target_acc)]);
             ft_curves.push(Series::new(m, o.report.history.step_curve("loss")));
             histories.push((format!("finetune_{m}"), o.report.history.clone()));
@@ -170,40 +164,21 @@ fn main() -> anyhow::Result<()> {
                 labels(&mt_test, "loops", &loops_map)?,
             ],
         )?;
-        let mt_cfg = |weighting| MultitaskConfig {
-            trunk: vec![128, 64],
-            head_hidden: vec![],
-            input_layers: false,
-            weighting,
-            stage: stage.clone(),
-        };
-        // The digit task alone, on its labelled digits, for as many steps.
-        let steps = epochs * mt_train.len().div_ceil(64);
-        let known: Vec<usize> = (0..mt_train.len())
-            .filter(|&i| digit_train.is_known(i))
+        let mt_data = multitask::Data::new(vec![train_set], vec![test_set])?;
+        let mt_run = |m| multitask::run(&multitask::Config::new(m, epochs), &mt_data, &ctx);
+        let single = mt_run(multitask::Method::SingleTask)?;
+        let multi = mt_run(multitask::Method::Uncertainty)?;
+        let prog = mt_run(multitask::Method::Progressive)?;
+        let (single_acc, multi_acc, prog_acc) =
+            (single.target_acc, multi.target_acc, prog.target_acc);
+        let w: Vec<f64> = multi
+            .metrics
+            .iter()
+            .filter(|m| m.0.starts_with("w_"))
+            .map(|m| m.1)
             .collect();
-        let alone = mt_train.subset(&known)?;
-        let single_sets = [TaskSet::new(
-            feats(&alone)?,
-            vec![labels(&alone, "digit", &digit_map)?],
-        )?];
-        let mut single_cfg = mt_cfg(Weighting::Fixed(vec![1.0]));
-        single_cfg.stage.length = Length::Epochs(steps.div_ceil(alone.len().div_ceil(64)));
-        let single = MultitaskModel::new(&single_sets, &single_cfg, seed, &dev)?;
-        let r_single = train_multitask(&single, &single_sets, &single_cfg, &ctx)?;
-        let digit_test = TaskSet::new(
-            feats(&mt_test)?,
-            vec![labels(&mt_test, "digit", &digit_map)?],
-        )?;
-        let single_acc = single.accuracy(&digit_test)?[0].1.unwrap_or(f64::NAN);
-        let sets = [train_set.clone()];
-        let ucfg = mt_cfg(Weighting::Uncertainty);
-        let multi = MultitaskModel::new(&sets, &ucfg, seed, &dev)?;
-        let r_multi = train_multitask(&multi, &sets, &ucfg, &ctx)?;
-        let multi_acc = multi.accuracy(&test_set)?[0].1.unwrap_or(f64::NAN);
-        report.run("single_task", &[("target_acc", single_acc)]);
+        report.run("single_task", &single.metric_pairs());
         let mut m: Vec<(&str, f64)> = vec![("target_acc", multi_acc)];
-        let w = multi.task_weights()?;
         m.extend(
             ["w_digit", "w_parity", "w_loops"]
                 .into_iter()
@@ -216,35 +191,27 @@ fn main() -> anyhow::Result<()> {
             result: format!("{multi_acc:.3}"),
         });
         // Progressive: column 0 learns parity, column 1 the digits through laterals.
-        let parity_only =
-            |set: &TaskSet| TaskSet::new(set.features.clone(), vec![set.tasks[1].clone()]);
-        let digit_only =
-            |set: &TaskSet| TaskSet::new(set.features.clone(), vec![set.tasks[0].clone()]);
-        let pc = ProgressiveConfig {
-            hidden: vec![128, 64],
-            adapter_dim: Some(32),
-            first: stage.clone(),
-            second: stage.clone(),
+        let metric = |o: &multitask::Outcome, k: &str| {
+            o.metrics
+                .iter()
+                .find(|m| m.0 == k)
+                .map_or(f64::NAN, |m| m.1)
         };
-        let prog = train_progressive(
-            (&parity_only(&train_set)?, &parity_only(&test_set)?),
-            (&digit_only(&train_set)?, &digit_only(&test_set)?),
-            &pc,
-            &ctx,
-        )?;
-        let prog_acc = prog.new_task_acc.unwrap_or(f64::NAN);
         let (before, after) = (
-            prog.old_task_acc_before.unwrap_or(f64::NAN),
-            prog.old_task_acc_after.unwrap_or(f64::NAN),
+            metric(&prog, "old_task_acc_before"),
+            metric(&prog, "old_task_acc_after"),
         );
-        report.run(
-            "progressive",
-            &[
-                ("target_acc", prog_acc),
-                ("old_task_acc_before", before),
-                ("old_task_acc_after", after),
-            ],
-        );
+        report.run("progressive", &prog.metric_pairs());
+        let report_of = |o: &multitask::Outcome, k: &str| {
+            o.reports
+                .iter()
+                .find(|r| r.0 == k)
+                .map(|r| r.1.history.clone())
+                .unwrap_or_default()
+        };
+        let r_single = report_of(&single, "single_task");
+        let r_multi = report_of(&multi, "uncertainty");
+        let r_prog = report_of(&prog, "progressive_column1");
         rows.push(Row {
             method: "progressive column".into(),
             baseline: format!("single task {single_acc:.3}"),
@@ -260,23 +227,14 @@ fn main() -> anyhow::Result<()> {
             "quickstart-multitask.png",
             "multitask vs single task: training loss",
             &[
-                Series::new("single task", r_single.history.step_curve("loss")),
-                Series::new(
-                    "multitask (uncertainty)",
-                    r_multi.history.step_curve("loss"),
-                ),
-                Series::new(
-                    "progressive column 1",
-                    prog.reports.1.history.step_curve("loss"),
-                ),
+                Series::new("single task", r_single.step_curve("loss")),
+                Series::new("multitask (uncertainty)", r_multi.step_curve("loss")),
+                Series::new("progressive column 1", r_prog.step_curve("loss")),
             ],
         )?;
-        histories.push(("multitask_single_task".into(), r_single.history.clone()));
-        histories.push(("multitask_uncertainty".into(), r_multi.history.clone()));
-        histories.push((
-            "multitask_progressive_column1".into(),
-            prog.reports.1.history.clone(),
-        ));
+        histories.push(("multitask_single_task".into(), r_single));
+        histories.push(("multitask_uncertainty".into(), r_multi));
+        histories.push(("multitask_progressive_column1".into(), r_prog));
     }
     if want("dann") {
         // 3. Domain-adversarial training: two moons rotated by 35°.
@@ -363,7 +321,7 @@ fn main() -> anyhow::Result<()> {
         let zctx = ctx.clone();
         let mut zline = Vec::new();
         for method in ZslMethod::all() {
-            let o = zero_shot::run(method, &zcfg, &zdata, &zctx)?;
+            let o = zero_shot::run(&zcfg.clone().with_method(method), &zdata, &zctx)?;
             histories.push((
                 format!("zero_shot_{}", method.name()),
                 o.model.report.history.clone(),
@@ -397,20 +355,21 @@ fn main() -> anyhow::Result<()> {
         );
         let unlabelled = synth.unlabeled();
         let (support5, test5) = data::few_shot(&real, 5, seed)?;
-        let widths = [256, 64];
-        let ae_cfg = AutoencoderConfig {
-            widths: widths.to_vec(),
-            noise: 0.2,
-            stage: stage.clone().with_epochs(if quick { 3 } else { 30 }),
+        let cfg = self_taught::Config::new(self_taught::Method::Scratch, &[256, 64], 0.2, quick);
+        let (ae, r_ae) = self_taught::pretrain(&cfg, &unlabelled, &ctx)?;
+        let st_data = self_taught::Data {
+            train: &support5,
+            test: &test5,
+            autoencoder: Some(&ae),
         };
-        let clf = stage.clone().with_epochs(if quick { 100 } else { 300 });
-        let (ae, r_ae) = train_autoencoder(&unlabelled, &ae_cfg, &ctx)?;
-        let scratch_net = encoder_classifier(support5.sample_shape(), &widths, 10, seed, &dev)?;
-        let r_sc = train_classifier(&scratch_net, &support5, &clf, &ctx)?;
-        let st_scratch = accuracy(&scratch_net, &test5)?;
-        let (st_net, _) = classifier_from_autoencoder(&ae, 10, seed, false)?;
-        let r_st = train_classifier(&st_net, &support5, &clf, &ctx)?;
-        let st_acc = accuracy(&st_net, &test5)?;
+        let scratch = self_taught::run(&cfg, &st_data, &ctx)?;
+        let tuned = self_taught::run(
+            &cfg.clone().with_method(self_taught::Method::SelfTaught),
+            &st_data,
+            &ctx,
+        )?;
+        let (st_scratch, st_acc) = (scratch.target_acc, tuned.target_acc);
+        let (r_sc, r_st) = (&scratch.report, &tuned.report);
         report.run("self_taught_scratch", &[("target_acc", st_scratch)]);
         report.run("self_taught", &[("target_acc", st_acc)]);
         rows.push(Row {

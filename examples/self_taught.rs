@@ -12,18 +12,15 @@
 //! Source (labels dropped before anything sees them): synthetic digits; target: optdigits with
 //! `--shots` labelled examples per class, tested on the rest. Runs: `scratch` (random
 //! encoder), `self_taught` (encoder from the auto-encoder, fine-tuned), `self_taught_frozen`
-//! (encoder frozen, only the head trains: Raina et al.'s setting).
+//! (encoder frozen, only the head trains: Raina et al.'s setting); each is
+//! `self_taught::run` with its method, the auto-encoder trained once (`self_taught::pretrain`).
 
 mod common;
 
 use clap::Parser;
 use xfer::data::{self, Dataset};
 use xfer::models::{InputSpec, ModelInfo};
-use xfer::train::methods::finetune::{Stage, accuracy};
-use xfer::train::methods::self_taught::{
-    AutoencoderConfig, classifier_from_autoencoder, encoder_classifier, train_autoencoder,
-    train_classifier,
-};
+use xfer::train::methods::self_taught::{self, Config, Data, Method};
 use xfer::train::plot::{Series, plot_curves};
 
 #[derive(Debug, Parser)]
@@ -53,12 +50,18 @@ struct Args {
     #[arg(long, default_value_t = 0.2)]
     noise: f64,
     /// Runs: any of `scratch`, `self-taught`, `self-taught-frozen`, comma-separated.
-    #[arg(long, default_value = "scratch,self-taught,self-taught-frozen")]
-    methods: String,
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "scratch,self-taught,self-taught-frozen"
+    )]
+    methods: Vec<Method>,
     #[command(flatten)]
     save: common::SaveArgs,
     #[command(flatten)]
     common: common::CommonArgs,
+    #[command(flatten)]
+    set: common::SetArgs,
     #[command(flatten)]
     checkpoint: common::CheckpointArgs,
 }
@@ -108,29 +111,23 @@ fn main() -> anyhow::Result<()> {
         test.len()
     );
 
-    let quick = args.common.quick;
-    let ae_cfg = AutoencoderConfig {
-        widths: widths.clone(),
-        noise: args.noise,
-        stage: Stage::adam(1e-3)
-            .with_epochs(if quick { 3 } else { 30 })
-            .with_batch_size(64),
-    };
-    let clf_stage = Stage::adam(1e-3)
-        .with_epochs(if quick { 100 } else { 300 })
-        .with_batch_size(64);
+    let cfg = args.set.apply(&Config::new(
+        Method::Scratch,
+        &widths,
+        args.noise,
+        args.common.quick,
+    ))?;
 
     let mut report = common::Report::new("self_taught", seed);
     report
         .arg("shots", args.shots.to_string())
         .arg("source", args.source.as_str())
         .arg("target", args.target.as_str());
-    let methods: Vec<&str> = args.methods.split(',').map(str::trim).collect();
     let mut curves = Vec::new();
     let mut histories: Vec<(String, xfer::train::History)> = Vec::new();
-    let ae = if methods.iter().any(|m| m.starts_with("self")) {
+    let ae = if args.methods.iter().any(Method::needs_autoencoder) {
         let t = std::time::Instant::now();
-        let (ae, r) = train_autoencoder(&unlabelled, &ae_cfg, &ctx)?;
+        let (ae, r) = self_taught::pretrain(&cfg, &unlabelled, &ctx)?;
         let src_err = ae.reconstruction_error(&unlabelled, &dev)?;
         let tgt_err = ae.reconstruction_error(&test.unlabeled(), &dev)?;
         println!(
@@ -147,53 +144,35 @@ fn main() -> anyhow::Result<()> {
     } else {
         None
     };
+    let data = Data {
+        train: &support,
+        test: &test,
+        autoencoder: ae.as_ref(),
+    };
 
-    for m in &methods {
+    for &m in &args.methods {
         let t = std::time::Instant::now();
-        let (name, net) = match *m {
-            "scratch" => (
-                "scratch",
-                encoder_classifier(support.sample_shape(), &widths, num_classes, seed, &dev)?,
-            ),
-            "self-taught" | "self_taught" | "self-taught-frozen" | "self_taught_frozen" => {
-                let Some(ae) = &ae else {
-                    anyhow::bail!("no auto-encoder");
-                };
-                let frozen = m.ends_with("frozen");
-                let (net, _) = classifier_from_autoencoder(ae, num_classes, seed, frozen)?;
-                (
-                    if frozen {
-                        "self_taught_frozen"
-                    } else {
-                        "self_taught"
-                    },
-                    net,
-                )
-            }
-            other => anyhow::bail!(
-                "unknown run {other:?}: expected scratch, self-taught or self-taught-frozen"
-            ),
-        };
-        let r = train_classifier(&net, &support, &clf_stage, &ctx.for_run(name))?;
-        let acc = accuracy(&net, &test)?;
+        let cfg = cfg.clone().with_method(m);
+        let out = self_taught::run(&cfg, &data, &ctx)?;
+        let (name, acc) = (m.name(), out.target_acc);
         println!(
             "{name:>20}: target accuracy {acc:.4}  [{:.1}s]",
             t.elapsed().as_secs_f64()
         );
-        report.run(name, &[("target_acc", acc)]);
+        report.run(name, &out.metrics());
         let prov = common::provenance(
             name,
             &[("source", &args.source), ("target", &args.target)],
             seed,
-            &[("target_acc", acc)],
-            serde_json::json!({"shots": args.shots.to_string(), "stage": clf_stage, "noise": args.noise}),
-            net.spec(),
+            &out.metrics(),
+            serde_json::json!({"shots": args.shots.to_string(), "stage": cfg.classifier, "noise": args.noise}),
+            out.net.spec(),
         );
         let names = common::class_names(target.class_names(), num_classes);
         let info = ModelInfo::new(names, InputSpec::tensor(scale)).with_provenance(prov);
-        args.save.save(name, &net, &info)?;
-        curves.push(Series::new(name, r.history.step_curve("loss")));
-        histories.push((name.to_string(), r.history.clone()));
+        args.save.save(name, &out.net, &info)?;
+        curves.push(Series::new(name, out.report.history.step_curve("loss")));
+        histories.push((name.to_string(), out.report.history.clone()));
     }
     let runs: Vec<(&str, &xfer::train::History)> =
         histories.iter().map(|(n, h)| (n.as_str(), h)).collect();

@@ -147,7 +147,7 @@ fn main() -> anyhow::Result<()> {
     let mut histories = Vec::new();
     for method in [ZslMethod::Hinge, ZslMethod::Conse] {
         let t0 = std::time::Instant::now();
-        let o = zero_shot::run(method, &cfg, &data, &ctx)?;
+        let o = zero_shot::run(&cfg.clone().with_method(method), &data, &ctx)?;
         histories.push((method.name(), o.model.report.history.clone()));
         let r = o.result;
         let mut metrics = r.metrics();

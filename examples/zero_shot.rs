@@ -36,11 +36,11 @@ use common::{CheckpointArgs, CommonArgs, Report};
 use xfer::data::{ClassAttributes, TensorDataset, embedded, spec};
 use xfer::models::InputSpec;
 use xfer::prelude::*;
+use xfer::train::methods::zero_shot::inputs as zsl_inputs;
 use xfer::train::methods::zero_shot::package::{FeatureExtractor, ZslInfo};
 use xfer::train::methods::zero_shot::{
     self, AttributeScaling, ZeroShotConfig, ZeroShotData, ZeroShotModel, ZslMethod,
 };
-use xfer::train::methods::zero_shot::{calibration as zsl_calibration, inputs as zsl_inputs};
 use xfer::train::plot::{EmbeddingPanel, plot_embedding, plot_history};
 
 #[derive(Debug, Parser)]
@@ -48,6 +48,8 @@ use xfer::train::plot::{EmbeddingPanel, plot_embedding, plot_history};
 struct Args {
     #[command(flatten)]
     common: CommonArgs,
+    #[command(flatten)]
+    set: common::SetArgs,
     #[command(flatten)]
     checkpoint: CheckpointArgs,
     /// Save each method's model as a zero-shot package under DIR/<method>/ (for `predict`;
@@ -459,7 +461,8 @@ fn main() -> anyhow::Result<()> {
     args.common.init::<Args>("zero_shot", &matches)?;
     let dev = args.common.device()?;
     let seed = args.common.seed;
-    let problem = build(&args, &dev)?;
+    let mut problem = build(&args, &dev)?;
+    problem.cfg = args.set.apply(&problem.cfg)?;
     let text = args.class_text.is_some();
     let default_methods = if text {
         "hinge,conse"
@@ -525,23 +528,14 @@ fn main() -> anyhow::Result<()> {
     let mut models = Vec::new();
     for method in methods {
         let t0 = std::time::Instant::now();
-        let (model, mut metrics) = if args.calibration_folds > 0 {
-            let (model, r) = zsl_calibration::run_calibrated(
-                method,
-                &problem.cfg,
-                d,
-                args.calibration_folds,
-                &ctx,
-            )?;
-            (model, r.metrics())
-        } else {
-            let zero_shot::ZslOutcome { model, result: r } =
-                zero_shot::run(method, &problem.cfg, d, &ctx)?;
-            let mut m = r.metrics();
-            m.push(("h_uncalibrated", r.h));
-            m.push(("gamma", 0.0));
-            (model, m)
+        let cfg = ZeroShotConfig {
+            method,
+            calibration_folds: args.calibration_folds,
+            ..problem.cfg.clone()
         };
+        let out = zero_shot::run(&cfg, d, &ctx)?;
+        let mut metrics = out.metrics();
+        let model = out.model;
         metrics.push(("seconds", t0.elapsed().as_secs_f64()));
         report.run(method.name(), &metrics);
         if let Some(dir) = &args.save {

@@ -52,6 +52,30 @@ pub struct CheckpointArgs {
     pub resume: bool,
 }
 
+/// `--set KEY=VALUE`: overrides of the family's configuration after every other flag
+/// (`xfer::train::overlay`: a dotted path as the config serialises, a JSON value).
+#[derive(Debug, Clone, clap::Args)]
+pub struct SetArgs {
+    /// Override any setting of the run's configuration, e.g. `--set stage.lr=0.05`
+    /// `--set stage.length='{"steps":300}'` (a dotted path as the config serialises in the
+    /// report, a JSON value or text); repeatable, applied in order after the other flags.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl SetArgs {
+    /// `cfg` with the overrides applied (unchanged when there are none).
+    pub fn apply<T: serde::Serialize + serde::de::DeserializeOwned + Clone>(
+        &self,
+        cfg: &T,
+    ) -> anyhow::Result<T> {
+        if self.set.is_empty() {
+            return Ok(cfg.clone());
+        }
+        Ok(xfer::train::overlay::overlay(cfg, &self.set)?)
+    }
+}
+
 /// `--save DIR`: keep the trained models as packages (`xfer::models::package`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct SaveArgs {
@@ -136,6 +160,20 @@ pub fn parse<A: clap::Parser>() -> (A, clap::ArgMatches) {
         Ok(a) => (a, matches),
         Err(e) => e.exit(),
     }
+}
+
+/// A command-line parser of a library choice `T` (read with its `FromStr`) that offers
+/// `values`, so `--help` and a wrong value list them; the library crates know no clap.
+pub fn one_of<T>(
+    values: impl IntoIterator<Item = clap::builder::PossibleValue>,
+) -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: std::str::FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::fmt::Display,
+{
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(values)
+        .try_map(|s: String| s.parse::<T>().map_err(|e| e.to_string()))
 }
 
 /// A command-line value as JSON: `true`/`false`, a number when it reads as one, else text.

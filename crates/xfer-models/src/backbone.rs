@@ -5,8 +5,9 @@
 //! predictor and the domain discriminator, zero-shot learning uses it as `f(x)`, layer transfer
 //! copies and freezes its blocks by name. [`crate::Classifier`] puts a head on any backbone.
 //!
-//! Implemented by [`Mlp`], [`DigitsCnn`], [`DannLeNet`], [`ResNet`] and [`BertBackbone`]
-//! (a BERT encoder, e.g. all-MiniLM-L6-v2, mean-pooled over the tokens). Text enters a backbone
+//! Implemented by [`Mlp`], [`DigitsCnn`], [`DannLeNet`], [`ResNet`] (here),
+//! [`crate::MobileNetV2`] and [`crate::EfficientNetLite`] (in their networks' files), and
+//! [`BertBackbone`] (a BERT encoder, e.g. all-MiniLM-L6-v2, mean-pooled over the tokens). Text enters a backbone
 //! as one float tensor `[N, 2, L]`: row 0 the token ids, row 1 the attention mask (see
 //! [`encode_tokens`]); ids below 2²⁴ are exact in f32, so nothing is lost, and every data
 //! loader, transform-free, carries text like any other feature.

@@ -617,8 +617,6 @@ impl Classifier {
     }
 }
 
-/// Loads weights with `load`, skipping the head `head` when its shape does not fit `n`
-/// classes: tries strictly first, then without the head.
 /// Refuses examples that are not RGB images `[3, H, W]`.
 fn rgb_image(spec: &BackboneSpec, shape: &[usize]) -> Result<()> {
     if matches!(shape, [3, _, _]) {

@@ -75,7 +75,7 @@ pub use mobilenet::{
     DepthwiseConv2d, InvertedResidual, MOBILENET_V2_SETTINGS, MobileNetV2, MobileNetV2Config,
     PaddingMode, make_divisible,
 };
-pub use multitask::{MultiTask, MultiTaskConfig, TaskConfig};
+pub use multitask::{MultiHeadNet, MultiHeadNetConfig, TaskConfig};
 pub use package::{InputSpec, ModelInfo, Package, Provenance};
 pub use params::{Param, ParamStore, Scope, Selection, grad_enabled, no_grad};
 pub use preprocess::{Interpolation, Preprocess, ResizeCrop};

@@ -19,15 +19,15 @@ use crate::{ModelError, Result};
 type Boxed = Box<dyn ModuleT + Send + Sync>;
 
 /// A shared trunk, task-specific input layers and task heads.
-pub struct MultiTask {
+pub struct MultiHeadNet {
     trunk: Boxed,
     inputs: BTreeMap<String, Boxed>,
     heads: BTreeMap<String, Boxed>,
 }
 
-impl std::fmt::Debug for MultiTask {
+impl std::fmt::Debug for MultiHeadNet {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MultiTask")
+        f.debug_struct("MultiHeadNet")
             .field("inputs", &self.inputs.keys().collect::<Vec<_>>())
             .field("heads", &self.heads.keys().collect::<Vec<_>>())
             .finish()
@@ -43,7 +43,7 @@ fn check_task(task: &str) -> Result<()> {
     Ok(())
 }
 
-impl MultiTask {
+impl MultiHeadNet {
     /// A container around a shared trunk (build it under the scope `trunk`).
     pub fn new(trunk: impl ModuleT + Send + Sync + 'static) -> Self {
         Self {
@@ -139,7 +139,7 @@ impl MultiTask {
     }
 }
 
-/// One task of a [`MultiTaskConfig`].
+/// One task of a [`MultiHeadNetConfig`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskConfig {
     /// Task name (no dots).
@@ -157,7 +157,7 @@ pub struct TaskConfig {
 
 /// An MLP multitask network: optional per-task input layers, a shared MLP trunk, MLP heads.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MultiTaskConfig {
+pub struct MultiHeadNetConfig {
     /// Input width of the trunk (and of tasks without their own input layer).
     pub input_dim: usize,
     /// Widths of the shared layers.
@@ -172,11 +172,11 @@ pub struct MultiTaskConfig {
     pub dropout: f64,
 }
 
-impl MultiTask {
+impl MultiHeadNet {
     /// Builds the MLP multitask network of `cfg` under `scope`.
     pub fn from_config(
         scope: &Scope,
-        cfg: &MultiTaskConfig,
+        cfg: &MultiHeadNetConfig,
         rng: &mut SeededRng,
         dtype: DType,
         dev: &Device,
@@ -199,7 +199,7 @@ impl MultiTask {
             dev,
         )?;
         let shared_out = widths.last().copied().unwrap_or(cfg.input_dim);
-        let mut mt = MultiTask::new(trunk);
+        let mut mt = MultiHeadNet::new(trunk);
         for t in &cfg.tasks {
             check_task(&t.name)?;
             if let Some(d) = t.input_dim {

@@ -6,7 +6,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use xfer_models::{
     Activation, Backbone, ClassifierHead, ClassifierHeadConfig, ColumnConfig, DannLeNet, DigitsCnn,
     DigitsCnnConfig, DomainDiscriminator, DomainDiscriminatorConfig, LeNetConfig, Mlp, MlpConfig,
-    ModelError, ModuleT, MultiTask, MultiTaskConfig, ParamStore, ProgressiveNet, Selection,
+    ModelError, ModuleT, MultiHeadNet, MultiHeadNetConfig, ParamStore, ProgressiveNet, Selection,
     TaskConfig, ZeroShotConfig, ZeroShotHeads,
 };
 use xfer_ops::SeededRng;
@@ -361,9 +361,9 @@ fn classifier_and_zero_shot_heads_shapes_and_normalisation() {
     assert_eq!(pred, best);
 }
 
-fn multitask() -> (ParamStore, MultiTask) {
+fn multitask() -> (ParamStore, MultiHeadNet) {
     let store = ParamStore::new();
-    let cfg = MultiTaskConfig {
+    let cfg = MultiHeadNetConfig {
         input_dim: 4,
         shared: vec![8, 6],
         tasks: vec![
@@ -383,7 +383,7 @@ fn multitask() -> (ParamStore, MultiTask) {
         activation: Activation::Relu,
         dropout: 0.0,
     };
-    let mt = MultiTask::from_config(
+    let mt = MultiHeadNet::from_config(
         &store.scope(""),
         &cfg,
         &mut SeededRng::new(2),

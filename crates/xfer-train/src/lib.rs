@@ -16,6 +16,7 @@
 //! - [`history`]: the per-step and per-evaluation record of a run.
 //! - [`predict`]: predictions and evaluation reports from a saved model package.
 //! - [`methods`]: the lecture's methods as objectives for the one loop.
+//! - [`overlay`]: `KEY=VALUE` overrides (`--set`) of any serialisable configuration.
 
 pub mod batches;
 pub mod checkpoint;
@@ -26,6 +27,7 @@ pub mod methods;
 pub mod metrics;
 pub mod model_selection;
 pub mod optim;
+pub mod overlay;
 pub mod pca;
 pub mod plot;
 pub mod predict;
@@ -43,6 +45,6 @@ pub use optim::{Adam, AdamConfig, GroupSpec, Optimizer, OptimizerState, Sgd, Sgd
 pub use run::{CheckpointOptions, Length, LrSchedule, OptimizerKind, RunCtx, Stage};
 pub use schedule::{Schedule, progress};
 pub use trainer::{
-    BestMetric, CheckpointConfig, Duration, EarlyStopping, EvalCtx, Evaluator, Mode, Objective,
-    StepCtx, StepOutput, TrainReport, Trainer, TrainerConfig, derive_seed, epoch_seed,
+    BestMetric, CheckpointConfig, EarlyStopping, EvalCtx, Evaluator, Mode, Objective, StepCtx,
+    StepOutput, TrainReport, Trainer, TrainerConfig, derive_seed, epoch_seed,
 };

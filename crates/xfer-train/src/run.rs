@@ -154,7 +154,7 @@ pub enum LrSchedule {
     },
 }
 
-/// How long a stage runs.
+/// How long a stage (and the [`crate::Trainer`] running it) trains.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Length {

@@ -48,6 +48,7 @@ use crate::checkpoint::{self, LoopState};
 use crate::grad_norm;
 use crate::history::{self, EvalRecord, History, Metrics, StepRecord};
 use crate::optim::Optimizer;
+use crate::run::Length;
 use crate::schedule::{Schedule, progress};
 use crate::{Result, TrainError};
 
@@ -175,15 +176,6 @@ where
     }
 }
 
-/// How long to train.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Duration {
-    /// `n` epochs of `steps_per_epoch` steps.
-    Epochs(usize),
-    /// `n` steps in all (the last epoch may be partial).
-    Steps(usize),
-}
-
 /// Whether larger or smaller is better for the watched metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -246,8 +238,8 @@ impl EarlyStopping {
 pub struct TrainerConfig {
     /// A name for logs and the progress bar.
     pub name: String,
-    /// Epochs or steps.
-    pub duration: Duration,
+    /// Epochs (of `steps_per_epoch` steps) or steps in all (the last epoch may be partial).
+    pub length: Length,
     /// Batches per epoch (the evaluation runs after each epoch).
     pub steps_per_epoch: usize,
     /// The learning-rate schedule.
@@ -272,7 +264,7 @@ impl TrainerConfig {
     pub fn epochs(epochs: usize, steps_per_epoch: usize, schedule: Schedule) -> Self {
         Self {
             name: "train".into(),
-            duration: Duration::Epochs(epochs),
+            length: Length::Epochs(epochs),
             steps_per_epoch,
             schedule,
             clip_grad_norm: None,
@@ -287,7 +279,7 @@ impl TrainerConfig {
     /// `steps` steps in all, evaluating every `steps_per_epoch` steps.
     pub fn steps(steps: usize, steps_per_epoch: usize, schedule: Schedule) -> Self {
         Self {
-            duration: Duration::Steps(steps),
+            length: Length::Steps(steps),
             ..Self::epochs(0, steps_per_epoch, schedule)
         }
     }
@@ -330,9 +322,9 @@ impl TrainerConfig {
 
     /// The planned number of steps `T`.
     pub fn total_steps(&self) -> usize {
-        match self.duration {
-            Duration::Epochs(e) => e.saturating_mul(self.steps_per_epoch),
-            Duration::Steps(s) => s,
+        match self.length {
+            Length::Epochs(e) => e.saturating_mul(self.steps_per_epoch),
+            Length::Steps(s) => s,
         }
     }
 

@@ -16,6 +16,10 @@
 //! The auto-encoder's reconstruction is an objective ([`AutoencoderObjective`]) and the
 //! classifier is trained by [`FinetuneObjective`], both in
 //! the one [`Trainer`](crate::Trainer).
+//!
+//! A run is the family's one entry, [`run`]`(&Config, &Data, &RunCtx)`, the [`Method`]
+//! (scratch, self-taught, self-taught with a frozen encoder) inside its [`Config`]; the
+//! auto-encoder is trained once by [`pretrain`] and handed to every run in its [`Data`].
 
 use std::fmt;
 
@@ -26,7 +30,9 @@ use xfer_models::{
 };
 use xfer_ops::SeededRng;
 
-use super::finetune::{FinetuneObjective, Regulariser, loader};
+use serde::{Deserialize, Serialize};
+
+use super::finetune::{FinetuneObjective, Regulariser, accuracy, loader};
 use crate::batches::StepBatches;
 use crate::run::{RunCtx, Stage};
 use crate::trainer::{Objective, StepCtx, StepOutput, TrainReport, derive_seed};
@@ -225,7 +231,7 @@ impl Objective for AutoencoderObjective<'_> {
 }
 
 /// How the auto-encoder is built and trained.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AutoencoderConfig {
     /// Encoder widths; the last is the code size.
     pub widths: Vec<usize>,
@@ -334,6 +340,190 @@ pub fn train_classifier(
         None,
         ctx,
     )
+}
+
+/// The runs of self-taught learning: the baseline and the classifier on the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// The baseline: the same network trained on the labelled target only, from a random
+    /// start ([`encoder_classifier`]).
+    Scratch,
+    /// The encoder copied from the auto-encoder, fine-tuned with the new head.
+    SelfTaught,
+    /// The encoder copied from the auto-encoder and frozen: only the head trains (Raina et
+    /// al.'s features fed to a separate classifier).
+    SelfTaughtFrozen,
+}
+
+impl Method {
+    /// Every method.
+    pub const ALL: [Method; 3] = [
+        Method::Scratch,
+        Method::SelfTaught,
+        Method::SelfTaughtFrozen,
+    ];
+
+    /// The run name (`scratch`, `self_taught`, `self_taught_frozen`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Method::Scratch => "scratch",
+            Method::SelfTaught => "self_taught",
+            Method::SelfTaughtFrozen => "self_taught_frozen",
+        }
+    }
+
+    /// Whether the method starts from an auto-encoder's encoder.
+    pub fn needs_autoencoder(&self) -> bool {
+        !matches!(self, Method::Scratch)
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl std::str::FromStr for Method {
+    type Err = TrainError;
+
+    /// A method's name; `-` may stand for `_` (`self-taught-frozen`).
+    fn from_str(s: &str) -> Result<Self> {
+        let norm = s.trim().replace('-', "_");
+        Method::ALL
+            .into_iter()
+            .find(|m| m.name() == norm)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Method::ALL.iter().map(|m| m.name()).collect();
+                TrainError::invalid("method", s, format!("one of {}", names.join(", ")))
+            })
+    }
+}
+
+/// Everything a self-taught run needs besides its data and [`RunCtx`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Config {
+    /// The run.
+    pub method: Method,
+    /// The auto-encoder (its widths are the classifier's encoder too).
+    pub autoencoder: AutoencoderConfig,
+    /// Training of the classifier on the labelled target examples.
+    pub classifier: Stage,
+}
+
+impl Config {
+    /// The tuned settings (examples/self_taught.rs, docs): encoder `widths`, masking noise
+    /// `noise`; the auto-encoder trains with Adam at 1e-3 for 30 epochs of 64 examples, the
+    /// classifier with Adam at 1e-3 for 300 epochs; `quick`: 3 and 100 epochs.
+    pub fn new(method: Method, widths: &[usize], noise: f64, quick: bool) -> Self {
+        let stage = Stage::adam(1e-3).with_batch_size(64);
+        Self {
+            method,
+            autoencoder: AutoencoderConfig {
+                widths: widths.to_vec(),
+                noise,
+                stage: stage.clone().with_epochs(if quick { 3 } else { 30 }),
+            },
+            classifier: stage.with_epochs(if quick { 100 } else { 300 }),
+        }
+    }
+
+    /// The same settings for `method`.
+    pub fn with_method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
+    }
+}
+
+/// The data of a self-taught run: the labelled target examples, the target test data, and
+/// the auto-encoder trained on the unlabelled source ([`pretrain`]) for the methods that
+/// start from its encoder.
+#[derive(Debug, Clone, Copy)]
+pub struct Data<'a> {
+    /// The labelled target examples the classifier trains on.
+    pub train: &'a TensorDataset,
+    /// The labelled target test data.
+    pub test: &'a TensorDataset,
+    /// The auto-encoder (needed by [`Method::SelfTaught`] and [`Method::SelfTaughtFrozen`]).
+    pub autoencoder: Option<&'a Autoencoder>,
+}
+
+/// What a self-taught run made: the trained classifier, its training record and its test.
+#[derive(Debug)]
+pub struct Outcome {
+    /// Which method trained it.
+    pub method: Method,
+    /// The trained classifier (`mlp:W1,W2,...`, saved as any model package).
+    pub net: Classifier,
+    /// The classifier's training run (stage folder `classifier` of the run `method`).
+    pub report: TrainReport,
+    /// Accuracy on [`Data::test`].
+    pub target_acc: f64,
+    /// What was copied from the auto-encoder (`None` for scratch).
+    pub transfer: Option<TransferReport>,
+}
+
+impl Outcome {
+    /// The run's metrics for reports (`target_acc`).
+    pub fn metrics(&self) -> Vec<(&'static str, f64)> {
+        vec![("target_acc", self.target_acc)]
+    }
+}
+
+/// Trains the auto-encoder of `cfg` on the unlabelled source ([`train_autoencoder`]), once
+/// for every method of a comparison.
+pub fn pretrain(
+    cfg: &Config,
+    unlabelled: &UnlabeledDataset,
+    ctx: &RunCtx,
+) -> Result<(Autoencoder, TrainReport)> {
+    train_autoencoder(unlabelled, &cfg.autoencoder, ctx)
+}
+
+/// Runs `cfg.method`: builds its classifier (from a random start, or on the auto-encoder's
+/// encoder, frozen or not; the head seeded from `ctx.seed`), trains it on `data.train`
+/// ([`train_classifier`], checkpoints under the run `cfg.method`) and tests it on
+/// `data.test`.
+pub fn run(cfg: &Config, data: &Data<'_>, ctx: &RunCtx) -> Result<Outcome> {
+    let method = cfg.method;
+    let num_classes = data.train.num_classes();
+    let (net, transfer) = match (method, data.autoencoder) {
+        (Method::Scratch, _) => (
+            encoder_classifier(
+                data.train.sample_shape(),
+                &cfg.autoencoder.widths,
+                num_classes,
+                ctx.seed,
+                &ctx.device,
+            )?,
+            None,
+        ),
+        (_, None) => {
+            return Err(TrainError::Incompatible(format!(
+                "method {method} starts from an auto-encoder: train one first (pretrain)"
+            )));
+        }
+        (_, Some(ae)) => {
+            let frozen = method == Method::SelfTaughtFrozen;
+            let (net, report) = classifier_from_autoencoder(ae, num_classes, ctx.seed, frozen)?;
+            (net, Some(report))
+        }
+    };
+    let report = train_classifier(
+        &net,
+        data.train,
+        &cfg.classifier,
+        &ctx.for_run(method.name()),
+    )?;
+    let target_acc = accuracy(&net, data.test)?;
+    Ok(Outcome {
+        method,
+        net,
+        report,
+        target_acc,
+        transfer,
+    })
 }
 
 #[cfg(test)]
@@ -491,5 +681,54 @@ mod tests {
             )
         );
         assert!(crate::methods::finetune::accuracy(&tuned, &train).unwrap() > 0.5);
+    }
+
+    #[test]
+    fn run_trains_every_method_and_an_encoder_method_needs_the_autoencoder() {
+        let train = data(24, 12);
+        let test = data(16, 13);
+        let mut cfg = Config::new(Method::Scratch, &[6, 3], 0.0, true);
+        cfg.autoencoder.stage = stage(3);
+        cfg.classifier = stage(5);
+        let ctx = RunCtx::cpu().with_seed(14);
+        let (ae, _) = pretrain(&cfg, &data(40, 15).unlabeled(), &ctx).unwrap();
+        let without = Data {
+            train: &train,
+            test: &test,
+            autoencoder: None,
+        };
+        let scratch = run(&cfg, &without, &ctx).unwrap();
+        assert!(scratch.transfer.is_none() && scratch.report.steps == 10);
+        let frozen_cfg = cfg.clone().with_method(Method::SelfTaughtFrozen);
+        let err = run(&frozen_cfg, &without, &ctx).unwrap_err();
+        assert!(err.to_string().contains("auto-encoder"), "{err}");
+        let with = Data {
+            autoencoder: Some(&ae),
+            ..without
+        };
+        let frozen = run(&frozen_cfg, &with, &ctx).unwrap();
+        let w = |net: &Classifier| {
+            values(
+                net.store()
+                    .get("features.0.weight")
+                    .unwrap()
+                    .var()
+                    .as_tensor(),
+            )
+        };
+        let ae_w = values(
+            ae.store()
+                .get("encoder.features.0.weight")
+                .unwrap()
+                .var()
+                .as_tensor(),
+        );
+        assert_eq!(w(&frozen.net), ae_w);
+        assert_ne!(w(&scratch.net), ae_w);
+        assert!((0.0..=1.0).contains(&frozen.target_acc));
+        for m in Method::ALL {
+            assert_eq!(m.name().replace('_', "-").parse::<Method>().unwrap(), m);
+        }
+        assert!("self".parse::<Method>().is_err());
     }
 }

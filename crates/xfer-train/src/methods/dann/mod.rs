@@ -133,16 +133,15 @@ impl Ramp {
 }
 
 /// Which weights a run keeps (a command line's `--selection`): the last, or the best by a
-/// label-free [`Scorer`] ([`Config::selection`] is [`Selection::scorer`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Selection {
+/// label-free [`Scorer`] ([`Config::selection`] is [`ModelSelection::scorer`]). Not to be
+/// confused with [`xfer_models::Selection`], a selection of parameters by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ModelSelection {
     /// The weights after the last step.
     Last,
-    /// Held-out source accuracy.
-    #[value(alias = "max-source-val-acc")]
+    /// Held-out source accuracy (also `max-source-val-acc`).
     SourceAcc,
-    /// Lowest mean target prediction entropy.
-    #[value(alias = "min-target-entropy")]
+    /// Lowest mean target prediction entropy (also `min-target-entropy`).
     Entropy,
     /// Soft neighbourhood density.
     Snd,
@@ -152,17 +151,70 @@ pub enum Selection {
     Dev,
 }
 
-impl Selection {
+impl ModelSelection {
+    /// Every choice.
+    pub const ALL: [ModelSelection; 6] = [
+        ModelSelection::Last,
+        ModelSelection::SourceAcc,
+        ModelSelection::Entropy,
+        ModelSelection::Snd,
+        ModelSelection::Iwv,
+        ModelSelection::Dev,
+    ];
+
+    /// The name on the command line (`last`, `source-acc`, `entropy`, `snd`, `iwv`, `dev`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelSelection::Last => "last",
+            ModelSelection::SourceAcc => "source-acc",
+            ModelSelection::Entropy => "entropy",
+            ModelSelection::Snd => "snd",
+            ModelSelection::Iwv => "iwv",
+            ModelSelection::Dev => "dev",
+        }
+    }
+
+    /// Other names accepted for it.
+    pub fn aliases(self) -> &'static [&'static str] {
+        match self {
+            ModelSelection::SourceAcc => &["max-source-val-acc"],
+            ModelSelection::Entropy => &["min-target-entropy"],
+            _ => &[],
+        }
+    }
+
     /// The scorer, `None` for the last weights.
     pub fn scorer(self) -> Option<Scorer> {
         match self {
-            Selection::Last => None,
-            Selection::SourceAcc => Some(Scorer::SourceAcc),
-            Selection::Entropy => Some(Scorer::Entropy),
-            Selection::Snd => Some(Scorer::Snd),
-            Selection::Iwv => Some(Scorer::Iwv),
-            Selection::Dev => Some(Scorer::Dev),
+            ModelSelection::Last => None,
+            ModelSelection::SourceAcc => Some(Scorer::SourceAcc),
+            ModelSelection::Entropy => Some(Scorer::Entropy),
+            ModelSelection::Snd => Some(Scorer::Snd),
+            ModelSelection::Iwv => Some(Scorer::Iwv),
+            ModelSelection::Dev => Some(Scorer::Dev),
         }
+    }
+}
+
+impl std::fmt::Display for ModelSelection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl std::str::FromStr for ModelSelection {
+    type Err = crate::TrainError;
+
+    /// A name or an alias; `_` may stand for `-` (`source_acc`).
+    fn from_str(s: &str) -> Result<Self> {
+        let norm = s.trim().replace('_', "-");
+        ModelSelection::ALL
+            .into_iter()
+            .find(|m| m.name() == norm || m.aliases().contains(&norm.as_str()))
+            .ok_or_else(|| {
+                let names: Vec<&str> = ModelSelection::ALL.iter().map(|m| m.name()).collect();
+                crate::TrainError::invalid("selection", s, format!("one of {}", names.join(", ")))
+            })
     }
 }
 

@@ -158,13 +158,3 @@ impl std::str::FromStr for Method {
             })
     }
 }
-
-impl clap::ValueEnum for Method {
-    fn value_variants<'a>() -> &'a [Self] {
-        &Method::ALL
-    }
-
-    fn to_possible_value(&self) -> Option<clap::builder::PossibleValue> {
-        Some(clap::builder::PossibleValue::new(self.name()))
-    }
-}

@@ -131,12 +131,21 @@ fn every_method_is_its_registered_list_of_terms() {
 }
 
 #[test]
-fn method_names_parse_as_str_and_as_clap_values_and_bad_config_is_a_typed_error() {
-    use clap::ValueEnum;
+fn method_and_selection_names_parse_and_bad_config_is_a_typed_error() {
     for m in Method::ALL {
         assert_eq!(m.name().parse::<Method>().unwrap(), m);
-        assert_eq!(<Method as ValueEnum>::from_str(m.name(), false).unwrap(), m);
     }
+    for s in ModelSelection::ALL {
+        assert_eq!(s.name().parse::<ModelSelection>().unwrap(), s);
+        for a in s.aliases() {
+            assert_eq!(a.parse::<ModelSelection>().unwrap(), s);
+        }
+    }
+    assert_eq!(
+        "source_acc".parse::<ModelSelection>().unwrap().scorer(),
+        Some(Scorer::SourceAcc)
+    );
+    assert!("best".parse::<ModelSelection>().is_err());
     assert_eq!("cdan-e".parse::<Method>().unwrap(), Method::CdanE);
     let e = "cdan_x".parse::<Method>().unwrap_err();
     assert!(matches!(e, TrainError::InvalidValue { .. }), "{e:?}");

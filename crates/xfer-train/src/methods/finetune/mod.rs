@@ -1,13 +1,17 @@
 //! Model fine-tuning (LECTURE.md §1): train on plentiful labelled *source* data, then continue
 //! on a little labelled *target* data, without forgetting what the source taught.
 //!
-//! | method | what training on the target minimises | parameters trained |
+//! | method (spec) | what training on the target minimises | parameters trained |
 //! |---|---|---|
-//! | [`Method::Scratch`] (baseline) | `CE` | all, from a random start |
-//! | [`Method::Finetune`] | `CE` | all, from the source weights |
-//! | [`Method::L2Sp`] (Li, Grandvalet & Davoine, ICML 2018) | `CE + α/2 Σ_pre ‖w − w⁰‖² + β/2 Σ_new ‖w‖²` | all, from `w⁰` |
-//! | [`Method::Distill`] (output closeness; Hinton et al. 2015, LwF: Li & Hoiem 2016) | `CE + λ T² KL(softmax(z_src/T) ‖ softmax(z/T))` on the target inputs | all, from the source weights |
-//! | [`Method::LayerTransfer`] (LECTURE.md §1b) | `CE` | the first (or last) `K` blocks copied from the source and frozen (or trained at a smaller rate); the others re-initialised |
+//! | [`Scratch`] (`scratch`, the baseline) | `CE` | all, from a random start |
+//! | [`FullFinetune`] (`finetune`) | `CE` | all, from the source weights |
+//! | [`L2SpFinetune`] (`l2sp`; Li, Grandvalet & Davoine, ICML 2018) | `CE + α/2 Σ_pre ‖w − w⁰‖² + β/2 Σ_new ‖w‖²` | all, from `w⁰` |
+//! | [`Distill`] (`distill`; output closeness; Hinton et al. 2015, LwF: Li & Hoiem 2016) | `CE + λ T² KL(softmax(z_src/T) ‖ softmax(z/T))` on the target inputs | all, from the source weights |
+//! | [`LayerTransfer`] (`layer-transfer:K`; LECTURE.md §1b) | `CE` | the first (or last) `K` blocks copied from the source and frozen (or trained at a smaller rate); the others re-initialised |
+//! | [`LinearProbe`] (`linear`) | `CE` | a new head on the frozen source network |
+//!
+//! Each method is one file of [`method`] implementing [`FinetuneMethod`], named for parsing
+//! by one line of [`method::REGISTRY`]; [`Method`] holds any of them.
 //!
 //! `w⁰` is a frozen deep copy of the pretrained weights ([`xfer_ops::ParamSnapshot`]); L2-SP
 //! regularises weights only (no biases), as in the paper. The source (teacher) model of
@@ -18,7 +22,10 @@
 //!
 //! Every method is an [`crate::trainer::Objective`] ([`FinetuneObjective`]) run by the one
 //! [`crate::Trainer`]: [`pretrain()`] trains the source model once and keeps its weights in memory
-//! ([`Pretrained`]) so that every method of a run starts from the same source model.
+//! ([`Pretrained`]) so that every method of a run starts from the same source model. A run is
+//! the family's one entry, [`run`]`(&FinetuneConfig, &Data, &RunCtx)`, the [`Method`] inside
+//! the [`FinetuneConfig`], the source model and the target in the [`Data`]; the [`Outcome`]
+//! holds the trained network, its report and its metrics.
 //!
 //! The network is an [`xfer_models::Classifier`] on any backbone ([`BackboneSpec`]): the
 //! built-in MLP and digits CNN (pretrained on the source here), or a pretrained ResNet /
@@ -33,7 +40,7 @@
 //! use xfer_data::{FolderOptions, ImageFolder, Preprocess, few_shot};
 //! use xfer_models::BackboneSpec;
 //! use xfer_train::methods::finetune::{
-//!     FinetuneConfig, Method, Pretrained, RunCtx, TargetData, run_method,
+//!     self, Data, FinetuneConfig, Method, Pretrained, RunCtx, TargetData,
 //! };
 //!
 //! let spec: BackboneSpec = "resnet18:weights=resnet18.safetensors".parse()?;
@@ -41,14 +48,13 @@
 //! let photos = ImageFolder::open("photos".as_ref(), &opts)?; // decoded lazily
 //! let (train, test) = few_shot(&photos, 10, 0)?; // 10 labels per class, the rest to test
 //! let preset = Preprocess::imagenet(224, 256);
-//! let mut cfg = FinetuneConfig::new(spec.clone());
+//! let mut cfg = FinetuneConfig::new(spec.clone()).with_method("l2sp".parse::<Method>()?);
 //! cfg.train_transform = Some(preset.train_transform()?);
 //! cfg.eval_transform = Some(preset.eval_transform()?);
 //! let ctx = RunCtx::cpu(); // seed 0, no progress bars
 //! let source = Pretrained::from_backbone(&spec, &[3, 224, 224], &ctx.device)?;
 //! let target = TargetData::new(train, test, photos.num_classes());
-//! let l2sp: Method = "l2sp".parse()?;
-//! let out = run_method(&l2sp, Some(&source), &target, &cfg, &ctx)?;
+//! let out = finetune::run(&cfg, &Data::new(Some(&source), &target), &ctx)?;
 //! println!("target accuracy {:.3}", out.target_acc);
 //! # Ok(())
 //! # }
@@ -58,8 +64,8 @@
 //! seed, progress, checkpoints), as in every other method family.
 //!
 //! Files: [`objective`] (the loss of
-//! every method, evaluation), [`method`] (the methods and their parsing), [`mod@pretrain`] (the
-//! source model), [`setup`] (a method's target network and its run).
+//! every method, evaluation), [`method`] (the methods, one file each, and their registry),
+//! [`mod@pretrain`] (the source model), [`setup`] (a method's target network and its run).
 
 pub mod method;
 pub mod objective;
@@ -74,10 +80,13 @@ use candle_core::{Device, Tensor};
 use xfer_data::{DataLoader, Dataset, TensorDataset, Transform};
 
 pub use crate::run::{CheckpointOptions, Length, LrSchedule, OptimizerKind, RunCtx, Stage};
-pub use method::{BlockEnd, CopiedBlocks, LayerTransfer, Method};
+pub use method::{
+    BlockEnd, CopiedBlocks, Distill, FinetuneMethod, FullFinetune, L2SpFinetune, LayerTransfer,
+    LinearProbe, Method, Prepared, Scratch, SetupCtx,
+};
 pub use objective::{AccuracyEval, FinetuneObjective, Regulariser, accuracy, logits_of};
 pub use pretrain::{FinetuneConfig, Pretrained, eval_view, pretrain};
-pub use setup::{MethodOutcome, MethodSetup, TargetData, run_method};
+pub use setup::{Data, MethodSetup, Outcome, TargetData, run};
 pub use xfer_models::{BackboneSpec, Classifier, ClassifierConfig};
 
 use crate::{Result, TrainError};

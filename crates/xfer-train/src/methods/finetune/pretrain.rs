@@ -8,17 +8,20 @@ use serde::{Deserialize, Serialize};
 use xfer_data::transform::Compose;
 use xfer_data::{Dataset, Mapped, Transform};
 use xfer_models::{BackboneSpec, Classifier, ClassifierConfig, Transfer};
-use xfer_ops::ParamSnapshot;
 
 use super::loader;
+use super::method::{FullFinetune, Method};
 use super::objective::{AccuracyEval, FinetuneObjective, Regulariser, accuracy};
 use crate::run::{RunCtx, Stage};
 use crate::trainer::{EarlyStopping, TrainReport, derive_seed};
 use crate::{Result, TrainError};
 
-/// The settings of a fine-tuning experiment.
+/// The settings of a fine-tuning run: the method and the network, the transforms, and the
+/// stages of pretraining, fine-tuning and the scratch baseline.
 #[derive(Debug, Clone)]
 pub struct FinetuneConfig {
+    /// The method [`super::run`] runs (its spec, e.g. `l2sp:0.1,0.01`, in reports).
+    pub method: Method,
     /// The network (the same for the source model and every target model).
     pub backbone: BackboneSpec,
     /// A per-sample transform of the target training examples (augmentation).
@@ -46,9 +49,10 @@ impl FinetuneConfig {
     /// The defaults for small images or feature vectors (digits): Adam for pretraining
     /// (lr 1e-3, batch 64, up to 30 epochs, patience 3); full-batch SGD with momentum 0.9 for
     /// the target (lr 0.01, 100 epochs of few-shot data, no weight decay); scratch trains
-    /// with Adam (lr 1e-3) for 300 epochs.
+    /// with Adam (lr 1e-3) for 300 epochs; the method is full fine-tuning.
     pub fn new(backbone: BackboneSpec) -> Self {
         Self {
+            method: Method::new(FullFinetune),
             backbone,
             train_transform: None,
             eval_transform: None,
@@ -64,6 +68,12 @@ impl FinetuneConfig {
                 .with_backbone_lr_mult(1.0),
             pretrain_transform: None,
         }
+    }
+
+    /// The same settings for `method`.
+    pub fn with_method(mut self, method: Method) -> Self {
+        self.method = method;
+        self
     }
 }
 
@@ -234,13 +244,6 @@ impl Pretrained {
             source_val_acc: info.source_val_acc,
             report: None,
         })
-    }
-
-    /// The anchor `w⁰` of L2-SP: a frozen copy of the source weights.
-    pub fn snapshot(&self) -> Result<ParamSnapshot> {
-        Ok(ParamSnapshot::capture(
-            self.weights.iter().map(|(n, t)| (n.as_str(), t)),
-        )?)
     }
 }
 

@@ -1,26 +1,22 @@
 //! A method's target network, its training and its test.
 
 use std::fmt;
+use std::sync::Arc;
 
 use xfer_data::Dataset;
-use xfer_losses::{DistillationLoss, L2Sp};
-use xfer_models::{
-    Classifier, ClassifierConfig, ParamGroup, Selection, Transfer, TransferReport, first_blocks,
-    last_blocks,
-};
-use xfer_ops::ParamSnapshot;
+use xfer_models::{Classifier, ClassifierConfig, ParamGroup, TransferReport};
 
 use super::loader;
-use super::method::{BlockEnd, CopiedBlocks, LayerTransfer, Method};
-use super::objective::{FinetuneObjective, Regulariser, accuracy, logits_of};
+use super::method::{Method, SetupCtx};
+use super::objective::{FinetuneObjective, Regulariser, accuracy};
 use super::pretrain::{FinetuneConfig, Pretrained, eval_view};
 use crate::run::{RunCtx, Stage};
 use crate::trainer::{TrainReport, derive_seed};
 use crate::{Result, TrainError};
 
-/// What one method achieved.
+/// What one method achieved: the trained target network, its training run and its metrics.
 #[derive(Debug)]
-pub struct MethodOutcome {
+pub struct Outcome {
     /// The method's run name ([`Method::name`]).
     pub name: String,
     /// Accuracy on the target test data.
@@ -111,15 +107,11 @@ impl MethodSetup {
         cfg: &FinetuneConfig,
         ctx: &RunCtx,
     ) -> Result<Self> {
-        let dev = &ctx.device;
-        let seed = ctx.seed;
         let name = method.name();
-        let init_seed = derive_seed(seed, &[0x5441_5247]);
-        let source = || {
-            pretrained.ok_or_else(|| {
-                TrainError::Incompatible(format!("method {name} needs a pretrained source model"))
-            })
-        };
+        if let Some(why) = method.unsupported(pretrained, num_classes) {
+            return Err(TrainError::Incompatible(why));
+        }
+        let init_seed = derive_seed(ctx.seed, &[0x5441_5247]);
         let spec = pretrained.map_or(&cfg.backbone, |p| &p.backbone);
         // What the network sees: the training transform's output (e.g. a pretrained
         // backbone's crop of a folder of any image size), else the samples themselves.
@@ -130,142 +122,31 @@ impl MethodSetup {
         let net = Classifier::new(
             &ClassifierConfig::new(spec.clone(), &input_shape, num_classes),
             init_seed,
-            dev,
+            &ctx.device,
         )?;
-        let new_head = pretrained.is_some_and(|p| p.needs_new_head(num_classes));
-        let head_sel = Selection::parse(net.head_block())?;
-        // Copies every source weight that fits (all but a head for other classes).
-        let copy_all = |p: &Pretrained| -> Result<TransferReport> {
-            let mut t = Transfer::new();
-            if new_head {
-                t = t.select(Selection::parse(&format!("!{}", net.head_block()))?);
-            }
-            let report = t.run(&p.weights, net.store())?;
-            if !report.shape_mismatches.is_empty() || !report.missing_in_source.is_empty() {
-                return Err(TrainError::Incompatible(format!(
-                    "the source model does not fit the target model: {report}"
-                )));
-            }
-            Ok(report)
+        let cx = SetupCtx {
+            net: &net,
+            pretrained,
+            new_head: pretrained.is_some_and(|p| p.needs_new_head(num_classes)),
+            cfg,
+            init_seed,
+            target_train: Arc::new(target_train.clone()),
+            name: name.clone(),
         };
-        let mut transfer = None;
-        let mut copied_blocks = Vec::new();
-        let mut groups = Vec::new();
-        let regulariser = match method {
-            Method::Scratch => Regulariser::None,
-            Method::Finetune => {
-                transfer = Some(copy_all(source()?)?);
-                Regulariser::None
-            }
-            Method::L2Sp { alpha, beta } => {
-                let p = source()?;
-                transfer = Some(copy_all(p)?);
-                // w⁰: the source weights of the layers the target kept (a new head is "new").
-                let anchor = ParamSnapshot::capture(
-                    p.weights
-                        .iter()
-                        .filter(|(n, _)| {
-                            net.store().contains(n) && !(new_head && head_sel.matches(n))
-                        })
-                        .map(|(n, t)| (n.as_str(), t)),
-                )?;
-                Regulariser::L2Sp(L2Sp::new(anchor, *alpha, *beta)?)
-            }
-            Method::Distill {
-                weight,
-                temperature,
-            } => {
-                let p = source()?;
-                if new_head {
-                    let why = if p.has_head {
-                        format!("the source has {} classes", p.num_classes)
-                    } else {
-                        format!("the pretrained backbone {} has no source head", p.backbone)
-                    };
-                    return Err(TrainError::Incompatible(format!(
-                        "distillation compares class distributions: {why}, the target \
-                         {num_classes}"
-                    )));
-                }
-                // The frozen source model's logits on the target training inputs.
-                let teacher = p.instantiate(init_seed, dev)?;
-                teacher.store().freeze(&Selection::All);
-                let (teacher_logits, _) = logits_of(&teacher, &eval_view(target_train, cfg)?)?;
-                transfer = Some(copy_all(p)?);
-                Regulariser::Distill {
-                    teacher_logits,
-                    loss: DistillationLoss::kl(*weight, *temperature)?,
-                }
-            }
-            Method::LayerTransfer(_) | Method::LinearProbe => {
-                let p = source()?;
-                let blocks = net.blocks();
-                let lt = match method {
-                    Method::LayerTransfer(lt) => *lt,
-                    _ => LayerTransfer {
-                        end: BlockEnd::First,
-                        k: blocks.len().saturating_sub(1),
-                        copied: CopiedBlocks::Freeze,
-                    },
-                };
-                if lt.k == 0 || lt.k >= blocks.len() {
-                    return Err(TrainError::invalid(
-                        "layer-transfer K",
-                        lt.k,
-                        format!(
-                            "a value in 1..={} (layer transfer: the network has {} blocks: {})",
-                            blocks.len().saturating_sub(1),
-                            blocks.len(),
-                            blocks.join(", "),
-                        ),
-                    ));
-                }
-                copied_blocks = match lt.end {
-                    BlockEnd::First => blocks.get(..lt.k),
-                    BlockEnd::Last => blocks.get(blocks.len() - lt.k..),
-                }
-                .unwrap_or(&[])
-                .to_vec();
-                let sel = match lt.end {
-                    BlockEnd::First => first_blocks(&blocks, lt.k)?,
-                    BlockEnd::Last => last_blocks(&blocks, lt.k)?,
-                };
-                let report = Transfer::new()
-                    .select(sel.clone())
-                    .run(&p.weights, net.store())?;
-                if !report.is_clean() {
-                    return Err(TrainError::Incompatible(format!(
-                        "layer transfer could not copy the selected blocks: {report}"
-                    )));
-                }
-                match lt.copied {
-                    CopiedBlocks::Freeze => {
-                        net.store().freeze(&sel);
-                    }
-                    CopiedBlocks::LrMult(m) => {
-                        groups.push(ParamGroup::new("copied", sel).with_lr_mult(m));
-                    }
-                }
-                transfer = Some(report);
-                Regulariser::None
-            }
-        };
-        if let Some(r) = &transfer {
+        let prepared = method.get().prepare(&cx)?;
+        if let Some(r) = &prepared.transfer {
             tracing::info!(target: "xfer_train::methods", method = %name, "{r}");
         }
-        let stage = match method {
-            Method::Scratch => cfg.scratch.clone(),
-            _ => cfg.finetune.clone(),
-        };
+        let stage = method.stage(cfg).clone();
         // A pretrained backbone trains more slowly than the new head (TLlib's habit): the
         // stage's `backbone_lr_mult` (scratch: 1 by default), in `Stage::fit`'s groups.
         Ok(Self {
             name,
             net,
-            regulariser,
-            groups,
-            transfer,
-            copied_blocks,
+            regulariser: prepared.regulariser,
+            groups: prepared.groups,
+            transfer: prepared.transfer,
+            copied_blocks: prepared.copied_blocks,
             stage,
             transform: cfg.train_transform.clone(),
         })
@@ -300,30 +181,61 @@ impl MethodSetup {
     }
 }
 
-/// Builds the target network of `method` ([`MethodSetup::new`]), trains it on
-/// `target.train` and tests it on `target.test`; the outcome keeps the trained network.
-pub fn run_method<D: Dataset + Clone + 'static>(
-    method: &Method,
-    pretrained: Option<&Pretrained>,
-    target: &TargetData<D>,
+/// The data of a fine-tuning run: the source model (`None`: only scratch can run) and the
+/// target.
+#[derive(Debug, Clone, Copy)]
+pub struct Data<'a, D> {
+    /// The source model every method but scratch starts from ([`super::pretrain()`] or
+    /// [`Pretrained::from_backbone`]), shared by the methods of a comparison.
+    pub source: Option<&'a Pretrained>,
+    /// The target's labelled training examples and test data.
+    pub target: &'a TargetData<D>,
+}
+
+impl<'a, D> Data<'a, D> {
+    /// `target`, fine-tuned from `source`.
+    pub fn new(source: Option<&'a Pretrained>, target: &'a TargetData<D>) -> Self {
+        Self { source, target }
+    }
+}
+
+impl Outcome {
+    /// `target_acc`, `train_acc` and, when measured, `source_only_acc`, for reports.
+    pub fn metrics(&self) -> Vec<(&'static str, f64)> {
+        let mut m = vec![
+            ("target_acc", self.target_acc),
+            ("train_acc", self.train_acc),
+        ];
+        if let Some(a) = self.source_only_acc {
+            m.push(("source_only_acc", a));
+        }
+        m
+    }
+}
+
+/// The family's one entry: runs `cfg.method` on `data` — builds its target network from the
+/// source ([`MethodSetup::new`]), trains it on `data.target.train` and tests it on
+/// `data.target.test`; the outcome keeps the trained network.
+pub fn run<D: Dataset + Clone + 'static>(
     cfg: &FinetuneConfig,
+    data: &Data<'_, D>,
     ctx: &RunCtx,
-) -> Result<MethodOutcome> {
+) -> Result<Outcome> {
+    let (method, pretrained, target) = (&cfg.method, data.source, data.target);
     let num_classes = target.num_classes;
     let setup = MethodSetup::new(method, pretrained, &target.train, num_classes, cfg, ctx)?;
     let same_head = pretrained.is_some_and(|p| !p.needs_new_head(num_classes));
     let test_view = eval_view(&target.test, cfg)?;
-    let source_only_acc = match method {
-        Method::Finetune | Method::L2Sp { .. } | Method::Distill { .. } if same_head => {
-            Some(accuracy(&setup.net, &test_view)?)
-        }
-        _ => None,
+    let source_only_acc = if same_head && method.get().starts_as_source_model() {
+        Some(accuracy(&setup.net, &test_view)?)
+    } else {
+        None
     };
     let report = setup.train(&target.train, ctx)?;
     let target_acc = accuracy(&setup.net, &test_view)?;
     let train_acc = accuracy(&setup.net, &eval_view(&target.train, cfg)?)?;
     tracing::info!(target: "xfer_train::methods", method = %setup.name, target_acc, train_acc, "trained on the target");
-    Ok(MethodOutcome {
+    Ok(Outcome {
         name: setup.name,
         target_acc,
         train_acc,

@@ -77,7 +77,7 @@ fn param(net: &Classifier, name: &str) -> Vec<f32> {
 fn layer_transfer_with_freezing_leaves_copied_weights_bit_identical_after_training() {
     let p = pretrained(1);
     let target = blobs(20, 8, 4, 2);
-    let m = Method::LayerTransfer(LayerTransfer {
+    let m = Method::new(LayerTransfer {
         end: BlockEnd::First,
         k: 2,
         copied: CopiedBlocks::Freeze,
@@ -153,10 +153,10 @@ fn layer_transfer_last_blocks_copies_the_head_and_reinitialises_the_first() {
 fn l2sp_objective_is_cross_entropy_plus_the_penalty_on_weights_only() {
     let p = pretrained(7);
     let target = blobs(12, 8, 4, 8);
-    let m = Method::L2Sp {
+    let m = Method::new(L2SpFinetune {
         alpha: 0.1,
         beta: 0.01,
-    };
+    });
     let setup = MethodSetup::new(&m, Some(&p), &target, 4, &small_cfg(), &ctx(9)).unwrap();
     // Move every parameter away from its anchor by a known amount.
     for param in setup.net.store().all() {
@@ -213,10 +213,10 @@ fn l2sp_anchor_stays_at_the_source_weights_while_training_moves_the_model() {
 fn distill_objective_is_cross_entropy_plus_t_squared_kl_to_the_frozen_source() {
     let p = pretrained(13);
     let target = blobs(12, 8, 4, 14);
-    let m = Method::Distill {
+    let m = Method::new(Distill {
         weight: 0.5,
         temperature: 2.0,
-    };
+    });
     let setup = MethodSetup::new(&m, Some(&p), &target, 4, &small_cfg(), &ctx(15)).unwrap();
     let data = loader(target.clone(), 64, 0, &Device::Cpu, None).unwrap();
     let obj = FinetuneObjective::new(&setup.net, &data, setup.regulariser.clone()).unwrap();
@@ -244,8 +244,16 @@ fn finetune_starts_from_the_source_weights_and_scratch_does_not() {
     let p = pretrained(16);
     let target = blobs(12, 8, 4, 17);
     let cfg = small_cfg();
-    let ft = MethodSetup::new(&Method::Finetune, Some(&p), &target, 4, &cfg, &ctx(18)).unwrap();
-    let sc = MethodSetup::new(&Method::Scratch, Some(&p), &target, 4, &cfg, &ctx(18)).unwrap();
+    let ft = MethodSetup::new(
+        &Method::new(FullFinetune),
+        Some(&p),
+        &target,
+        4,
+        &cfg,
+        &ctx(18),
+    )
+    .unwrap();
+    let sc = MethodSetup::new(&Method::new(Scratch), Some(&p), &target, 4, &cfg, &ctx(18)).unwrap();
     for (name, w) in &p.weights {
         assert_eq!(param(&ft.net, name), values(w), "{name}");
         assert_ne!(param(&sc.net, name), values(w), "{name}");
@@ -265,7 +273,8 @@ fn finetune_starts_from_the_source_weights_and_scratch_does_not() {
     let distill = Method::parse("distill").unwrap();
     let err = MethodSetup::new(&distill, Some(&p), &other, 3, &cfg, &ctx(18)).unwrap_err();
     assert!(err.to_string().contains("4 classes"), "{err}");
-    let err = MethodSetup::new(&Method::Finetune, None, &target, 4, &cfg, &ctx(18)).unwrap_err();
+    let err =
+        MethodSetup::new(&Method::new(FullFinetune), None, &target, 4, &cfg, &ctx(18)).unwrap_err();
     assert!(err.to_string().contains("needs a pretrained"), "{err}");
 }
 
@@ -336,17 +345,17 @@ fn methods_parse_with_names_and_all_expands_layer_transfer_both_ends() {
     );
     assert_eq!(
         v[1],
-        Method::L2Sp {
+        Method::new(L2SpFinetune {
             alpha: 0.2,
             beta: 0.05
-        }
+        })
     );
     assert_eq!(
         v[2],
-        Method::Distill {
+        Method::new(Distill {
             weight: 1.0,
             temperature: 4.0
-        }
+        })
     );
     let all = Method::parse_list("all", 4).unwrap();
     assert_eq!(all.len(), 4 + 3 + 3);
@@ -371,6 +380,47 @@ fn methods_parse_with_names_and_all_expands_layer_transfer_both_ends() {
     assert!("cnn:3".parse::<BackboneSpec>().is_err());
     assert_eq!(BackboneSpec::for_input(&[1, 8, 8]), BackboneSpec::cnn());
     assert_eq!(BackboneSpec::for_input(&[64]), BackboneSpec::mlp());
+}
+
+#[test]
+fn every_registered_method_parses_back_from_its_spec_and_serialises_as_it() {
+    let mut methods = Method::parse_list("all", 4).unwrap();
+    let names: Vec<String> = methods.iter().map(Method::name).collect();
+    assert_eq!(
+        names[..5],
+        [
+            "scratch",
+            "finetune",
+            "l2sp",
+            "distill",
+            "layer_transfer_first_1"
+        ]
+    );
+    methods.push(Method::parse("linear").unwrap());
+    methods.push(Method::parse("layer-transfer:last:2:lr=0.1").unwrap());
+    methods.push(Method::parse("l2sp:0.3").unwrap());
+    for m in &methods {
+        let again = Method::parse(&m.spec()).unwrap();
+        assert_eq!(&again, m, "{}", m.spec());
+        assert_eq!(again.name(), m.name());
+        let json = serde_json::to_string(m).unwrap();
+        assert_eq!(json, format!("{:?}", m.spec()));
+        assert_eq!(&serde_json::from_str::<Method>(&json).unwrap(), m);
+    }
+    // Every name of the registry is claimed once.
+    let mut seen = std::collections::BTreeSet::new();
+    for e in method::REGISTRY {
+        for n in e.names {
+            assert!(seen.insert(*n), "{n} registered twice");
+        }
+    }
+    // A method's own complaint comes back with the spec and every method's syntax.
+    let err = Method::parse("scratch:3").unwrap_err().to_string();
+    assert!(
+        err.contains("scratch:3") && err.contains("takes no settings"),
+        "{err}"
+    );
+    assert!(err.contains("l2sp[:ALPHA[,BETA]]"), "{err}");
 }
 
 #[test]
@@ -413,7 +463,8 @@ fn the_network_reads_what_the_transform_makes_not_the_raw_samples() {
     let src = blobs(32, 64, 4, 1).reshape(vec![1, 8, 8]).unwrap();
     let p = pretrain(&src, None, 4, &small_cfg_cnn(), &ctx(2)).unwrap();
     let target = TargetData::new(img(16, 3), img(8, 4), 4);
-    let o = run_method(&Method::Finetune, Some(&p), &target, &cfg, &ctx(5)).unwrap();
+    let cfg = cfg.with_method(Method::new(FullFinetune));
+    let o = run(&cfg, &Data::new(Some(&p), &target), &ctx(5)).unwrap();
     assert_eq!(o.net.input_shape(), [1, 8, 8]);
     assert!(o.target_acc.is_finite());
 }

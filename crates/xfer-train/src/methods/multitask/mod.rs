@@ -10,17 +10,25 @@
 //!
 //! Both are objectives run by the one [`Trainer`](crate::Trainer) ([`MultitaskObjective`],
 //! [`ColumnObjective`]).
+//!
+//! A run is the family's one entry, [`run`]`(&Config, &Data, &RunCtx)`, the [`Method`] inside
+//! its [`Config`]: the single-task baseline, fixed or uncertainty weights, or a progressive
+//! column; the [`Outcome`] holds the trained network, the reports and the metrics.
 
 mod data;
 mod model;
 mod objective;
 mod progressive;
+mod run;
+mod tasks;
 #[cfg(test)]
 mod tests;
 
 pub use data::{TaskLabels, TaskSet};
-pub use model::{MultitaskConfig, MultitaskModel, Weighting};
+pub use model::{MultitaskModel, MultitaskModelConfig, Weighting};
 pub use objective::{MultitaskObjective, train_multitask};
 pub use progressive::{
     ColumnObjective, ProgressiveConfig, ProgressiveOutcome, column_accuracy, train_progressive,
 };
+pub use run::{Config, Data, Method, Outcome, Trained, run};
+pub use tasks::{TaskSpec, TaskSplit};

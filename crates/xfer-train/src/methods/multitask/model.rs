@@ -5,8 +5,8 @@ use std::fmt;
 use candle_core::{DType, Device, Tensor};
 use xfer_losses::UncertaintyWeighting;
 use xfer_models::{
-    Activation, BackboneSpec, Classifier, ClassifierConfig, MultiTask, MultiTaskConfig, ParamStore,
-    Selection, TaskConfig, Transfer,
+    Activation, BackboneSpec, Classifier, ClassifierConfig, MultiHeadNet, MultiHeadNetConfig,
+    ParamStore, Selection, TaskConfig, Transfer,
 };
 use xfer_ops::SeededRng;
 
@@ -27,7 +27,7 @@ pub enum Weighting {
 
 /// The multitask network's shape.
 #[derive(Debug, Clone, PartialEq)]
-pub struct MultitaskConfig {
+pub struct MultitaskModelConfig {
     /// Widths of the shared trunk (an MLP on flattened inputs).
     pub trunk: Vec<usize>,
     /// Hidden widths of each task head (empty: a linear head).
@@ -46,12 +46,12 @@ pub struct MultitaskConfig {
 /// `task_weighting.log_vars`.
 pub struct MultitaskModel {
     store: ParamStore,
-    model: MultiTask,
+    model: MultiHeadNet,
     pub(super) tasks: Vec<String>,
     pub(super) uncertainty: Option<UncertaintyWeighting>,
     weights: Vec<f64>,
     /// The network's shape (for [`MultitaskModel::task_classifier`]).
-    shape: MultiTaskConfig,
+    shape: MultiHeadNetConfig,
 }
 
 impl fmt::Debug for MultitaskModel {
@@ -69,7 +69,7 @@ impl MultitaskModel {
     /// drawn from `seed`. The trunk's input width is the first set's feature width.
     pub fn new(
         sets: &[TaskSet],
-        cfg: &MultitaskConfig,
+        cfg: &MultitaskModelConfig,
         seed: u64,
         device: &Device,
     ) -> Result<Self> {
@@ -112,7 +112,7 @@ impl MultitaskModel {
         };
         let store = ParamStore::new();
         let mut rng = SeededRng::new(seed);
-        let mt_cfg = MultiTaskConfig {
+        let mt_cfg = MultiHeadNetConfig {
             input_dim,
             shared: cfg.trunk.clone(),
             tasks: task_cfgs,
@@ -120,7 +120,7 @@ impl MultitaskModel {
             dropout: 0.0,
         };
         let model =
-            MultiTask::from_config(&store.scope(""), &mt_cfg, &mut rng, DType::F32, device)?;
+            MultiHeadNet::from_config(&store.scope(""), &mt_cfg, &mut rng, DType::F32, device)?;
         let shape = mt_cfg;
         let uncertainty = match cfg.weighting {
             Weighting::Uncertainty => {

@@ -9,7 +9,7 @@ use xfer_data::{DataLoader, UnlabeledDataset};
 
 use super::super::finetune::loader;
 use super::data::TaskSet;
-use super::model::{MultitaskConfig, MultitaskModel};
+use super::model::{MultitaskModel, MultitaskModelConfig};
 use crate::batches::StepBatches;
 use crate::run::RunCtx;
 use crate::trainer::{Objective, StepCtx, StepOutput, TrainReport, derive_seed};
@@ -117,7 +117,7 @@ impl Objective for MultitaskObjective<'_> {
 pub fn train_multitask(
     model: &MultitaskModel,
     sets: &[TaskSet],
-    cfg: &MultitaskConfig,
+    cfg: &MultitaskModelConfig,
     ctx: &RunCtx,
 ) -> Result<TrainReport> {
     let loaders = MultitaskObjective::loaders(sets, cfg.stage.batch_size, ctx.seed)?;

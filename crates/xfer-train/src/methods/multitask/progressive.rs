@@ -100,7 +100,7 @@ pub(super) fn known_accuracy(logits: &Tensor, task: &TaskLabels) -> Result<Optio
 }
 
 /// The settings of a two-column progressive network.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProgressiveConfig {
     /// Hidden widths of each column.
     pub hidden: Vec<usize>,

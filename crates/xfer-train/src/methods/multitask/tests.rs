@@ -52,8 +52,8 @@ fn digitish_set(n: usize, seed: u64) -> TaskSet {
     TaskSet::new(x, vec![main, parity]).unwrap()
 }
 
-fn cfg(weighting: Weighting) -> MultitaskConfig {
-    MultitaskConfig {
+fn cfg(weighting: Weighting) -> MultitaskModelConfig {
+    MultitaskModelConfig {
         trunk: vec![12],
         head_hidden: vec![],
         input_layers: false,
@@ -264,4 +264,96 @@ fn each_task_is_a_standalone_classifier_with_the_same_outputs() {
     }
     let e = model.task_classifier("nope").unwrap_err().to_string();
     assert!(e.contains("nope"), "{e}");
+}
+
+#[test]
+fn run_single_task_trains_on_the_known_main_labels_for_as_many_steps_as_a_shared_run() {
+    // 40 examples, the main task keeps 2 per class (8 known), parity is fully labelled.
+    let mut train = digitish_set(40, 21);
+    train.tasks[0] = train.tasks[0].clone().keep_per_class(2, 22).unwrap();
+    let data = Data::new(vec![train], vec![digitish_set(24, 23)]).unwrap();
+    let mut cfg = Config::new(Method::SingleTask, 3);
+    cfg.trunk = vec![12];
+    cfg.stage = stage(3);
+    let ctx = RunCtx::cpu().with_seed(24);
+    let single = run(&cfg, &data, &ctx).unwrap();
+    // A shared run: 3 epochs of ⌈40/16⌉ = 3 batches = 9 steps; the 8 known examples make
+    // one batch per epoch, so 9 epochs.
+    assert_eq!(single.reports[0].1.steps, 9);
+    let Trained::Shared(model) = &single.trained else {
+        panic!("not a shared trunk")
+    };
+    assert_eq!(model.tasks(), ["main"]);
+    let fixed = run(&cfg.clone().with_method(Method::Fixed), &data, &ctx).unwrap();
+    let keys: Vec<&str> = fixed.metrics.iter().map(|m| m.0.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["target_acc", "acc_main", "acc_parity", "w_main", "w_parity"]
+    );
+    assert_eq!(fixed.target_acc, fixed.metrics[1].1);
+    assert_eq!(fixed.reports[0].1.steps, 9);
+    let prog = run(&cfg.clone().with_method(Method::Progressive), &data, &ctx).unwrap();
+    assert!(matches!(&prog.trained, Trained::Progressive { old_task, .. } if old_task == "parity"));
+    assert_eq!(prog.reports.len(), 2);
+}
+
+#[test]
+fn run_refuses_a_progressive_old_task_of_another_width_and_data_without_matching_test_sets() {
+    let (x, y) = data(20, 6, 2, 31);
+    let other = TaskLabels::from_classes("other", &y, &[0, 1], &Device::Cpu).unwrap();
+    let other = TaskSet::new(x, vec![other]).unwrap();
+    let data = Data::new(
+        vec![digitish_set(20, 32), other.clone()],
+        vec![digitish_set(12, 33), other.clone()],
+    )
+    .unwrap();
+    let mut cfg = Config::new(Method::Progressive, 1);
+    cfg.old_task = Some("other".into());
+    let why = cfg.unsupported(&data).unwrap();
+    assert!(
+        why.contains("other has 6 features") && why.contains("main has 8"),
+        "{why}"
+    );
+    assert!(run(&cfg, &data, &RunCtx::cpu()).is_err());
+    cfg.old_task = Some("parity".into());
+    assert!(cfg.unsupported(&data).is_none());
+    assert!(Data::new(vec![digitish_set(8, 1)], vec![]).is_err());
+    assert!(Data::new(vec![digitish_set(8, 1)], vec![other]).is_err());
+    assert!(data.task("nope").is_err());
+    for m in Method::ALL {
+        assert_eq!(m.name().replace('_', "-").parse::<Method>().unwrap(), m);
+    }
+}
+
+#[test]
+fn tasks_parse_against_the_shared_data_and_make_one_set_per_own_data_set() {
+    let base = xfer_data::load("optdigits", 0).unwrap();
+    let specs = TaskSpec::parse_list("digit, parity,loops", &base, 0).unwrap();
+    let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["digit", "parity", "loops"]);
+    assert_eq!(specs[1].map, [0, 1, 0, 1, 0, 1, 0, 1, 0, 1]);
+    assert_eq!(specs[2].map, [1, 0, 0, 0, 0, 0, 1, 0, 2, 1]);
+    for bad in ["digit,digit", "", "nope"] {
+        assert!(TaskSpec::parse_list(bad, &base, 0).is_err(), "{bad:?}");
+    }
+    let e = TaskSpec::parse_list("nope", &base, 0)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("loops"), "{e}");
+    let split = TaskSplit {
+        labels_per_class: 3,
+        test_fraction: 0.3,
+        scale: 1.0 / 16.0,
+        seed: 1,
+    };
+    let data = Data::from_tasks(&base, &specs, &split, &Device::Cpu).unwrap();
+    assert_eq!((data.train().len(), data.test().len()), (1, 1));
+    assert_eq!(data.main_task().num_known(), 30);
+    let test = &data.test()[0];
+    assert_eq!(test.tasks[0].num_known(), test.len());
+    assert_eq!(data.train()[0].len() + test.len(), base.len());
+    let own = TaskSpec::parse_list("digit,synth=synth-digits:n=50", &base, 0).unwrap();
+    let data = Data::from_tasks(&base, &own, &split, &Device::Cpu).unwrap();
+    assert_eq!(data.task_names(), ["digit", "synth"]);
+    assert_eq!(data.train().len(), 2);
 }

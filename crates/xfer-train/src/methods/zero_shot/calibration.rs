@@ -15,7 +15,7 @@ use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use xfer_ops::SeededRng;
 
-use super::{self as zero_shot, ZeroShotConfig, ZeroShotData, ZeroShotModel, ZslMethod, ZslResult};
+use super::{self as zero_shot, ZeroShotConfig, ZeroShotData, ZeroShotModel, ZslResult};
 use crate::metrics;
 use crate::run::RunCtx;
 use crate::trainer::derive_seed;
@@ -272,11 +272,10 @@ impl CalibratedResult {
     }
 }
 
-/// Chooses `γ` for `method` on `folds` seeded pseudo-splits of `data`'s training part (each
+/// Chooses `γ` for `cfg.method` on `folds` seeded pseudo-splits of `data`'s training part (each
 /// holding out [`pseudo_unseen_count`] random seen classes and training a model with `cfg`);
 /// returns `(γ, mean validation H)`. No unseen sample is looked at.
 pub fn calibrate(
-    method: ZslMethod,
     cfg: &ZeroShotConfig,
     data: &ZeroShotData,
     folds: usize,
@@ -295,7 +294,6 @@ pub fn calibrate(
             .collect();
         let pd = pseudo_split(data, &pseudo, derive_seed(seed, &[TAG_PSEUDO, fold, 1]))?;
         let model = zero_shot::train(
-            method,
             cfg,
             &pd,
             // The pseudo-split models are throw-away: no checkpoints (they would share the
@@ -308,21 +306,18 @@ pub fn calibrate(
     select_gamma(&splits)
 }
 
-/// Trains `method` on `data`, chooses `γ` label-free with [`calibrate`] and evaluates with
-/// and without it.
-pub fn run_calibrated(
-    method: ZslMethod,
+/// The calibrated numbers of the trained `model` (whose uncalibrated numbers are `base`):
+/// `γ` chosen label-free with [`calibrate`] on `folds` pseudo-splits, then GZSL at `γ`.
+pub(super) fn calibrated_result(
+    model: &ZeroShotModel,
+    base: ZslResult,
     cfg: &ZeroShotConfig,
     data: &ZeroShotData,
     folds: usize,
     ctx: &RunCtx,
-) -> Result<(ZeroShotModel, CalibratedResult)> {
-    let zero_shot::ZslOutcome {
-        model,
-        result: base,
-    } = zero_shot::run(method, cfg, data, ctx)?;
-    let (gamma, validation_h) = calibrate(method, cfg, data, folds, ctx)?;
-    let real = split_scores(&model, data, &ctx.device)?;
+) -> Result<CalibratedResult> {
+    let (gamma, validation_h) = calibrate(cfg, data, folds, ctx)?;
+    let real = split_scores(model, data, &ctx.device)?;
     let (s, u, h) = gzsl_at(
         &real.seen,
         &real.unseen,
@@ -330,17 +325,14 @@ pub fn run_calibrated(
         &real.is_seen,
         gamma,
     )?;
-    Ok((
-        model,
-        CalibratedResult {
-            base,
-            gamma,
-            validation_h,
-            seen_acc: s,
-            gzsl_unseen_acc: u,
-            h,
-        },
-    ))
+    Ok(CalibratedResult {
+        base,
+        gamma,
+        validation_h,
+        seen_acc: s,
+        gzsl_unseen_acc: u,
+        h,
+    })
 }
 
 #[cfg(test)]

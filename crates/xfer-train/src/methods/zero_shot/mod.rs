@@ -19,8 +19,10 @@
 //!
 //! On the run contract ([`crate::run`]): the network `f` is an [`xfer_models::Classifier`]
 //! (any [`BackboneSpec`]) whose head is the embedding, the attribute predictor or the
-//! seen-class classifier; the stage is a [`Stage`] (AdamW by default); [`run`] takes a
-//! [`crate::RunCtx`] and returns a [`ZslOutcome`] holding the trained model and its numbers.
+//! seen-class classifier; the stage is a [`Stage`] (AdamW by default); [`run`]`(&ZeroShotConfig,
+//! &ZeroShotData, &RunCtx)`, the method inside the config, returns a [`ZslOutcome`] holding
+//! the trained model and its numbers (calibrated when [`ZeroShotConfig::calibration_folds`]
+//! asks).
 //!
 //! ```no_run
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -33,7 +35,8 @@
 //! let attributes = shapes.attributes().ok_or("no attributes")?.clone();
 //! let data = ZeroShotData::split(&shapes, &attributes, &[1, 6, 10, 13, 20, 23], 0.2, 0)?;
 //! let cfg = ZeroShotConfig::new(BackboneSpec::cnn()).with_steps(500);
-//! let out = zero_shot::run(ZslMethod::Hinge, &cfg, &data, &RunCtx::cpu().with_seed(0))?;
+//! let cfg = cfg.with_method(ZslMethod::Hinge);
+//! let out = zero_shot::run(&cfg, &data, &RunCtx::cpu().with_seed(0))?;
 //! println!("unseen {:.3}, H {:.3}", out.result.unseen_acc, out.result.h);
 //! let f = &out.model.net; // the trained Classifier
 //! # let _ = f;
@@ -72,10 +75,11 @@ pub(crate) const TAG_DATA: u64 = 0x5A53_4441; // "ZSDA"
 pub(crate) const TAG_SPLIT: u64 = 0x5A53_5350; // "ZSSP"
 
 /// The three zero-shot methods (`--method hinge,dap,conse`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ZslMethod {
     /// Attribute embedding `f(x)·g(y)` trained with the lecture's hinge.
+    #[default]
     Hinge,
     /// Direct attribute prediction.
     Dap,
@@ -133,6 +137,13 @@ pub enum AttributeScaling {
 /// Hyper-parameters of [`train`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ZeroShotConfig {
+    /// The method [`run`] trains (the hinge by default).
+    #[serde(default)]
+    pub method: ZslMethod,
+    /// Seeded pseudo-splits of the seen classes on which [`run`] chooses the calibrated
+    /// stacking `γ` ([`calibration::calibrate`]); 0: no calibration.
+    #[serde(default)]
+    pub calibration_folds: usize,
     /// The backbone of the input network, a [`Classifier`](xfer_models::Classifier) whose head is `f`'s embedding
     /// (hinge), the attribute predictor (DAP) or the seen-class classifier (ConSE).
     pub backbone: BackboneSpec,
@@ -158,6 +169,8 @@ impl ZeroShotConfig {
     /// 1,500 steps of 64 examples, AdamW with rate 1e-3 and decay 1e-4.
     pub fn new(backbone: BackboneSpec) -> Self {
         Self {
+            method: ZslMethod::Hinge,
+            calibration_folds: 0,
             backbone,
             embed_dim: 64,
             g_hidden: Vec::new(),
@@ -171,6 +184,12 @@ impl ZeroShotConfig {
                 .with_weight_decay(1e-4)
                 .with_eval_every(100),
         }
+    }
+
+    /// The same configuration for `method`.
+    pub fn with_method(mut self, method: ZslMethod) -> Self {
+        self.method = method;
+        self
     }
 
     /// The same configuration for `steps` optimiser steps, evaluating at most every

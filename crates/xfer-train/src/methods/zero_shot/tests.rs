@@ -109,8 +109,10 @@ fn refusals_are_typed_a_caller_can_match_on_them() {
 fn every_method_beats_chance_on_unseen_classes_of_a_separable_toy() {
     let data = toy(1);
     for method in ZslMethod::all() {
-        let ZslOutcome { model, result: r } =
-            run(method, &quick(200), &data, &RunCtx::cpu().with_seed(1)).unwrap();
+        let cfg = quick(200).with_method(method);
+        let ZslOutcome {
+            model, result: r, ..
+        } = run(&cfg, &data, &RunCtx::cpu().with_seed(1)).unwrap();
         assert_eq!(model.report.steps, 200);
         assert!(
             r.unseen_acc > r.chance + 0.25,
@@ -162,8 +164,12 @@ fn a_saved_zero_shot_package_scores_like_the_model_it_was_saved_from() {
     let x = data.unseen_test.to_tensors(&Device::Cpu).unwrap().0;
     let all: Vec<u32> = (0..6).collect();
     for method in ZslMethod::all() {
-        let ZslOutcome { model, .. } =
-            run(method, &cfg, &data, &RunCtx::cpu().with_seed(3)).unwrap();
+        let ZslOutcome { model, .. } = run(
+            &cfg.clone().with_method(method),
+            &data,
+            &RunCtx::cpu().with_seed(3),
+        )
+        .unwrap();
         let info = ZslInfo {
             class_names: (0..6).map(|c| format!("class{c}")).collect(),
             input: InputSpec::tensor(1.0),
@@ -192,4 +198,29 @@ fn a_saved_zero_shot_package_scores_like_the_model_it_was_saved_from() {
         assert!(e.contains("xfer-zero-shot") && !e.contains('\n'), "{e}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_calibrated_run_trains_the_same_model_and_adds_the_numbers_at_its_gamma() {
+    let data = toy(4);
+    let cfg = quick(60).with_method(ZslMethod::Dap);
+    let ctx = RunCtx::cpu().with_seed(5);
+    let plain = run(&cfg, &data, &ctx).unwrap();
+    assert!(plain.calibrated.is_none());
+    let keys: Vec<&str> = plain.metrics().iter().map(|m| m.0).collect();
+    assert!(keys.ends_with(&["h_uncalibrated", "gamma"]), "{keys:?}");
+    let cal = run(
+        &ZeroShotConfig {
+            calibration_folds: 2,
+            ..cfg.clone()
+        },
+        &data,
+        &ctx,
+    )
+    .unwrap();
+    let c = cal.calibrated.as_ref().unwrap();
+    assert_eq!(cal.result, plain.result);
+    assert_eq!(c.base, plain.result);
+    assert!(c.gamma.is_finite() && (0.0..=1.0).contains(&c.h));
+    assert_eq!(cal.metrics(), c.metrics());
 }

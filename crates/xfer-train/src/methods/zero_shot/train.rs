@@ -6,6 +6,7 @@ use xfer_losses::{ZeroShotHinge, attribute_bce, cross_entropy};
 use xfer_models::{Classifier, ClassifierConfig, EmbeddingHead, EmbeddingHeadConfig, ModuleT};
 use xfer_ops::SeededRng;
 
+use super::calibration::{CalibratedResult, calibrated_result};
 use super::data::{description_matrix, ids_tensor};
 use super::model::ZeroShotModel;
 use super::{TAG_DATA, TAG_INIT, ZeroShotConfig, ZeroShotData, ZslMethod, ZslResult};
@@ -16,13 +17,9 @@ use crate::run::RunCtx;
 use crate::trainer::{EvalCtx, StepCtx, StepOutput, TrainReport, derive_seed};
 use crate::{Result, TrainError};
 
-/// Trains `method` on `data.train` (seen classes only) with the one training loop.
-pub fn train(
-    method: ZslMethod,
-    cfg: &ZeroShotConfig,
-    data: &ZeroShotData,
-    ctx: &RunCtx,
-) -> Result<ZeroShotModel> {
+/// Trains `cfg.method` on `data.train` (seen classes only) with the one training loop.
+pub fn train(cfg: &ZeroShotConfig, data: &ZeroShotData, ctx: &RunCtx) -> Result<ZeroShotModel> {
+    let method = cfg.method;
     let (seed, dev) = (ctx.seed, &ctx.device);
     cfg.validate()?;
     data.check()?;
@@ -168,18 +165,49 @@ pub fn train(
 pub struct ZslOutcome {
     /// The model (its `net` is the trained [`Classifier`]).
     pub model: ZeroShotModel,
-    /// Seen/unseen accuracies of [`ZeroShotModel::evaluate`].
+    /// Seen/unseen accuracies of [`ZeroShotModel::evaluate`] (`γ = 0`).
     pub result: ZslResult,
+    /// The calibrated numbers, when [`ZeroShotConfig::calibration_folds`] asked for them.
+    pub calibrated: Option<CalibratedResult>,
 }
 
-/// Trains `method` on `data` ([`train`]) and evaluates it.
-pub fn run(
-    method: ZslMethod,
-    cfg: &ZeroShotConfig,
-    data: &ZeroShotData,
-    ctx: &RunCtx,
-) -> Result<ZslOutcome> {
-    let model = train(method, cfg, data, ctx)?;
+impl ZslOutcome {
+    /// The numbers for reports: [`CalibratedResult::metrics`] when calibrated, else
+    /// [`ZslResult::metrics`] with `h_uncalibrated` (= `h`) and `gamma` 0.
+    pub fn metrics(&self) -> Vec<(&'static str, f64)> {
+        match &self.calibrated {
+            Some(c) => c.metrics(),
+            None => {
+                let mut m = self.result.metrics();
+                m.push(("h_uncalibrated", self.result.h));
+                m.push(("gamma", 0.0));
+                m
+            }
+        }
+    }
+}
+
+/// The family's one entry: trains `cfg.method` on `data` ([`train`]) and evaluates it; with
+/// [`ZeroShotConfig::calibration_folds`] > 0, also chooses the calibrated stacking `γ`
+/// label-free on pseudo-splits of the seen classes ([`super::calibration::calibrate`]) and
+/// evaluates at it.
+pub fn run(cfg: &ZeroShotConfig, data: &ZeroShotData, ctx: &RunCtx) -> Result<ZslOutcome> {
+    let model = train(cfg, data, ctx)?;
     let result = model.evaluate(data)?;
-    Ok(ZslOutcome { model, result })
+    let calibrated = match cfg.calibration_folds {
+        0 => None,
+        folds => Some(calibrated_result(
+            &model,
+            result.clone(),
+            cfg,
+            data,
+            folds,
+            ctx,
+        )?),
+    };
+    Ok(ZslOutcome {
+        model,
+        result,
+        calibrated,
+    })
 }
