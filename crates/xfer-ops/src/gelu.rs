@@ -5,7 +5,7 @@
 //! candle's `gelu_erf` calls libm's scalar `erf` per element, and its backward is a
 //! composition of five more element-wise ops. Here, on the CPU in f32, the forward and the
 //! backward are one pass each over vectorisable loops, compiled for AVX-512, AVX2 + FMA and
-//! SSE2 and picked at run time ([`crate::cpu`]'s `multiversion!`), and split over rayon's
+//! SSE2 and picked at run time (`multiversion!` in `cpu.rs`), and split over rayon's
 //! threads:
 //! - `erf(z) ≈ 1 − t·(a₁ + t·(a₂ + t·(a₃ + t·(a₄ + t·a₅))))·e^{−z²}`, `t = 1/(1 + p·z)`
 //!   for `z ≥ 0` (odd extension below): Abramowitz & Stegun 7.1.26, absolute error

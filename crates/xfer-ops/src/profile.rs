@@ -51,7 +51,7 @@ pub(crate) fn scope(name: &'static str) -> Option<Scope> {
     })
 }
 
-/// A kernel being timed (see [`scope`]).
+/// A kernel being timed (see [`Scope::start`]).
 pub struct Scope {
     name: &'static str,
     start: Instant,
