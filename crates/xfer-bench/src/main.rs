@@ -217,9 +217,8 @@ fn labels(rng: &mut SeededRng, n: usize, classes: usize, dev: &Device) -> Result
     Ok(Tensor::from_vec(v, n, dev)?)
 }
 
-/// DANN LeNet: 64 source + 64 target 3×28×28 images through the feature extractor as one
-/// batch; cross-entropy on the source rows + BCE on all domain outputs behind a GRL (λ 0.5).
-fn dann_lenet(dev: &Device) -> Result<Step> {
+/// The DANN LeNet both LeNet workloads train, with its store and the generator after it.
+fn lenet(dev: &Device) -> Result<(SeededRng, ParamStore, DannLeNet)> {
     let mut rng = SeededRng::new(0);
     let store = ParamStore::new();
     let net = DannLeNet::new(
@@ -229,6 +228,13 @@ fn dann_lenet(dev: &Device) -> Result<Step> {
         DType::F32,
         dev,
     )?;
+    Ok((rng, store, net))
+}
+
+/// DANN LeNet: 64 source + 64 target 3×28×28 images through the feature extractor as one
+/// batch; cross-entropy on the source rows + BCE on all domain outputs behind a GRL (λ 0.5).
+fn dann_lenet(dev: &Device) -> Result<Step> {
+    let (mut rng, store, net) = lenet(dev)?;
     let mut dcfg = DomainDiscriminatorConfig::new(net.feature_dim(), 100, 1);
     dcfg.batch_norm = false;
     let disc = DomainDiscriminator::new(&store.scope("domain"), &dcfg, &mut rng, DType::F32, dev)?;
@@ -250,15 +256,7 @@ fn dann_lenet(dev: &Device) -> Result<Step> {
 /// The source-only step that `dann-lenet` is compared with: the same LeNet, the same 64
 /// source images, cross-entropy only (no target batch, no discriminator).
 fn sourceonly_lenet(dev: &Device) -> Result<Step> {
-    let mut rng = SeededRng::new(0);
-    let store = ParamStore::new();
-    let net = DannLeNet::new(
-        &store.scope(""),
-        &LeNetConfig::default(),
-        &mut rng,
-        DType::F32,
-        dev,
-    )?;
+    let (mut rng, store, net) = lenet(dev)?;
     let mut opt = Sgd::new(store.trainable(), SgdConfig::momentum(0.9))?;
     let x = rng.normal(&[64, 3, 28, 28], 0.0, 1.0, DType::F32, dev)?;
     let ys = labels(&mut rng, 64, 10, dev)?;

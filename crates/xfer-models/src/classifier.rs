@@ -671,18 +671,20 @@ pub fn eval_rows(row_elems: usize, dtype: DType) -> usize {
 
 /// Runs `f` over row chunks of `x` — at most `max_rows` rows and at most [`eval_rows`] —
 /// inside [`no_grad`], and concatenates the detached results: evaluation of a whole data set
-/// in bounded memory, with no autograd graph. An error for an empty `x`.
-pub fn map_rows(
+/// in bounded memory, with no autograd graph. An error for an empty `x`. `f` may return any
+/// error that a [`ModelError`] and a candle error convert into (so callers keep their own).
+pub fn map_rows<E>(
     x: &Tensor,
     max_rows: usize,
-    mut f: impl FnMut(&Tensor) -> Result<Tensor>,
-) -> Result<Tensor> {
+    mut f: impl FnMut(&Tensor) -> std::result::Result<Tensor, E>,
+) -> std::result::Result<Tensor, E>
+where
+    E: From<ModelError> + From<candle_core::Error>,
+{
     let dims = x.dims();
     let n = dims.first().copied().unwrap_or(0);
     if n == 0 {
-        return Err(ModelError::Shape(format!(
-            "cannot evaluate an empty batch {dims:?}"
-        )));
+        return Err(ModelError::Shape(format!("cannot evaluate an empty batch {dims:?}")).into());
     }
     let row: usize = dims[1..].iter().product();
     let chunk = max_rows.clamp(1, eval_rows(row, x.dtype()));

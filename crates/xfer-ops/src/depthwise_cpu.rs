@@ -152,29 +152,43 @@ fn dot<T: Elem>(y: &[T], x: &[T]) -> T {
 /// The output taps `(j0, j1, first)` of every kernel column (see `Geom::columns`).
 type Cols = [(usize, usize, usize)];
 
+/// Calls `f(i, tap, j0, j1, at)` for every output row `i` and kernel tap `(p, q)` whose input
+/// row lies in the image, in row, then tap order: `tap = p·KW + q`, `j0..j1` the output columns
+/// it reaches, `at` where its input walk starts (in the phase-split plane for stride > 1).
+#[inline(always)]
+fn for_each_tap(g: &Geom, cols: &Cols, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
+    for i in 0..g.oh {
+        for p in 0..g.kh {
+            let Some(r) = g.row(i, p) else { continue };
+            for (q, &(j0, j1, first)) in cols.iter().enumerate() {
+                if j0 >= j1 {
+                    continue;
+                }
+                let at = if g.stride > 1 {
+                    split_at(g, r, first)
+                } else {
+                    r * g.w + first
+                };
+                f(i, p * g.kw + q, j0, j1, at);
+            }
+        }
+    }
+}
+
 multiversion! {
     /// One output plane: `yp = b + Σ_taps w · x` (the forward, for AVX-512 / AVX2 / SSE2).
     fn fwd_plane<T: Elem>(g: &Geom, cols: &Cols, wp: &[T], b: T, xp: &[T], yp: &mut [T], split: &mut [T]) {
-        if g.stride > 1 {
+        let src: &[T] = if g.stride > 1 {
             split_plane(g, xp, split);
-        }
-        for (i, yrow) in yp.chunks_exact_mut(g.ow).enumerate() {
-            yrow.fill(b);
-            for p in 0..g.kh {
-                let Some(r) = g.row(i, p) else { continue };
-                for (q, &(j0, j1, first)) in cols.iter().enumerate() {
-                    if j0 >= j1 {
-                        continue;
-                    }
-                    let wv = wp[p * g.kw + q];
-                    if g.stride > 1 {
-                        axpy(&mut yrow[j0..j1], wv, &split[split_at(g, r, first)..]);
-                    } else {
-                        axpy(&mut yrow[j0..j1], wv, &xp[r * g.w + first..]);
-                    }
-                }
-            }
-        }
+            split
+        } else {
+            xp
+        };
+        yp.fill(b);
+        let ow = g.ow;
+        for_each_tap(g, cols, |i, tap, j0, j1, at| {
+            axpy(&mut yp[i * ow + j0..i * ow + j1], wp[tap], &src[at..]);
+        });
     }
 }
 
@@ -189,22 +203,10 @@ multiversion! {
             // Zero already: the output buffer is made zeroed.
             dxp
         };
-        for (i, dyrow) in dyp.chunks_exact(g.ow).enumerate() {
-            for p in 0..g.kh {
-                let Some(r) = g.row(i, p) else { continue };
-                for (q, &(j0, j1, first)) in cols.iter().enumerate() {
-                    if j0 >= j1 {
-                        continue;
-                    }
-                    let at = if g.stride > 1 {
-                        split_at(g, r, first)
-                    } else {
-                        r * g.w + first
-                    };
-                    scatter(&mut target[at..], wp[p * g.kw + q], &dyrow[j0..j1]);
-                }
-            }
-        }
+        let ow = g.ow;
+        for_each_tap(g, cols, |i, tap, j0, j1, at| {
+            scatter(&mut target[at..], wp[tap], &dyp[i * ow + j0..i * ow + j1]);
+        });
         if g.stride > 1 {
             merge_plane(g, split, dxp);
         }
@@ -220,22 +222,10 @@ multiversion! {
         } else {
             xp
         };
-        for (i, dyrow) in dyp.chunks_exact(g.ow).enumerate() {
-            for p in 0..g.kh {
-                let Some(r) = g.row(i, p) else { continue };
-                for (q, &(j0, j1, first)) in cols.iter().enumerate() {
-                    if j0 >= j1 {
-                        continue;
-                    }
-                    let at = if g.stride > 1 {
-                        split_at(g, r, first)
-                    } else {
-                        r * g.w + first
-                    };
-                    acc[p * g.kw + q] += dot(&dyrow[j0..j1], &src[at..]).to_f64();
-                }
-            }
-        }
+        let ow = g.ow;
+        for_each_tap(g, cols, |i, tap, j0, j1, at| {
+            acc[tap] += dot(&dyp[i * ow + j0..i * ow + j1], &src[at..]).to_f64();
+        });
     }
 }
 

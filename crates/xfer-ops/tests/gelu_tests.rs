@@ -8,6 +8,13 @@ use candle_core::{DType, Tensor, Var};
 use common::{check_gradients, max_rel_diff, randn, randn_dtype, values};
 use xfer_ops::{SeededRng, gelu_erf};
 
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max)
+}
+
 #[test]
 fn gelu_matches_candles_exact_gelu() {
     let mut rng = SeededRng::new(3);
@@ -22,11 +29,7 @@ fn gelu_matches_candles_exact_gelu() {
         values(&gelu_erf(&xf).unwrap()),
         values(&xf.gelu_erf().unwrap()),
     );
-    let worst = a
-        .iter()
-        .zip(&b)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let worst = max_abs_diff(&a, &b);
     assert!(worst < 2e-6, "max abs difference {worst}");
 }
 
@@ -60,10 +63,6 @@ fn f32_gelu_gradient_matches_the_f64_one() {
     };
     let a = grad(&x.to_dtype(DType::F32).unwrap());
     let b = grad(&x);
-    let worst = a
-        .iter()
-        .zip(&b)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
+    let worst = max_abs_diff(&a, &b);
     assert!(worst < 2e-6, "max abs difference {worst}");
 }

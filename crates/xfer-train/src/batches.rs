@@ -122,21 +122,7 @@ pub(crate) fn chunked(
             "cannot evaluate an empty data set".into(),
         ));
     }
-    // `map_rows` takes a closure returning the models' error; carry ours through it.
-    let mut failure = None;
-    let out = xfer_models::map_rows(x, EVAL_CHUNK, |c| match f(c) {
-        Ok(t) => Ok(t),
-        Err(e) => {
-            let msg = e.to_string();
-            failure = Some(e);
-            Err(xfer_models::ModelError::Incompatible(msg))
-        }
-    });
-    match (out, failure) {
-        (_, Some(e)) => Err(e),
-        (Ok(t), None) => Ok(t),
-        (Err(e), None) => Err(e.into()),
-    }
+    xfer_models::map_rows(x, EVAL_CHUNK, f)
 }
 
 #[cfg(test)]
